@@ -1,0 +1,193 @@
+"""The ``mirror`` command line.
+
+Every failure ends in one readable line on stderr and a non-zero exit: 2 for bad usage or
+configuration, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mirror import __version__
+from mirror.config import Config, load_config
+from mirror.errors import ConfigError, MirrorError
+
+CONFIG_ENV = "MIRROR_CONFIG"
+
+
+class UsageError(MirrorError):
+    status = 400
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"mirror: config: {problem}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"mirror: error: {exc}", file=sys.stderr)
+        return 2
+    except MirrorError as exc:
+        print(f"mirror: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mirror: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mirror", description="A private Terraform module registry.")
+    parser.add_argument("--version", action="version", version=f"mirror {__version__}")
+    config_help = f"TOML configuration file (default: ${CONFIG_ENV}, else built-in defaults)"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=None, help=config_help)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the registry server")
+    serve.set_defaults(handler=_cmd_serve)
+
+    publish = sub.add_parser(
+        "publish",
+        parents=[common],
+        help="publish a module version from a directory or a .tar.gz",
+        description="Publish a module version. The token comes from $MIRROR_TOKEN (publish scope).",
+    )
+    publish.add_argument("address", metavar="NS/NAME/PROVIDER")
+    publish.add_argument("version", metavar="VERSION")
+    publish.add_argument("path", metavar="PATH", type=Path, help="module directory or .tar.gz archive")
+    publish.add_argument(
+        "--registry",
+        default=None,
+        help="registry URL (default: $MIRROR_REGISTRY, else [server] public_url, else http://HOST:PORT from config)",
+    )
+    publish.set_defaults(handler=_cmd_publish)
+
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="token_command", required=True, metavar="ACTION"
+    )
+    create = token.add_parser("create", parents=[common], help="create a token and print it once (last line)")
+    create.add_argument("--namespace", required=True, help="namespace the token is for, or '*' for all")
+    create.add_argument("--scope", required=True, choices=("read", "publish", "admin"))
+    create.add_argument("--description", default="", help="a note to recognise the token by")
+    create.set_defaults(handler=_cmd_token_create)
+    listing = token.add_parser("list", parents=[common], help="list tokens (never their secrets)")
+    listing.set_defaults(handler=_cmd_token_list)
+    revoke = token.add_parser("revoke", parents=[common], help="revoke a token by its id")
+    revoke.add_argument("token_id", metavar="ID")
+    revoke.set_defaults(handler=_cmd_token_revoke)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from mirror.storage.factory import blob_backends, metadata_backends
+
+    path = args.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    return load_config(
+        path,
+        metadata_backends=frozenset(metadata_backends()),
+        blob_backends=frozenset(blob_backends()),
+    )
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mirror.server import serve
+
+    serve(_config(args))
+    return 0
+
+
+# -- publish ---------------------------------------------------------------------------------
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from mirror.client.publish import publish
+    from mirror.domain.addresses import ModuleAddress
+    from mirror.domain.versions import normalize
+
+    try:
+        address = ModuleAddress.parse(args.address)
+        normalize(args.version)
+    except MirrorError as exc:
+        raise UsageError(str(exc)) from None
+    token = os.environ.get("MIRROR_TOKEN", "")
+    if not token:
+        raise UsageError("set MIRROR_TOKEN to a token with the publish scope")
+    registry = args.registry or os.environ.get("MIRROR_REGISTRY") or _default_registry(args)
+    result = asyncio.run(publish(registry, token, address, args.version, args.path))
+    print(
+        f"{result['status']}: {result['id']} sha256={result['sha256']} size={result['size']}",
+    )
+    return 0
+
+
+def _default_registry(args: argparse.Namespace) -> str:
+    server = _config(args).server
+    if server.public_url:
+        return server.public_url
+    scheme = "https" if server.tls_cert else "http"
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+    return f"{scheme}://{host}:{server.port}"
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    from mirror.domain.addresses import valid_namespace
+    from mirror.services.tokens import create_token
+
+    if args.namespace != "*" and not valid_namespace(args.namespace):
+        raise UsageError(f"invalid namespace {args.namespace!r} (use a namespace name or '*')")
+    record, secret = asyncio.run(_with_store(args, create_token, args.namespace, args.scope, args.description))
+    print(f"created token {record.id} for namespace {record.namespace!r} with scope {record.scope!r}")
+    print("the token is shown only once; store it now:")
+    print(secret)
+    return 0
+
+
+def _cmd_token_list(args: argparse.Namespace) -> int:
+    records = asyncio.run(_with_store(args, lambda store: store.list_tokens()))
+    rows = [("ID", "NAMESPACE", "SCOPE", "CREATED", "STATE", "DESCRIPTION")]
+    rows += [
+        (r.id, r.namespace, r.scope, r.created_at, "revoked" if r.revoked_at else "active", r.description)
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    revoked = asyncio.run(_with_store(args, lambda store: store.revoke_token(args.token_id)))
+    if not revoked:
+        raise MirrorError(f"no active token with id {args.token_id!r}")
+    print(f"revoked token {args.token_id}")
+    return 0
+
+
+async def _with_store(args: argparse.Namespace, action, *extra):
+    from mirror.storage.factory import make_metadata_store
+
+    store = make_metadata_store(_config(args))
+    await store.open()
+    try:
+        return await action(store, *extra)
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

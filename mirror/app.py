@@ -1,0 +1,88 @@
+"""The one composition root: ``create_app(config)`` builds the Application.
+
+Clients (metadata store, blob store) are created once in a ``cleanup_ctx`` and closed after
+``yield``; services are built on top of them and shared through typed AppKeys.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from mirror.config import Config
+from mirror.domain.archive import ArchiveLimits
+from mirror.keys import AUTH, BLOBS, CONFIG, INGESTOR, LOCATOR, STORE
+from mirror.registry import api, modules_v1
+from mirror.registry.middleware import request_middleware
+from mirror.services.auth import Authenticator
+from mirror.services.downloads import DownloadLocator
+from mirror.services.ingest import Ingestor
+from mirror.storage.factory import make_blob_store, make_metadata_store
+
+SIGNING_KEY_SETTING = "downloads.signing_key"
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[request_middleware])
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_services)
+    modules_v1.setup_routes(app)
+    api.setup_routes(app)
+    return app
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = make_metadata_store(config)
+    await store.open()
+    blobs = make_blob_store(config)
+    try:
+        await blobs.open_client()
+    except BaseException:
+        await store.close()
+        raise
+    app[STORE] = store
+    app[BLOBS] = blobs
+    yield
+    await blobs.close()
+    await store.close()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    config, store, blobs = app[CONFIG], app[STORE], app[BLOBS]
+    signing_key = config.downloads.signing_key or await store.get_or_create_setting(
+        SIGNING_KEY_SETTING, secrets.token_hex(32)
+    )
+    app[LOCATOR] = DownloadLocator(
+        mode=config.downloads.mode,
+        blobs=blobs,
+        signing_key=signing_key.encode(),
+        ttl_seconds=config.downloads.ttl_seconds,
+        public_url=config.server.public_url,
+    )
+    app[AUTH] = Authenticator(store, anonymous_read=config.auth.anonymous_read)
+    limits = config.limits
+    app[INGESTOR] = Ingestor(
+        store,
+        store,
+        blobs,
+        ArchiveLimits(
+            max_archive_bytes=limits.max_archive_bytes,
+            max_unpacked_bytes=limits.max_unpacked_bytes,
+            max_files=limits.max_files,
+        ),
+    )
+    yield
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    server = config.server
+    if server.tls_cert is None or server.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server.tls_cert, server.tls_key)
+    return context

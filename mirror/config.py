@@ -1,0 +1,264 @@
+"""Configuration: frozen dataclasses read from a TOML file, then ``MIRROR_<SECTION>_<KEY>`` variables.
+
+Every problem is collected and reported together, one line each, before anything starts. Nothing
+here reads the environment later: ``load_config`` is called once by the CLI and the result is
+passed down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from mirror.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: the URL clients reach the registry at (behind a proxy, say); when unset, download
+    #: locations are relative to the request, which Terraform resolves against the registry
+    public_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    shutdown_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataConfig:
+    backend: str = "sqlite"
+    path: Path = Path("mirror-data/mirror.db")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobsConfig:
+    backend: str = "local"
+    path: Path = Path("mirror-data/blobs")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Config:
+    bucket: str = ""
+    prefix: str = ""
+    region: str = "us-east-1"
+    #: for S3-compatible stores (MinIO, Ceph, moto): path-style addressing is used then
+    endpoint_url: str | None = None
+    #: optional; the standard AWS credential chain is used when unset
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+
+DownloadMode = Literal["s3", "presigned", "proxy"]
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadsConfig:
+    mode: DownloadMode = "proxy"
+    ttl_seconds: int = 900
+    #: HMAC key for proxy download URLs; generated once and kept in the metadata store when unset
+    signing_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    anonymous_read: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_archive_bytes: int = 100 * MiB
+    max_unpacked_bytes: int = 500 * MiB
+    max_files: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+    #: "auto": console lines on a terminal, JSON otherwise
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
+    blobs: BlobsConfig = field(default_factory=BlobsConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    downloads: DownloadsConfig = field(default_factory=DownloadsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+ENV_PREFIX = "MIRROR_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    metadata_backends: frozenset[str] = frozenset({"sqlite"}),
+    blob_backends: frozenset[str] = frozenset({"local", "s3"}),
+) -> Config:
+    """Read ``path`` (if any), apply ``MIRROR_*`` overrides from ``environ``, validate.
+
+    Raises ConfigError listing every problem found.
+    """
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"config file {path} does not exist"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"config file {path} cannot be read: {exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
+
+    sections: dict[str, Any] = {}
+    for section_field in dataclasses.fields(Config):
+        section_cls = _hints(Config)[section_field.name]
+        values = raw.pop(section_field.name, {})
+        if not isinstance(values, dict):
+            problems.append(f"[{section_field.name}] must be a table")
+            values = {}
+        sections[section_field.name] = _build_section(section_field.name, section_cls, values, environ, problems)
+    for unknown in raw:
+        problems.append(f"unknown section [{unknown}]")
+
+    if problems:
+        raise ConfigError(problems)
+    config = Config(**sections)
+    problems.extend(_validate(config, metadata_backends, blob_backends))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> Any:
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key in values:
+        if key not in hints:
+            problems.append(f"unknown key [{name}] {key}")
+    for key, hint in hints.items():
+        env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+        if env_name in environ:
+            value, source = environ[env_name], env_name
+        elif key in values:
+            value, source = values[key], f"[{name}] {key}"
+        else:
+            continue
+        try:
+            kwargs[key] = _coerce(value, hint)
+        except ValueError as exc:
+            problems.append(f"{source}: {exc}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """Turn a TOML or environment value into the field's type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        if value is None or (isinstance(value, str) and value == ""):
+            return None
+        return _coerce(value, non_none[0])
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"must be one of {', '.join(repr(a) for a in args)}, not {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ValueError(f"must be true or false, not {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a whole number, not {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a whole number, not {value!r}") from None
+    if hint is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number, not {value!r}") from None
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"must be a path, not {value!r}")
+        return Path(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, not {value!r}")
+        return value
+    raise ValueError(f"unsupported value {value!r}")  # pragma: no cover - a field type we do not use
+
+
+def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: frozenset[str]) -> list[str]:
+    problems: list[str] = []
+    server, downloads, limits = config.server, config.downloads, config.limits
+
+    if not 0 <= server.port <= 65535:
+        problems.append(f"[server] port must be between 0 and 65535, not {server.port}")
+    if server.public_url is not None:
+        parts = urlsplit(server.public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(f"[server] public_url must be an http(s) URL, not {server.public_url!r}")
+    if (server.tls_cert is None) != (server.tls_key is None):
+        problems.append("[server] tls_cert and tls_key must be set together")
+    for key in ("tls_cert", "tls_key"):
+        tls_path = getattr(server, key)
+        if tls_path is not None and not tls_path.is_file():
+            problems.append(f"[server] {key}: file {tls_path} does not exist")
+
+    if config.metadata.backend not in metadata_backends:
+        problems.append(
+            f"[metadata] backend must be one of {', '.join(sorted(metadata_backends))}, not {config.metadata.backend!r}"
+        )
+    if config.blobs.backend not in blob_backends:
+        problems.append(f"[blobs] backend must be one of {', '.join(sorted(blob_backends))}, not {config.blobs.backend!r}")
+    if config.blobs.backend == "s3" and not config.s3.bucket:
+        problems.append("[s3] bucket is required when [blobs] backend = \"s3\"")
+    if config.s3.endpoint_url is not None:
+        parts = urlsplit(config.s3.endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(f"[s3] endpoint_url must be an http(s) URL, not {config.s3.endpoint_url!r}")
+
+    if downloads.mode in ("s3", "presigned") and config.blobs.backend != "s3":
+        problems.append(f"[downloads] mode = \"{downloads.mode}\" needs [blobs] backend = \"s3\"")
+    if not 60 <= downloads.ttl_seconds <= 7 * 24 * 3600:
+        problems.append(
+            "[downloads] ttl_seconds must be between 60 and 604800: a whole `terraform init` must fit in it"
+        )
+    if downloads.signing_key is not None and len(downloads.signing_key) < 32:
+        problems.append("[downloads] signing_key must be at least 32 characters")
+
+    for key in ("max_archive_bytes", "max_unpacked_bytes", "max_files"):
+        if getattr(limits, key) <= 0:
+            problems.append(f"[limits] {key} must be positive")
+    if config.logging.level.lower() not in ("debug", "info", "warning", "error"):
+        problems.append(f"[logging] level must be debug, info, warning or error, not {config.logging.level!r}")
+    return problems

@@ -1,0 +1,19 @@
+"""Content-addressed blob keys."""
+
+from __future__ import annotations
+
+import re
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def archive_key(sha256: str) -> str:
+    """``modules/ab/abcdef....tar.gz``: immutable, deduplicated, and go-getter reads the archive
+    type from the ``.tar.gz`` suffix."""
+    if not _SHA256_RE.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"modules/{sha256[:2]}/{sha256}.tar.gz"
+
+
+def is_sha256(value: str) -> bool:
+    return bool(_SHA256_RE.match(value))

@@ -1,0 +1,65 @@
+"""Plain records passed between the layers. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mirror.domain.addresses import ModuleAddress
+
+Scope = Literal["read", "publish", "admin"]
+SCOPES: tuple[Scope, ...] = ("read", "publish", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleVersion:
+    address: ModuleAddress
+    version: str  # normalized (identity)
+    raw_version: str  # as given (tag or upload), kept for reference
+    sha256: str
+    size: int
+    blob_key: str
+    published_at: str  # RFC 3339
+    readme: str | None = None
+    source: str | None = None  # where it came from: "upload", a repository URL, an upstream
+    commit_sha: str | None = None
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """A version to record, with the events that go in the same transaction."""
+
+    version: ModuleVersion
+    #: events to append, as (type, data) pairs; ``module.created`` is added by the store when the
+    #: module did not exist before this version.
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    #: "created": new version; "unchanged": same version, same bytes; "conflict": other bytes
+    status: Literal["created", "unchanged", "conflict"]
+    version: ModuleVersion  # the stored version (the existing one for unchanged/conflict)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: str
+    token_hash: str
+    namespace: str  # a namespace, or "*"
+    scope: Scope
+    created_at: str
+    description: str = ""
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    serial: int
+    type: str
+    occurred_at: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"serial": self.serial, "type": self.type, "occurred_at": self.occurred_at, "data": self.data}

@@ -1,0 +1,18 @@
+"""Typed keys for the state shared on the Application (no module globals)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mirror.config import Config
+from mirror.services.auth import Authenticator
+from mirror.services.downloads import DownloadLocator
+from mirror.services.ingest import Ingestor
+from mirror.storage.protocols import BlobStore, MetadataStore
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", MetadataStore)
+BLOBS = web.AppKey("blobs", BlobStore)
+AUTH = web.AppKey("auth", Authenticator)
+LOCATOR = web.AppKey("locator", DownloadLocator)
+INGESTOR = web.AppKey("ingestor", Ingestor)

@@ -1,0 +1,93 @@
+"""The registry's own API: publishing over HTTP, and health."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from aiohttp import web
+
+from mirror.domain.models import PublishOutcome
+from mirror.domain.versions import normalize
+from mirror.errors import BadRequest, PayloadTooLarge, StorageUnavailable
+from mirror.keys import CONFIG, INGESTOR, STORE
+from mirror.registry.common import authorize, module_address
+from mirror.services.ingest import Archive
+
+SPOOL_CHUNK = 256 * 1024
+
+
+async def publish(request: web.Request) -> web.Response:
+    """``PUT /api/v1/modules/:ns/:name/:provider/:version`` with a ``.tar.gz`` body."""
+    address = module_address(request)
+    raw_version = request.match_info["version"]
+    normalize(raw_version)  # a bad version is a 400 before the body is read
+    await authorize(request, address.namespace, "publish")
+    limit = request.app[CONFIG].limits.max_archive_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"archive is {request.content_length} bytes; the limit is {limit}")
+    async with _spooled(request, limit) as archive:
+        outcome = await request.app[INGESTOR].publish(address, raw_version, archive, source="upload")
+    return web.json_response(_outcome_body(outcome), status=201 if outcome.status == "created" else 200)
+
+
+@asynccontextmanager
+async def _spooled(request: web.Request, limit: int) -> AsyncIterator[Archive]:
+    """The request body as a temporary file, removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix="mirror-upload-", suffix=".tar.gz")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            sha256, size = await _spool(request, out, limit)
+        yield Archive(path=path, sha256=sha256, size=size)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _spool(request: web.Request, out: BinaryIO, limit: int) -> tuple[str, int]:
+    """Stream the body into ``out`` while hashing it; never the whole body in memory."""
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in request.content.iter_chunked(SPOOL_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"archive is larger than the limit of {limit} bytes")
+        digest.update(chunk)
+        try:
+            await asyncio.to_thread(out.write, chunk)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot spool the upload: {exc}") from exc
+    if size == 0:
+        raise BadRequest("the request body is empty; send the module as a .tar.gz archive")
+    return digest.hexdigest(), size
+
+
+def _outcome_body(outcome: PublishOutcome) -> dict:
+    v = outcome.version
+    return {
+        "id": f"{v.address}/{v.version}",
+        "namespace": v.address.namespace,
+        "name": v.address.name,
+        "provider": v.address.provider,
+        "version": v.version,
+        "sha256": v.sha256,
+        "size": v.size,
+        "published_at": v.published_at,
+        "status": outcome.status,
+    }
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[STORE].ping()
+    return web.json_response({"status": "ok"})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_put("/api/v1/modules/{namespace}/{name}/{provider}/{version}", publish)
+    app.router.add_get("/healthz", healthz)

@@ -1,0 +1,102 @@
+"""Terraform's module registry protocol: what ``terraform init`` calls.
+
+Discovery, the versions list (from the metadata store, never a bucket listing), the download
+answer (200 with a JSON ``location`` for OpenTofu AND ``X-Terraform-Get`` for Terraform), the
+latest-version redirect, and the signed archive route of ``proxy`` mode.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from mirror.domain.blobs import archive_key, is_sha256
+from mirror.domain.versions import Version, latest, normalize
+from mirror.errors import NotFound, Unauthorized
+from mirror.keys import BLOBS, CONFIG, LOCATOR, STORE
+from mirror.registry.common import authorize, module_address
+from mirror.services.downloads import ARCHIVE_ROUTE_PREFIX, archive_path
+from mirror.storage.local import LocalBlobStore
+
+MODULES_BASE = "/v1/modules/"
+_MODULE = MODULES_BASE + "{namespace}/{name}/{provider}"
+
+
+async def discovery(request: web.Request) -> web.Response:
+    await authorize(request, None, "read")
+    base = (request.app[CONFIG].server.public_url or "").rstrip("/")
+    return web.json_response({"modules.v1": base + MODULES_BASE})
+
+
+async def versions(request: web.Request) -> web.Response:
+    address = module_address(request)
+    await authorize(request, address.namespace, "read")
+    found = await request.app[STORE].list_versions(address)
+    if not found:
+        raise NotFound(f"module {address} not found")
+    ordered = sorted((Version.parse(v.version) for v in found), reverse=True)
+    return web.json_response(
+        {"modules": [{"source": str(address), "versions": [{"version": str(v)} for v in ordered]}]}
+    )
+
+
+async def download(request: web.Request) -> web.Response:
+    address = module_address(request)
+    await authorize(request, address.namespace, "read")
+    version = normalize(request.match_info["version"])
+    found = await request.app[STORE].get_version(address, version)
+    if found is None or found.revoked_at is not None:
+        raise NotFound(f"version {version} of module {address} not found")
+    location = await request.app[LOCATOR].location(found)
+    return web.json_response({"location": location}, headers={"X-Terraform-Get": location})
+
+
+async def download_latest(request: web.Request) -> web.Response:
+    address = module_address(request)
+    await authorize(request, address.namespace, "read")
+    newest = latest([v.version for v in await request.app[STORE].list_versions(address)])
+    if newest is None:
+        raise NotFound(f"module {address} not found")
+    target = "/".join(quote(part, safe="") for part in (address.namespace, address.name, address.provider, newest))
+    return web.Response(status=302, headers={"Location": f"{MODULES_BASE}{target}/download"})
+
+
+async def archive(request: web.Request) -> web.StreamResponse:
+    """Serve an archive to whoever holds a valid signed URL (no bearer token: Terraform sends none)."""
+    sha256 = request.match_info["sha256"]
+    path = archive_path(sha256)
+    if not is_sha256(sha256) or not request.app[LOCATOR].verify(
+        path, request.query.get("expires"), request.query.get("signature")
+    ):
+        raise Unauthorized("the download link is invalid or has expired; ask the registry for a new one")
+    blobs = request.app[BLOBS]
+    key = archive_key(sha256)
+    headers = {
+        "Content-Type": "application/gzip",
+        "ETag": f'"{sha256}"',
+        "Cache-Control": "private, max-age=300, immutable",
+    }
+    if isinstance(blobs, LocalBlobStore):
+        file = blobs.path_for(key)
+        if not file.is_file():
+            raise NotFound("archive not found")
+        return web.FileResponse(file, headers=headers)
+    chunks = blobs.open(key)
+    first = await anext(chunks, b"")  # raises NotFound before any byte is sent
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/.well-known/terraform.json", discovery)
+    app.router.add_get(_MODULE + "/versions", versions)
+    app.router.add_get(_MODULE + "/download", download_latest)
+    app.router.add_get(_MODULE + "/{version}/download", download)
+    app.router.add_get(ARCHIVE_ROUTE_PREFIX + "{sha256}.tar.gz", archive)

@@ -1,0 +1,42 @@
+"""Running the server: logging, TLS, graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from mirror.app import create_app, ssl_context
+from mirror.config import Config
+from mirror.logs import configure_logging
+
+log = structlog.get_logger("mirror.server")
+
+
+def serve(config: Config) -> None:
+    configure_logging(config.logging.level, config.logging.format)
+    context = ssl_context(config)
+    server = config.server
+    app = create_app(config)
+
+    async def announce(_: web.Application) -> None:
+        scheme = "https" if context else "http"
+        log.info(
+            "serving",
+            url=f"{scheme}://{server.host}:{server.port}",
+            metadata=config.metadata.backend,
+            blobs=config.blobs.backend,
+            downloads=config.downloads.mode,
+            anonymous_read=config.auth.anonymous_read,
+        )
+
+    app.on_startup.append(announce)
+    web.run_app(
+        app,
+        host=server.host,
+        port=server.port,
+        ssl_context=context,
+        access_log=None,  # one structured line per request comes from our middleware
+        print=None,
+        shutdown_timeout=server.shutdown_timeout,
+    )
+    log.info("stopped")

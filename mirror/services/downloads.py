@@ -1,0 +1,83 @@
+"""Where Terraform should fetch an archive from, per ``[downloads] mode``.
+
+Terraform never sends its bearer token to a download location, so each mode's location
+authenticates itself: ``s3`` leaves it to the client's own AWS credentials, ``presigned`` is a
+presigned S3 GET, ``proxy`` is a registry URL with its own expiring HMAC signature.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlencode
+
+from mirror.domain import signatures
+from mirror.domain.models import ModuleVersion
+from mirror.errors import ConfigError
+from mirror.storage.protocols import BlobStore
+
+ARCHIVE_ROUTE_PREFIX = "/v1/archives/"
+#: how long one computed location is reused; every location handed out is good for ``ttl`` more
+REUSE_SECONDS = 60
+
+
+@runtime_checkable
+class PresigningBlobStore(Protocol):
+    async def presigned_url(self, key: str, ttl_seconds: int) -> str: ...
+
+    def getter_source(self, key: str) -> str: ...
+
+
+def archive_path(sha256: str) -> str:
+    return f"{ARCHIVE_ROUTE_PREFIX}{sha256}.tar.gz"
+
+
+class DownloadLocator:
+    def __init__(
+        self,
+        *,
+        mode: str,
+        blobs: BlobStore,
+        signing_key: bytes,
+        ttl_seconds: int,
+        public_url: str | None,
+    ) -> None:
+        if mode in ("s3", "presigned") and not isinstance(blobs, PresigningBlobStore):
+            raise ConfigError([f"[downloads] mode = {mode!r} needs a blob store that can presign (s3)"])
+        self.mode = mode
+        self._blobs = blobs
+        self._key = signing_key
+        self._ttl = ttl_seconds
+        self._base = (public_url or "").rstrip("/")
+        # sha256 -> (valid_until, location); bounded by the number of archives served in a minute
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    async def location(self, version: ModuleVersion) -> str:
+        if self.mode == "s3":
+            assert isinstance(self._blobs, PresigningBlobStore)
+            return self._blobs.getter_source(version.blob_key)
+        now = time.time()
+        cached = self._cache.get(version.sha256)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if self.mode == "presigned":
+            assert isinstance(self._blobs, PresigningBlobStore)
+            location = await self._blobs.presigned_url(version.blob_key, self._ttl + REUSE_SECONDS)
+        else:
+            location = self._signed_proxy_url(version.sha256, now)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[version.sha256] = (now + REUSE_SECONDS, location)
+        return location
+
+    def _signed_proxy_url(self, sha256: str, now: float) -> str:
+        path = archive_path(sha256)
+        expires = signatures.expiry(now, self._ttl + REUSE_SECONDS, granularity=REUSE_SECONDS)
+        query = urlencode({"expires": expires, "signature": signatures.sign(self._key, path, expires)})
+        # Relative when no public_url is set: Terraform resolves it against the /download URL.
+        return f"{self._base}{path}?{query}"
+
+    def verify(self, path: str, expires: str | None, signature: str | None) -> bool:
+        if not expires or not signature or not expires.isdigit():
+            return False
+        return signatures.verify(self._key, path, int(expires), signature, time.time())

@@ -1,0 +1,100 @@
+"""The one path by which a module version enters the registry.
+
+Uploads now, GitHub tags, syncs and bundles later: every archive is checked, stored under its
+content address, and recorded with its events in one metadata transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from mirror.domain.addresses import ModuleAddress
+from mirror.domain.archive import ArchiveLimits, check_archive
+from mirror.domain.blobs import archive_key
+from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
+from mirror.domain.timeutil import now_rfc3339
+from mirror.domain.versions import normalize
+from mirror.errors import Conflict
+from mirror.storage.protocols import BlobStore, ModuleIndex, ModulePublisher
+
+log = structlog.get_logger("mirror.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """A module archive spooled to a local file, with its digest and size."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+class Ingestor:
+    def __init__(self, index: ModuleIndex, publisher: ModulePublisher, blobs: BlobStore, limits: ArchiveLimits) -> None:
+        self._index = index
+        self._publisher = publisher
+        self._blobs = blobs
+        self._limits = limits
+
+    async def publish(
+        self,
+        address: ModuleAddress,
+        raw_version: str,
+        archive: Archive,
+        *,
+        source: str | None = None,
+        commit_sha: str | None = None,
+    ) -> PublishOutcome:
+        """Check, store and record one version.
+
+        Same version with the same bytes: ``unchanged`` and nothing is written. Same version with
+        other bytes: Conflict (versions are immutable). Raises InvalidArchive / PayloadTooLarge
+        before anything is stored.
+        """
+        version = normalize(raw_version)
+        existing = await self._index.get_version(address, version)
+        if existing is not None:
+            return self._same_or_conflict(existing, archive)
+
+        info = await asyncio.to_thread(check_archive, archive.path, self._limits)
+        key = archive_key(archive.sha256)
+        if not await self._blobs.exists(key):
+            await self._blobs.put_file(key, archive.path, sha256=archive.sha256, size=archive.size)
+
+        record = ModuleVersion(
+            address=address,
+            version=version,
+            raw_version=raw_version,
+            sha256=archive.sha256,
+            size=archive.size,
+            blob_key=key,
+            published_at=now_rfc3339(),
+            readme=info.readme,
+            source=source,
+            commit_sha=commit_sha,
+        )
+        released = {
+            "namespace": address.namespace,
+            "name": address.name,
+            "provider": address.provider,
+            "version": version,
+            "url": self._blobs.url(key),
+        }
+        outcome = await self._publisher.publish_version(NewVersion(record, [("module.version_released", released)]))
+        if outcome.status != "created":  # another writer recorded it first
+            return self._same_or_conflict(outcome.version, archive)
+        log.info("version published", module=str(address), version=version, sha256=archive.sha256, size=archive.size)
+        return outcome
+
+    @staticmethod
+    def _same_or_conflict(existing: ModuleVersion, archive: Archive) -> PublishOutcome:
+        if existing.sha256 == archive.sha256:
+            return PublishOutcome("unchanged", existing)
+        raise Conflict(
+            f"{existing.address} {existing.version} already exists with other content "
+            f"(sha256 {existing.sha256}); versions are immutable, publish a new version instead"
+        )

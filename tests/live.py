@@ -1,0 +1,104 @@
+"""A real ``mirror serve`` process for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items() if value is not None]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+@dataclass
+class MirrorServer:
+    """``mirror serve --config FILE`` in a subprocess, stopped with SIGTERM."""
+
+    config_file: Path
+    port: int
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    scheme: str = "http"
+    process: subprocess.Popen | None = None
+    log_file: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> MirrorServer:
+        self.log_file = self.workdir / f"mirror-{self.port}-{time.monotonic_ns()}.log"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MIRROR_")}
+        env.update(self.env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mirror", "serve", "--config", str(self.config_file)],
+            cwd=self.workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_file.open("wb"),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mirror serve exited with {self.process.returncode}:\n{self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError(f"mirror serve did not start:\n{self.logs()}")
+        if self.scheme == "http":
+            with urlopen(f"{self.url}/healthz", timeout=5) as response:
+                assert response.status == 200
+        return self
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def logs(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file and self.log_file.exists() else ""
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = {key: value for key, value in os.environ.items() if not key.startswith("MIRROR_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mirror", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
