@@ -22,7 +22,7 @@ import stat
 import tarfile
 import zlib
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +35,8 @@ _CHUNK = 64 * 1024
 _README_MAX_BYTES = 512 * 1024
 #: pax and GNU long-name header bodies are read into memory whole, so they get their own cap
 _MAX_EXTENDED_HEADER_BYTES = _MiB
-#: path components a symlink may take to resolve before it counts as a loop (PATH_MAX is 4096 bytes)
-_MAX_RESOLVE_STEPS = 4096
+#: path components that resolving all of an archive's symlinks may take (a loop never ends)
+_MAX_RESOLVE_STEPS = 1_000_000
 
 _REGULAR_TYPES = frozenset({tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE})
 _EXTENDED_HEADER_TYPES = frozenset(
@@ -259,7 +259,7 @@ class _MemberChecker:
         self._limits = limits
         self._paths: set[str] = set()
         self._regular_files: set[str] = set()
-        self._symlinks: dict[str, str] = {}  # path -> target
+        self._resolver = _SymlinkResolver()
         self.files = 0
         self.unpacked_bytes = 0
         self.root_tf_files: list[str] = []
@@ -291,11 +291,11 @@ class _MemberChecker:
 
     def finish(self) -> None:
         """The checks that need the whole archive: symlink chains, and a .tf file at the root."""
-        for path, target in self._symlinks.items():
-            if not _follows_inside(path, target, self._symlinks):
+        for path, target in self._resolver.links.items():
+            if not self._resolver.stays_inside(path, target):
                 raise InvalidArchive(
                     f"archive member {path!r}: symlink target {target!r} points outside the module "
-                    "(or loops) once the archive's other symlinks are followed"
+                    "once the archive's other symlinks are followed"
                 )
         if not self.root_tf_files:
             raise InvalidArchive(
@@ -315,10 +315,10 @@ class _MemberChecker:
             self.root_tf_files.append(path)
 
     def _admit_symlink(self, member: tarfile.TarInfo, path: str) -> None:
-        problem = _symlink_problem(path, member.linkname)
+        problem = _symlink_problem(path, member.linkname, self._resolver)
         if problem:
             raise _refuse(member, f"symlink target {member.linkname!r} {problem}")
-        self._symlinks[path] = member.linkname
+        self._resolver.links[path] = member.linkname
 
 
 def _refuse(member: tarfile.TarInfo, problem: str) -> InvalidArchive:
@@ -357,46 +357,56 @@ def _absolute_path_problem(raw: str) -> str | None:
     return None
 
 
-def _symlink_problem(path: str, target: str) -> str | None:
-    """Why the symlink at ``path`` may not point at ``target`` on its own (ignoring other links)."""
+class _SymlinkResolver:
+    """Resolves symlink targets component by component from the root, as the OS will after
+    extraction, expanding the archive's symlinks met on the way: ``a -> b/..`` looks harmless, but
+    not next to ``b -> .``.
+
+    All resolutions share one budget of steps, so that loops and absurd chains cannot make checking
+    an archive slow.
+    """
+
+    def __init__(self) -> None:
+        self.links: dict[str, str] = {}  # path -> target
+        self._steps_left = _MAX_RESOLVE_STEPS
+
+    def stays_inside(self, link_path: str, target: str) -> bool:
+        pending = deque([*link_path.split("/")[:-1], *target.split("/")])
+        resolved: list[str] = []  # prefixes of the resolved path: "a", "a/b", "a/b/c"
+        while pending:
+            self._steps_left -= 1
+            if self._steps_left < 0:
+                raise InvalidArchive(
+                    f"archive member {link_path!r}: symlink target {target!r} loops, or chains through "
+                    "too many symlinks to be checked"
+                )
+            part = pending.popleft()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not resolved:
+                    return False
+                resolved.pop()
+                continue
+            prefix = f"{resolved[-1]}/{part}" if resolved else part
+            expansion = self.links.get(prefix)
+            if expansion is None:
+                resolved.append(prefix)
+            else:
+                pending.extendleft(reversed(expansion.split("/")))
+        return True
+
+
+def _symlink_problem(path: str, target: str, resolver: _SymlinkResolver) -> str | None:
+    """Why the symlink at ``path`` may not point at ``target``, given the links ``resolver`` knows."""
     if not target:
         return "is empty"
     problem = _absolute_path_problem(target)
     if problem:
         return problem
-    if not _follows_inside(path, target, {}):
+    if not resolver.stays_inside(path, target):
         return "points outside the module"
     return None
-
-
-def _follows_inside(link_path: str, target: str, links: Mapping[str, str]) -> bool:
-    """Whether resolving the symlink at ``link_path`` to ``target`` stays inside the root.
-
-    Resolves component by component from the root, as the OS will after extraction, expanding the
-    relative symlinks in ``links`` (path -> target) met on the way: ``a -> b/..`` looks harmless,
-    but not next to ``b -> .``. Taking more than _MAX_RESOLVE_STEPS components (a loop, or an
-    absurdly long path) counts as leaving.
-    """
-    pending = deque([*link_path.split("/")[:-1], *target.split("/")])
-    resolved: list[str] = []  # the resolved path's prefixes: "a", "a/b", "a/b/c"
-    for _ in range(_MAX_RESOLVE_STEPS):
-        if not pending:
-            return True
-        part = pending.popleft()
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not resolved:
-                return False
-            resolved.pop()
-            continue
-        prefix = f"{resolved[-1]}/{part}" if resolved else part
-        expansion = links.get(prefix)
-        if expansion is None:
-            resolved.append(prefix)
-        else:
-            pending.extendleft(reversed(expansion.split("/")))
-    return False
 
 
 def _is_terraform_config(name: str) -> bool:
@@ -466,7 +476,7 @@ def _pack_entry(tar: tarfile.TarFile, root: Path, rel: str) -> None:
 def _packable_symlink_target(root: Path, rel: str) -> str:
     """The symlink's target, if it is relative and resolves (on disk, and as written) inside ``root``."""
     target = os.readlink(root / rel)
-    problem = _symlink_problem(rel, target)
+    problem = _symlink_problem(rel, target, _SymlinkResolver())
     if problem is None and not Path(os.path.realpath(root / rel)).is_relative_to(root):
         problem = "points outside the module"
     if problem:
