@@ -42,7 +42,9 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     blobs = make_blob_store(config)
     try:
         await blobs.open_client()
+        await blobs.check()
     except BaseException:
+        await blobs.close()
         await store.close()
         raise
     app[STORE] = store

@@ -141,8 +141,7 @@ def load_config(
     for unknown in raw:
         problems.append(f"unknown section [{unknown}]")
 
-    if problems:
-        raise ConfigError(problems)
+    # Fields that failed to parse kept their defaults, so validation still reports the rest.
     config = Config(**sections)
     problems.extend(_validate(config, metadata_backends, blob_backends))
     if problems:

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from mirror.app import create_app, ssl_context
 from mirror.config import Config
+from mirror.errors import MirrorError
 from mirror.logs import configure_logging
 
 log = structlog.get_logger("mirror.server")
@@ -30,13 +31,16 @@ def serve(config: Config) -> None:
         )
 
     app.on_startup.append(announce)
-    web.run_app(
-        app,
-        host=server.host,
-        port=server.port,
-        ssl_context=context,
-        access_log=None,  # one structured line per request comes from our middleware
-        print=None,
-        shutdown_timeout=server.shutdown_timeout,
-    )
+    try:
+        web.run_app(
+            app,
+            host=server.host,
+            port=server.port,
+            ssl_context=context,
+            access_log=None,  # one structured line per request comes from our middleware
+            print=None,
+            shutdown_timeout=server.shutdown_timeout,
+        )
+    except OSError as exc:  # the listening socket: address in use, no permission
+        raise MirrorError(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
     log.info("stopped")

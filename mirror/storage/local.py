@@ -29,6 +29,10 @@ class LocalBlobStore:
     async def close(self) -> None:
         return None
 
+    async def check(self) -> None:
+        if not await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK):
+            raise StorageUnavailable(f"blob directory {self.root} is not writable")
+
     def path_for(self, key: str) -> Path:
         """The file of ``key``; keys come from ``archive_key`` and never leave the root."""
         path = (self.root / key).resolve()

@@ -34,6 +34,10 @@ class BlobStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def check(self) -> None:
+        """Verify once at start-up that the store is usable (bucket reachable, directory
+        writable); raise StorageUnavailable with a message an operator can act on."""
+
     async def exists(self, key: str) -> bool: ...
 
     async def put_file(self, key: str, path: Path, *, sha256: str, size: int) -> None:

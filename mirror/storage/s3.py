@@ -81,6 +81,14 @@ class S3BlobStore:
             )
         self._stack = stack
 
+    async def check(self) -> None:
+        """Fail fast at start-up when the bucket is missing or out of reach."""
+        try:
+            with _storage_errors(f"s3://{self.bucket}"):
+                await self._s3.head_bucket(Bucket=self.bucket)
+        except NotFound:
+            raise StorageUnavailable(f"S3 bucket {self.bucket!r} does not exist") from None
+
     def _client_config(self) -> AioConfig:
         options: dict[str, Any] = {
             # botocore would presign us-east-1 URLs with legacy SigV2 otherwise

@@ -1,0 +1,186 @@
+"""The ``mirror`` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.live import MirrorServer, free_port, run_cli, write_config
+from tests.modules import write_module
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mirror: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    return write_config(
+        tmp_path / "mirror.toml",
+        {
+            "server": {"port": free_port()},
+            "metadata": {"path": str(tmp_path / "data" / "mirror.db")},
+            "blobs": {"path": str(tmp_path / "data" / "blobs")},
+        },
+    )
+
+
+@pytest.fixture
+def server(config_file: Path, tmp_path: Path) -> Iterator[MirrorServer]:
+    port = int(config_file.read_text().split("port = ")[1].splitlines()[0])
+    running = MirrorServer(config_file, port, tmp_path).start()
+    yield running
+    assert running.stop() == 0
+
+
+def mint(config_file: Path, namespace: str = "*", scope: str = "admin") -> str:
+    result = run_cli("token", "create", "--namespace", namespace, "--scope", scope, "--config", str(config_file), cwd=config_file.parent)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_token_lifecycle(config_file: Path):
+    created = run_cli(
+        "token", "create", "--namespace", "acme", "--scope", "publish", "--description", "ci pipeline",
+        "--config", str(config_file), cwd=config_file.parent,
+    )
+    assert created.returncode == 0
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("mirror_") and len(secret) > 40
+    token_id = created.stdout.split("created token ")[1].split()[0]
+
+    listing = run_cli("token", "list", "--config", str(config_file), cwd=config_file.parent)
+    assert listing.returncode == 0
+    assert token_id in listing.stdout and "acme" in listing.stdout and "ci pipeline" in listing.stdout
+    assert secret not in listing.stdout  # only a hash is stored
+
+    revoked = run_cli("token", "revoke", token_id, "--config", str(config_file), cwd=config_file.parent)
+    assert revoked.returncode == 0
+    listing = run_cli("token", "list", "--config", str(config_file), cwd=config_file.parent)
+    assert "revoked" in listing.stdout
+    again = run_cli("token", "revoke", token_id, "--config", str(config_file), cwd=config_file.parent)
+    assert_one_line_error(again, 1, token_id)
+
+
+def test_token_create_rejects_bad_input(config_file: Path):
+    bad_ns = run_cli("token", "create", "--namespace", "no/slash", "--scope", "read", "--config", str(config_file), cwd=config_file.parent)
+    assert_one_line_error(bad_ns, 2, "namespace")
+    bad_scope = run_cli("token", "create", "--namespace", "acme", "--scope", "root", "--config", str(config_file), cwd=config_file.parent)
+    assert bad_scope.returncode == 2 and "Traceback" not in bad_scope.stderr
+
+
+def test_config_from_environment_variable(tmp_path: Path, config_file: Path):
+    """MIRROR_CONFIG names the file when --config is not given."""
+    result = run_cli("token", "list", cwd=tmp_path, env={"MIRROR_CONFIG": str(config_file)})
+    assert result.returncode == 0
+    assert (tmp_path / "data" / "mirror.db").exists()
+
+
+def test_publish_directory_and_archive(server: MirrorServer, config_file: Path, tmp_path: Path):
+    token = mint(config_file, "acme", "publish")
+    source = write_module(tmp_path / "module")
+    env = {"MIRROR_TOKEN": token}
+    first = run_cli("publish", "acme/network/aws", "v1.0.0", str(source), "--registry", server.url, cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("created: acme/network/aws/1.0.0")
+    # Packing is deterministic, so publishing the same tree again is a no-op, not a conflict.
+    (source / "main.tf").touch()
+    again = run_cli("publish", "acme/network/aws", "1.0.0", str(source), "--registry", server.url, cwd=tmp_path, env=env)
+    assert again.returncode == 0 and again.stdout.startswith("unchanged:"), again.stderr
+
+    (source / "extra.tf").write_text("# changed\n")
+    conflict = run_cli("publish", "acme/network/aws", "1.0.0", str(source), "--registry", server.url, cwd=tmp_path, env=env)
+    assert_one_line_error(conflict, 1, "409", "immutable")
+
+    import io
+    import tarfile
+
+    archive = tmp_path / "module.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b'output "x" { value = 1 }\n'
+        info = tarfile.TarInfo("main.tf")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    from_file = run_cli("publish", "acme/network/aws", "1.1.0", str(archive), "--registry", server.url, cwd=tmp_path, env=env)
+    assert from_file.returncode == 0, from_file.stderr
+
+
+def test_publish_errors_are_one_line(server: MirrorServer, config_file: Path, tmp_path: Path):
+    source = write_module(tmp_path / "module")
+    token = {"MIRROR_TOKEN": mint(config_file, "acme", "read")}
+    no_token = run_cli("publish", "acme/network/aws", "1.0.0", str(source), "--registry", server.url, cwd=tmp_path)
+    assert_one_line_error(no_token, 2, "MIRROR_TOKEN")
+    bad_address = run_cli("publish", "acme/network", "1.0.0", str(source), "--registry", server.url, cwd=tmp_path, env=token)
+    assert_one_line_error(bad_address, 2, "NAMESPACE/NAME/PROVIDER")
+    bad_version = run_cli("publish", "acme/network/aws", "one", str(source), "--registry", server.url, cwd=tmp_path, env=token)
+    assert_one_line_error(bad_version, 2, "invalid version")
+    missing = run_cli("publish", "acme/network/aws", "1.0.0", str(tmp_path / "nope"), "--registry", server.url, cwd=tmp_path, env=token)
+    assert_one_line_error(missing, 1, "nope")
+    forbidden = run_cli("publish", "acme/network/aws", "1.0.0", str(source), "--registry", server.url, cwd=tmp_path, env=token)
+    assert_one_line_error(forbidden, 1, "403", "publish")
+    unreachable = run_cli(
+        "publish", "acme/network/aws", "1.0.0", str(source), "--registry", f"http://127.0.0.1:{free_port()}",
+        cwd=tmp_path, env=token,
+    )
+    assert_one_line_error(unreachable, 1, "cannot reach the registry")
+    not_a_module = tmp_path / "empty"
+    not_a_module.mkdir()
+    (not_a_module / "notes.txt").write_text("no terraform here")
+    admin = {"MIRROR_TOKEN": mint(config_file)}
+    refused = run_cli("publish", "acme/network/aws", "1.0.0", str(not_a_module), "--registry", server.url, cwd=tmp_path, env=admin)
+    assert_one_line_error(refused, 1, ".tf")
+
+
+def test_serve_reports_config_problems_one_per_line(tmp_path: Path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[server]\nport = "eighty"\nprot = 1\n[downloads]\nmode = "ftp"\n[nonsense]\n')
+    result = run_cli("serve", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4, lines
+    assert all(line.startswith("mirror: config: ") for line in lines)
+    joined = "\n".join(lines)
+    assert "port" in joined and "prot" in joined and "mode" in joined and "nonsense" in joined
+
+
+def test_serve_fails_clearly_when_the_port_is_taken(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(
+            tmp_path / "mirror.toml",
+            {"server": {"port": port}, "metadata": {"path": str(tmp_path / "m.db")}, "blobs": {"path": str(tmp_path / "b")}},
+        )
+        result = run_cli("serve", "--config", str(config), cwd=tmp_path, env={"MIRROR_LOGGING_FORMAT": "json"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"mirror: error: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_serve_fails_clearly_when_the_bucket_is_missing(tmp_path: Path, moto):
+    from tests.moto_server import TEST_ENVIRONMENT
+
+    config = write_config(
+        tmp_path / "mirror.toml",
+        {
+            "server": {"port": free_port()},
+            "metadata": {"path": str(tmp_path / "m.db")},
+            "blobs": {"backend": "s3"},
+            "s3": {"bucket": "no-such-bucket", "endpoint_url": moto.endpoint_url},
+        },
+    )
+    result = run_cli("serve", "--config", str(config), cwd=tmp_path, env=dict(TEST_ENVIRONMENT))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "mirror: error: S3 bucket 'no-such-bucket' does not exist" in result.stderr

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror.config import Config, load_config
+from mirror.errors import ConfigError
+
+
+def problems(text: str, tmp_path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    path = tmp_path / "mirror.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ or {}, blob_backends=frozenset({"local", "s3"}))
+    return info.value.problems
+
+
+def test_defaults_need_nothing():
+    config = load_config(None, {})
+    assert config == Config()
+    assert config.metadata.backend == "sqlite" and config.blobs.backend == "local"
+    assert config.downloads.mode == "proxy" and config.downloads.ttl_seconds == 900
+    assert config.auth.anonymous_read is False
+    assert str(config.metadata.path) == "mirror-data/mirror.db"
+
+
+def test_environment_overrides_the_file(tmp_path: Path):
+    path = tmp_path / "mirror.toml"
+    path.write_text('[server]\nport = 9000\n[auth]\nanonymous_read = false\n[downloads]\nttl_seconds = 600\n')
+    config = load_config(
+        path,
+        {
+            "MIRROR_SERVER_PORT": "9100",
+            "MIRROR_AUTH_ANONYMOUS_READ": "yes",
+            "MIRROR_SERVER_PUBLIC_URL": "https://registry.example.com",
+            "MIRROR_LIMITS_MAX_FILES": "50",
+            "MIRROR_UNRELATED": "ignored",
+        },
+    )
+    assert config.server.port == 9100
+    assert config.auth.anonymous_read is True
+    assert config.server.public_url == "https://registry.example.com"
+    assert config.downloads.ttl_seconds == 600
+    assert config.limits.max_files == 50
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path):
+    found = problems(
+        "[server]\nport = 70000\ntls_cert = 'cert.pem'\n"
+        "[downloads]\nmode = 'presigned'\nttl_seconds = 5\nsigning_key = 'short'\n"
+        "[blobs]\nbackend = 'local'\n"
+        "[limits]\nmax_files = 0\n",
+        tmp_path,
+    )
+    text = "\n".join(found)
+    assert len(found) == 7, found
+    for fragment in ("port", "tls_cert and tls_key", "does not exist", "needs [blobs] backend", "ttl_seconds", "signing_key", "max_files"):
+        assert fragment in text, fragment
+
+
+def test_type_errors_name_their_source(tmp_path: Path):
+    found = problems("[server]\nport = 'x'\n", tmp_path, {"MIRROR_AUTH_ANONYMOUS_READ": "maybe"})
+    assert any(p.startswith("[server] port:") for p in found)
+    assert any(p.startswith("MIRROR_AUTH_ANONYMOUS_READ:") for p in found)
+
+
+def test_unknown_keys_sections_and_backends(tmp_path: Path):
+    found = problems("[serverr]\n[metadata]\nbackend = 'postgres'\n[blobs]\nbackend = 's3'\n", tmp_path)
+    text = "\n".join(found)
+    assert "unknown section [serverr]" in text
+    assert "[metadata] backend must be one of sqlite" in text
+    assert "[s3] bucket is required" in text
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path):
+    assert "not valid TOML" in problems("[server\n", tmp_path)[0]
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.toml", {})
