@@ -70,6 +70,9 @@ def live(tmp_path: Path) -> Iterator[Callable[..., Live]]:
     yield start
     for server in servers:
         assert server.stop() == 0, server.logs()
+        logs = server.logs()
+        assert '"event": "request"' in logs  # one structured line per request
+        assert "mirror_" not in logs and "signature=" not in logs  # no tokens or signed links in logs
 
 
 def s3_sections(moto: MotoServer, bucket: str, mode: str) -> dict[str, dict[str, Any]]:
