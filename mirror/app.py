@@ -14,10 +14,11 @@ from aiohttp import web
 
 from mirror.config import Config
 from mirror.domain.archive import ArchiveLimits
-from mirror.keys import AUTH, BLOBS, CONFIG, INGESTOR, LOCATOR, STORE
+from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, LOCATOR, STORE
 from mirror.registry import api, modules_v1
 from mirror.registry.middleware import request_middleware
 from mirror.services.auth import Authenticator
+from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
 from mirror.storage.factory import make_blob_store, make_metadata_store
@@ -26,7 +27,7 @@ SIGNING_KEY_SETTING = "downloads.signing_key"
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_middleware])
+    app = web.Application(middlewares=[request_middleware()])
     app[CONFIG] = config
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_services)
@@ -67,11 +68,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         public_url=config.server.public_url,
     )
     app[AUTH] = Authenticator(store, anonymous_read=config.auth.anonymous_read)
+    app[CATALOG] = catalog = ModuleCatalog(store, ttl_seconds=config.metadata.cache_seconds)
     limits = config.limits
     app[INGESTOR] = Ingestor(
         store,
         store,
         blobs,
+        catalog,
         ArchiveLimits(
             max_archive_bytes=limits.max_archive_bytes,
             max_unpacked_bytes=limits.max_unpacked_bytes,

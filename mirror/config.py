@@ -39,6 +39,8 @@ class ServerConfig:
 class MetadataConfig:
     backend: str = "sqlite"
     path: Path = Path("mirror-data/mirror.db")
+    #: how long this process serves a module's versions from memory; its own writes show at once
+    cache_seconds: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,8 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
         if tls_path is not None and not tls_path.is_file():
             problems.append(f"[server] {key}: file {tls_path} does not exist")
 
+    if not 0 <= config.metadata.cache_seconds <= 300:
+        problems.append("[metadata] cache_seconds must be between 0 and 300")
     if config.metadata.backend not in metadata_backends:
         problems.append(
             f"[metadata] backend must be one of {', '.join(sorted(metadata_backends))}, not {config.metadata.backend!r}"

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from mirror.config import Config
 from mirror.services.auth import Authenticator
+from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
 from mirror.storage.protocols import BlobStore, MetadataStore
@@ -16,3 +17,4 @@ BLOBS = web.AppKey("blobs", BlobStore)
 AUTH = web.AppKey("auth", Authenticator)
 LOCATOR = web.AppKey("locator", DownloadLocator)
 INGESTOR = web.AppKey("ingestor", Ingestor)
+CATALOG = web.AppKey("catalog", ModuleCatalog)

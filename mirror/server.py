@@ -14,10 +14,12 @@ log = structlog.get_logger("mirror.server")
 
 
 def serve(config: Config) -> None:
-    configure_logging(config.logging.level, config.logging.format)
+    sink = configure_logging(config.logging.level, config.logging.format)
     context = ssl_context(config)
     server = config.server
     app = create_app(config)
+    if sink is not None:
+        app.cleanup_ctx.insert(0, sink.periodic_drain)  # first in, last out: drains after everything
 
     async def announce(_: web.Application) -> None:
         scheme = "https" if context else "http"
@@ -44,3 +46,5 @@ def serve(config: Config) -> None:
     except OSError as exc:  # the listening socket: address in use, no permission
         raise MirrorError(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
     log.info("stopped")
+    if sink is not None:
+        sink.drain()

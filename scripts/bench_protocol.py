@@ -9,8 +9,9 @@ process started by this script, and of a bare aiohttp handler in the same run:
 
   bare                a minimal aiohttp app in its own process: one GET route returning
                       ``web.json_response({"modules": [{"versions": [{"version": "1.0.0"}]}]})``,
-                      access_log=None. Measured first and again last; the mean is the reference,
-                      and the two rows show how much the machine drifted during the run.
+                      access_log=None. Measured first and again last; the mean is the reference
+                      (only the undisturbed one if the other was disturbed, see "other"), and the
+                      two rows show how much the machine drifted during the run.
   versions            GET /v1/modules/acme/network/aws/versions          (10 versions published)
   download proxy      GET /v1/modules/acme/network/aws/1.5.0/download    SQLite + local disk
   download presigned  the same, blobs in S3 (moto, in this process), downloads.mode = presigned
@@ -55,6 +56,11 @@ What the numbers mean
                ~100% means the server was the bottleneck, as it should be
   us/req       server CPU microseconds per request: the cost ratio that holds whatever the
                load generator, since rps ~ 1e6 / us/req when the server is saturated
+  lg cpu       load generator CPU as a share of the CPUs it was given; >= 90% means the
+               client, not the server, set the pace (flagged under the table)
+  other        CPU used by every other process on the machine during the window, in % of one
+               CPU (hypervisor steal included); >= 15% is flagged: the figures are then disturbed, since
+               the machine was not quiet (another test run, a build...)
   rps % bare   rps relative to the bare handler (the targets are stated in this)
   p99 x bare   p99 relative to the bare handler's p99 (lower is better, 1.0 = as fast)
 
@@ -102,6 +108,8 @@ BARE_BODY = {"modules": [{"versions": [{"version": "1.0.0"}]}]}
 TARGETS = [("versions", "versions", 0.60), ("download presigned", "download presigned", 0.40)]
 #: a load generator above this share of its CPUs was probably the bottleneck
 SATURATED = 0.90
+#: CPU (in cores) used by other processes during a measurement above which it is called disturbed
+OTHER_LOAD = 0.15
 
 
 # -- the bare server and the Python load generator (each run as a subprocess of this script) ---
@@ -211,6 +219,7 @@ class Measurement:
     server_cpu: float = math.nan  # share of one core
     server_us_per_request: float = math.nan
     loadgen_cpu: float = math.nan  # share of the CPUs it was given
+    other_cpu: float = math.nan  # CPU used by anything else on the machine, in cores
     rps_vs_bare: float = math.nan
     p99_vs_bare: float = math.nan
     note: str = ""
@@ -235,6 +244,58 @@ def process_cpu_seconds(pid: int) -> float:
         return math.nan
     fields = text.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class OtherLoad:
+    """CPU used by every other process on the machine between ``start()`` and ``stop()``.
+
+    Per-process counters (own and reaped children's time) of every process but this one, the
+    server and the load generator, plus the hypervisor's steal; kernel threads are left out
+    (ksoftirqd carries the benchmark's own loopback traffic). A process that starts and ends
+    inside the window with a parent that ends too is missed: this is a warning, not an audit.
+    """
+
+    def __init__(self, *exclude: int | None) -> None:
+        self.exclude = {os.getpid(), *(pid for pid in exclude if pid)}
+        self.before: dict[tuple[int, int], int] = {}
+        self.steal_before = 0
+        self.wall_before = 0.0
+
+    def _snapshot(self) -> dict[tuple[int, int], int]:
+        ticks: dict[tuple[int, int], int] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) in self.exclude:
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if entry.name == "2" or fields[1] == "2":  # kthreadd and kernel threads
+                continue
+            # utime, stime, cutime, cstime; keyed with the start time, in case a pid is reused
+            ticks[(int(entry.name), int(fields[19]))] = sum(int(v) for v in fields[11:15])
+        return ticks
+
+    @staticmethod
+    def _steal() -> int:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) if len(fields) > 8 else 0
+
+    def start(self) -> None:
+        self.before, self.steal_before, self.wall_before = self._snapshot(), self._steal(), time.perf_counter()
+
+    def stop(self) -> float:
+        """Cores used by others on average over the window."""
+        wall = time.perf_counter() - self.wall_before
+        after = self._snapshot()
+        ticks = sum(value - self.before.get(key, 0) for key, value in after.items())
+        ticks += self._steal() - self.steal_before
+        if wall <= 0:
+            return math.nan
+        # a reaped child's whole life lands in its parent's counters: never more than the machine
+        return min(max(0, ticks) / os.sysconf("SC_CLK_TCK") / wall, float(os.cpu_count() or 1))
 
 
 def children_cpu_seconds() -> float:
@@ -299,11 +360,11 @@ end
         self.wrk = wrk
         self.script = settings.workdir / "bench.lua"
         self.script.write_text(self.LUA)
-        cpus = settings.loadgen_cpus or os.sched_getaffinity(0)
-        self.threads = max(1, min(len(cpus) if settings.loadgen_cpus else 1, 4, settings.connections))
+        # one thread per CPU it was given (wrk is cheap: 1 keeps up with any Python server)
+        self.threads = max(1, min(len(settings.loadgen_cpus or ()), 4, settings.connections))
         version = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
         first = (version.stdout + version.stderr).strip().splitlines()
-        self.name = f"wrk ({first[0].split('[')[0].strip() if first else 'unknown version'}, {self.threads} thread)"
+        self.name = f"wrk ({first[0].split('[')[0].strip() if first else 'unknown version'}, {self.threads} thread{'s' if self.threads > 1 else ''})"
 
     def _run(self, url: str, headers: dict[str, str], seconds: int) -> dict[str, Any]:
         command = [
@@ -337,9 +398,14 @@ end
 
         if self.settings.warmup > 0:
             add_errors(self._run(url, headers, self.settings.warmup))
-        server_before, children_before, wall_before = process_cpu_seconds(server_pid), children_cpu_seconds(), time.perf_counter()
+        others = OtherLoad(server_pid)
+        others.start()
+        server_before, children_before = process_cpu_seconds(server_pid), children_cpu_seconds()
+        wall_before = time.perf_counter()
         summary = self._run(url, headers, self.settings.duration)
-        server_after, children_after, wall = process_cpu_seconds(server_pid), children_cpu_seconds(), time.perf_counter() - wall_before
+        wall = time.perf_counter() - wall_before
+        server_after, children_after = process_cpu_seconds(server_pid), children_cpu_seconds()
+        m.other_cpu = others.stop()
         add_errors(summary)
         m.requests = summary["requests"]
         m.duration_s = summary["duration_us"] / 1e6
@@ -374,13 +440,18 @@ class PythonLoadGenerator(LoadGenerator):
         watchdog.start()
         result: dict[str, Any] | None = None
         server_before = server_after = wall_before = wall = math.nan
+        others = OtherLoad(server_pid, proc.pid)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
                 if line.startswith("phase measure"):
-                    server_before, wall_before = process_cpu_seconds(server_pid), time.perf_counter()
+                    others.start()
+                    server_before = process_cpu_seconds(server_pid)
+                    wall_before = time.perf_counter()
                 elif line.startswith("phase done"):
-                    server_after, wall = process_cpu_seconds(server_pid), time.perf_counter() - wall_before
+                    wall = time.perf_counter() - wall_before
+                    server_after = process_cpu_seconds(server_pid)
+                    m.other_cpu = others.stop()
                 elif line.startswith("result "):
                     result = json.loads(line[len("result "):])
             stderr = proc.stderr.read() if proc.stderr else ""
@@ -593,6 +664,8 @@ def run(args: argparse.Namespace, settings: Settings, loadgen: LoadGenerator, se
 
 def add_ratios(results: list[Measurement]) -> tuple[float, float]:
     bares = [m for m in results if m.endpoint == "bare" and m.requests]
+    quiet = [m for m in bares if not m.other_cpu >= OTHER_LOAD]
+    bares = quiet or bares  # a disturbed bare run is no reference when a quiet one exists
     bare_rps = sum(m.rps for m in bares) / len(bares) if bares else math.nan
     bare_p99 = sum(m.p99_ms for m in bares) / len(bares) if bares else math.nan
     for m in results:
@@ -603,8 +676,8 @@ def add_ratios(results: list[Measurement]) -> tuple[float, float]:
 
 
 def report(results: list[Measurement], loadgen: LoadGenerator, settings: Settings) -> list[dict[str, Any]]:
-    header = (f"{'scenario':<15} {'endpoint':<19} {'rps':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-              f"{'srv cpu':>7} {'us/req':>7} {'lg cpu':>6} {'rps % bare':>10} {'p99 x bare':>10}")
+    header = (f"{'scenario':<16} {'endpoint':<19} {'rps':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+              f"{'srv cpu':>7} {'us/req':>7} {'lg cpu':>6} {'other':>6} {'rps % bare':>10} {'p99 x bare':>10}")
     print()
     print(f"load generator: {loadgen.name}; {settings.connections} connections, "
           f"{settings.warmup} s warm-up + {settings.duration} s measured per row")
@@ -617,8 +690,8 @@ def report(results: list[Measurement], loadgen: LoadGenerator, settings: Setting
     print("-" * len(header))
     for m in results:
         flag = " !" if m.errors else ""
-        print(f"{m.scenario:<15} {m.endpoint:<19} {m.rps:>8.0f} {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.errors:>6} "
-              f"{m.server_cpu:>7.0%} {m.server_us_per_request:>7.0f} {m.loadgen_cpu:>6.0%} "
+        print(f"{m.scenario:<16} {m.endpoint:<19} {m.rps:>8.0f} {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.errors:>6} "
+              f"{m.server_cpu:>7.0%} {m.server_us_per_request:>7.0f} {m.loadgen_cpu:>6.0%} {m.other_cpu:>6.0%} "
               f"{m.rps_vs_bare:>10.0%} {m.p99_vs_bare:>10.2f}{flag}")
     print()
     for m in results:
@@ -630,6 +703,11 @@ def report(results: list[Measurement], loadgen: LoadGenerator, settings: Setting
         print(f"note: the load generator used >= {SATURATED:.0%} of its CPU in: {names}. There the client, not "
               "the server, limited rps, so ratios against bare are flattered; compare us/req "
               "(server CPU per request) instead, or install wrk.")
+    disturbed = [m for m in results if m.other_cpu >= OTHER_LOAD]
+    if disturbed:
+        names = ", ".join(f"{m.scenario}/{m.endpoint} ({m.other_cpu:.0%})" for m in disturbed)
+        print(f"warning: other processes used CPU during: {names} (in % of one CPU). The machine was not quiet, "
+              "so those figures are disturbed; run again when nothing else is running.")
     bare_cost = [m.server_us_per_request for m in results if m.endpoint == "bare" and m.rps]
     verdicts = []
     for label, endpoint, target in TARGETS:

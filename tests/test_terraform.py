@@ -71,7 +71,8 @@ def live(tmp_path: Path) -> Iterator[Callable[..., Live]]:
     for server in servers:
         assert server.stop() == 0, server.logs()
         logs = server.logs()
-        assert '"event": "request"' in logs  # one structured line per request
+        lines = [json.loads(line) for line in logs.splitlines()]
+        assert any(line["event"] == "request" and line["request_id"] for line in lines)  # one line a request
         assert "mirror_" not in logs and "signature=" not in logs  # no tokens or signed links in logs
 
 

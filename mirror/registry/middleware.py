@@ -4,18 +4,30 @@ with its traceback)."""
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
-import uuid
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
-from mirror.errors import MirrorError, Unauthorized
+from mirror.errors import MirrorError
 
 log = structlog.get_logger("mirror.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class RequestIds:
+    """Unique request ids without a syscall per request: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
 
 
 def error_response(status: int, *messages: str) -> web.Response:
@@ -25,50 +37,58 @@ def error_response(status: int, *messages: str) -> web.Response:
     return response
 
 
-@web.middleware
-async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    started = time.perf_counter()
-    try:
-        response = await _render_errors(request, handler)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        # The path only: query strings may carry download signatures, and headers carry tokens.
-        log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            ms=round((time.perf_counter() - started) * 1000, 2),
-            remote=request.remote,
-        )
-        return response
-    finally:
-        structlog.contextvars.unbind_contextvars("request_id")
+def request_middleware() -> Middleware:
+    """One middleware per app: request ids, the access line, and rendered errors."""
+    ids = RequestIds()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ids.next()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            try:
+                response = await handler(request)
+            except MirrorError as exc:
+                response = _mirror_error(exc)
+            except web.HTTPException as exc:
+                response = _http_error(exc)
+            except (ConnectionResetError, TimeoutError) as exc:
+                log.info("client went away", error=str(exc))
+                raise
+            except Exception:
+                log.exception("unhandled error")
+                response = error_response(500, "internal error; the request id in X-Request-Id identifies it in the logs")
+            response.headers[REQUEST_ID_HEADER] = request_id
+            # The path only: query strings may carry download signatures, and headers carry tokens.
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=response.status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+                remote=request.remote,
+            )
+            return response
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    return middleware
 
 
-async def _render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except MirrorError as exc:
-        if exc.status >= 500:
-            log.error("request failed", error=exc.message, status=exc.status)
-        return error_response(exc.status, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:  # redirects and the like pass through
-            raise
-        text = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        response = error_response(exc.status, text or exc.reason)
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-    except (ConnectionResetError, TimeoutError) as exc:
-        log.info("client went away", error=str(exc))
-        raise
-    except Exception:
-        log.exception("unhandled error")
-        return error_response(500, "internal error; the request id in X-Request-Id identifies it in the logs")
+def _mirror_error(exc: MirrorError) -> web.Response:
+    if exc.status >= 500:
+        log.error("request failed", error=exc.message, status=exc.status)
+    return error_response(exc.status, exc.message)
 
 
-__all__ = ["REQUEST_ID_HEADER", "Unauthorized", "error_response", "request_middleware"]
+def _http_error(exc: web.HTTPException) -> web.StreamResponse:
+    """aiohttp's own answers (unknown route, wrong method, body too large) in our error shape."""
+    if exc.status < 400:  # redirects and the like are answers, not errors
+        return exc
+    text = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    response = error_response(exc.status, text or exc.reason)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response

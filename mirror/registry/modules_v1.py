@@ -12,9 +12,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from mirror.domain.blobs import archive_key, is_sha256
-from mirror.domain.versions import Version, latest, normalize
+from mirror.domain.versions import latest, normalize
 from mirror.errors import NotFound, Unauthorized
-from mirror.keys import BLOBS, CONFIG, LOCATOR, STORE
+from mirror.keys import BLOBS, CATALOG, CONFIG, LOCATOR
 from mirror.registry.common import authorize, module_address
 from mirror.services.downloads import ARCHIVE_ROUTE_PREFIX, archive_path
 from mirror.storage.local import LocalBlobStore
@@ -32,21 +32,18 @@ async def discovery(request: web.Request) -> web.Response:
 async def versions(request: web.Request) -> web.Response:
     address = module_address(request)
     await authorize(request, address.namespace, "read")
-    found = await request.app[STORE].list_versions(address)
-    if not found:
+    body = (await request.app[CATALOG].module(address)).versions_body
+    if body is None:
         raise NotFound(f"module {address} not found")
-    ordered = sorted((Version.parse(v.version) for v in found), reverse=True)
-    return web.json_response(
-        {"modules": [{"source": str(address), "versions": [{"version": str(v)} for v in ordered]}]}
-    )
+    return web.Response(body=body, content_type="application/json")
 
 
 async def download(request: web.Request) -> web.Response:
     address = module_address(request)
     await authorize(request, address.namespace, "read")
     version = normalize(request.match_info["version"])
-    found = await request.app[STORE].get_version(address, version)
-    if found is None or found.revoked_at is not None:
+    found = await request.app[CATALOG].version(address, version)
+    if found is None:
         raise NotFound(f"version {version} of module {address} not found")
     location = await request.app[LOCATOR].location(found)
     return web.json_response({"location": location}, headers={"X-Terraform-Get": location})
@@ -55,7 +52,7 @@ async def download(request: web.Request) -> web.Response:
 async def download_latest(request: web.Request) -> web.Response:
     address = module_address(request)
     await authorize(request, address.namespace, "read")
-    newest = latest([v.version for v in await request.app[STORE].list_versions(address)])
+    newest = latest(list((await request.app[CATALOG].module(address)).newest_first))
     if newest is None:
         raise NotFound(f"module {address} not found")
     target = "/".join(quote(part, safe="") for part in (address.namespace, address.name, address.provider, newest))

@@ -19,6 +19,7 @@ from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import normalize
 from mirror.errors import Conflict
+from mirror.services.catalog import ModuleCatalog
 from mirror.storage.protocols import BlobStore, ModuleIndex, ModulePublisher
 
 log = structlog.get_logger("mirror.ingest")
@@ -34,10 +35,18 @@ class Archive:
 
 
 class Ingestor:
-    def __init__(self, index: ModuleIndex, publisher: ModulePublisher, blobs: BlobStore, limits: ArchiveLimits) -> None:
+    def __init__(
+        self,
+        index: ModuleIndex,
+        publisher: ModulePublisher,
+        blobs: BlobStore,
+        catalog: ModuleCatalog,
+        limits: ArchiveLimits,
+    ) -> None:
         self._index = index
         self._publisher = publisher
         self._blobs = blobs
+        self._catalog = catalog
         self._limits = limits
 
     async def publish(
@@ -85,6 +94,7 @@ class Ingestor:
             "url": self._blobs.url(key),
         }
         outcome = await self._publisher.publish_version(NewVersion(record, [("module.version_released", released)]))
+        self._catalog.invalidate(address)
         if outcome.status != "created":  # another writer recorded it first
             return self._same_or_conflict(outcome.version, archive)
         log.info("version published", module=str(address), version=version, sha256=archive.sha256, size=archive.size)
