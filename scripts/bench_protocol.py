@@ -59,13 +59,14 @@ What the numbers mean
   lg cpu       load generator CPU as a share of the CPUs it was given; >= 90% means the
                client, not the server, set the pace (flagged under the table)
   other        CPU used by every other process on the machine during the window, in % of one
-               CPU (hypervisor steal included); >= 15% is flagged: the figures are then disturbed, since
-               the machine was not quiet (another test run, a build...)
+               CPU (hypervisor steal included); >= 15% is flagged: the machine was not quiet
+               (another test run, a build...), so the figures are disturbed
   rps % bare   rps relative to the bare handler (the targets are stated in this)
   p99 x bare   p99 relative to the bare handler's p99 (lower is better, 1.0 = as fast)
 
 ``--json FILE`` writes everything in the table, plus the settings, for comparison across runs.
-All servers are stopped with SIGTERM at the end, on Ctrl-C, and on SIGTERM.
+All servers are stopped with SIGTERM at the end, on Ctrl-C, and on SIGTERM. Exit status: 0, or
+1 when a row had errors, a server failed, or (with ``--check``) a target was missed.
 """
 
 from __future__ import annotations
@@ -222,7 +223,6 @@ class Measurement:
     other_cpu: float = math.nan  # CPU used by anything else on the machine, in cores
     rps_vs_bare: float = math.nan
     p99_vs_bare: float = math.nan
-    note: str = ""
 
 
 @dataclass
@@ -364,7 +364,8 @@ end
         self.threads = max(1, min(len(settings.loadgen_cpus or ()), 4, settings.connections))
         version = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
         first = (version.stdout + version.stderr).strip().splitlines()
-        self.name = f"wrk ({first[0].split('[')[0].strip() if first else 'unknown version'}, {self.threads} thread{'s' if self.threads > 1 else ''})"
+        release = first[0].split("[")[0].strip() if first else "unknown version"
+        self.name = f"wrk ({release}, {self.threads} thread{'s' if self.threads > 1 else ''})"
 
     def _run(self, url: str, headers: dict[str, str], seconds: int) -> dict[str, Any]:
         command = [
@@ -496,7 +497,8 @@ class BareServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the bare server exited with {self.process.returncode}:\n{self.log_file.read_text()}")
+                log = self.log_file.read_text(errors="replace")
+                raise RuntimeError(f"the bare server exited with {self.process.returncode}:\n{log}")
             with contextlib.suppress(OSError), urlopen(self.url + BARE_PATH, timeout=1) as response:
                 if response.status == 200:
                     return self
@@ -586,7 +588,7 @@ def download_ok(body: Any) -> bool:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, settings: Settings, loadgen: LoadGenerator, servers: Servers) -> list[Measurement]:
+def run(settings: Settings, loadgen: LoadGenerator, servers: Servers) -> list[Measurement]:
     from tests.live import MirrorServer, free_port, write_config
     from tests.moto_server import TEST_ENVIRONMENT, run_moto_server
 
@@ -709,18 +711,26 @@ def report(results: list[Measurement], loadgen: LoadGenerator, settings: Setting
         print(f"warning: other processes used CPU during: {names} (in % of one CPU). The machine was not quiet, "
               "so those figures are disturbed; run again when nothing else is running.")
     bare_cost = [m.server_us_per_request for m in results if m.endpoint == "bare" and m.rps]
+    bare_saturated = any(m.endpoint == "bare" for m in saturated)
+    bare_disturbed = all(m.other_cpu >= OTHER_LOAD for m in results if m.endpoint == "bare")
     verdicts = []
     for label, endpoint, target in TARGETS:
         m = next((r for r in results if r.endpoint == endpoint), None)
         if m is None:
             continue
         met = m.rps_vs_bare >= target and not m.errors
-        cost = (sum(bare_cost) / len(bare_cost)) / m.server_us_per_request if bare_cost and m.server_us_per_request else math.nan
+        cost = math.nan
+        if bare_cost and m.server_us_per_request:
+            cost = (sum(bare_cost) / len(bare_cost)) / m.server_us_per_request
         suffix = f" ({m.errors} errors: not valid)" if m.errors else ""
+        if not m.errors and (bare_saturated or m in saturated):
+            suffix = " (not conclusive: the load generator was saturated)"
+        elif not m.errors and (bare_disturbed or m in disturbed):
+            suffix = " (not conclusive: other processes used the CPU)"
         print(f"{label}: {m.rps_vs_bare:.0%} of bare (target >= {target:.0%}) {'MET' if met else 'MISSED'}"
               f"{suffix}; by server CPU per request: {cost:.0%}")
         verdicts.append({"target": label, "endpoint": endpoint, "ratio": m.rps_vs_bare, "minimum": target,
-                         "met": met, "cpu_ratio": cost})
+                         "met": met, "conclusive": not suffix, "cpu_ratio": cost})
     return verdicts
 
 
@@ -756,7 +766,8 @@ def write_json(path: Path, results: list[Measurement], verdicts: list[dict[str, 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Registry protocol throughput and latency against a bare aiohttp handler (see the module docstring).",
+        description="Registry protocol throughput and latency against a bare aiohttp handler "
+        "(see the module docstring).",
     )
     parser.add_argument("--duration", type=int, default=5, help="measured seconds per row (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds before each row (default 1)")
@@ -766,7 +777,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="auto: wrk when on PATH, else the Python client")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the load generator to CPUs")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results to FILE")
-    parser.add_argument("--workdir", type=Path, help="keep databases and server logs here (default: a temporary directory)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep databases and server logs here (default: a temporary directory)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 300 or not 0 <= args.warmup <= 60:
@@ -788,14 +800,14 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     servers = Servers()
-    loadgen: LoadGenerator | None = None
     with contextlib.ExitStack() as stack:
         if args.workdir:
             args.workdir.mkdir(parents=True, exist_ok=True)
             workdir = args.workdir.resolve()
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-protocol-")))
-        settings = Settings(args.connections, args.duration, args.warmup, args.timeout, server_cpus, loadgen_cpus, workdir)
+        settings = Settings(
+            args.connections, args.duration, args.warmup, args.timeout, server_cpus, loadgen_cpus, workdir)
         wrk = shutil.which("wrk")
         if args.loadgen == "wrk" and not wrk:
             print("wrk is not on PATH; install it (apt-get install wrk) or use --loadgen python", file=sys.stderr)
@@ -805,10 +817,15 @@ def main(argv: list[str]) -> int:
         if isinstance(loadgen, PythonLoadGenerator) and args.loadgen == "auto":
             print("  (wrk is not on PATH: install it with `apt-get install wrk` for figures that are the server's)")
         try:
-            results = run(args, settings, loadgen, servers)
+            results = run(settings, loadgen, servers)
         except KeyboardInterrupt:
             print("\ninterrupted: stopping the servers", file=sys.stderr)
             return 130
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+            if not args.workdir:
+                print("(run again with --workdir DIR to keep the servers' logs)", file=sys.stderr)
+            return 1
         finally:
             loadgen.kill()
             servers.stop_all()

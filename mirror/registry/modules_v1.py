@@ -45,8 +45,8 @@ async def download(request: web.Request) -> web.Response:
     found = await request.app[CATALOG].version(address, version)
     if found is None:
         raise NotFound(f"version {version} of module {address} not found")
-    location = await request.app[LOCATOR].location(found)
-    return web.json_response({"location": location}, headers={"X-Terraform-Get": location})
+    answer = await request.app[LOCATOR].answer(found)
+    return web.Response(body=answer.body, content_type="application/json", headers={"X-Terraform-Get": answer.location})
 
 
 async def download_latest(request: web.Request) -> web.Response:

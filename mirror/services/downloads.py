@@ -7,7 +7,9 @@ presigned S3 GET, ``proxy`` is a registry URL with its own expiring HMAC signatu
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlencode
 
@@ -26,6 +28,12 @@ class PresigningBlobStore(Protocol):
     async def presigned_url(self, key: str, ttl_seconds: int) -> str: ...
 
     def getter_source(self, key: str) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadAnswer:
+    location: str
+    body: bytes  # {"location": ...}, encoded
 
 
 def archive_path(sha256: str) -> str:
@@ -49,26 +57,31 @@ class DownloadLocator:
         self._key = signing_key
         self._ttl = ttl_seconds
         self._base = (public_url or "").rstrip("/")
-        # sha256 -> (valid_until, location); bounded by the number of archives served in a minute
-        self._cache: dict[str, tuple[float, str]] = {}
+        # sha256 -> (valid_until, answer); bounded by the number of archives served in a minute
+        self._cache: dict[str, tuple[float, DownloadAnswer]] = {}
 
     async def location(self, version: ModuleVersion) -> str:
-        if self.mode == "s3":
-            assert isinstance(self._blobs, PresigningBlobStore)
-            return self._blobs.getter_source(version.blob_key)
+        return (await self.answer(version)).location
+
+    async def answer(self, version: ModuleVersion) -> DownloadAnswer:
+        """The location and the encoded ``/download`` body, computed once a minute per archive."""
         now = time.time()
         cached = self._cache.get(version.sha256)
         if cached is not None and cached[0] > now:
             return cached[1]
-        if self.mode == "presigned":
+        if self.mode == "s3":  # a fixed source; cached only to skip re-encoding it
+            assert isinstance(self._blobs, PresigningBlobStore)
+            location = self._blobs.getter_source(version.blob_key)
+        elif self.mode == "presigned":
             assert isinstance(self._blobs, PresigningBlobStore)
             location = await self._blobs.presigned_url(version.blob_key, self._ttl + REUSE_SECONDS)
         else:
             location = self._signed_proxy_url(version.sha256, now)
+        answer = DownloadAnswer(location, json.dumps({"location": location}).encode())
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[version.sha256] = (now + REUSE_SECONDS, location)
-        return location
+        self._cache[version.sha256] = (now + REUSE_SECONDS, answer)
+        return answer
 
     def _signed_proxy_url(self, sha256: str, now: float) -> str:
         path = archive_path(sha256)
