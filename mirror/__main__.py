@@ -15,9 +15,13 @@ from pathlib import Path
 
 from mirror import __version__
 from mirror.config import Config, load_config
+from mirror.domain.models import JOB_STATES
 from mirror.errors import ConfigError, MirrorError
 
 CONFIG_ENV = "MIRROR_CONFIG"
+MAX_JOBS_LISTED = 1000
+#: longer errors are cut in `jobs list`
+ERROR_COLUMN_CHARS = 80
 
 
 class UsageError(MirrorError):
@@ -84,6 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     revoke = token.add_parser("revoke", parents=[common], help="revoke a token by its id")
     revoke.add_argument("token_id", metavar="ID")
     revoke.set_defaults(handler=_cmd_token_revoke)
+
+    jobs = sub.add_parser("jobs", help="inspect background jobs and retry failed ones").add_subparsers(
+        dest="jobs_command", required=True, metavar="ACTION"
+    )
+    jobs_list = jobs.add_parser("list", parents=[common], help="list jobs, newest first")
+    jobs_list.add_argument("--state", choices=JOB_STATES, default=None, help="only jobs in this state")
+    jobs_list.add_argument("--limit", type=int, default=50, help=f"at most this many jobs (1..{MAX_JOBS_LISTED})")
+    jobs_list.set_defaults(handler=_cmd_jobs_list)
+    jobs_retry = jobs.add_parser("retry", parents=[common], help="queue a failed job again with fresh attempts")
+    jobs_retry.add_argument("job_id", metavar="ID", type=int)
+    jobs_retry.set_defaults(handler=_cmd_jobs_retry)
     return parser
 
 
@@ -164,9 +179,7 @@ def _cmd_token_list(args: argparse.Namespace) -> int:
         (r.id, r.namespace, r.scope, r.created_at, "revoked" if r.revoked_at else "active", r.description)
         for r in records
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    _print_table(rows)
     return 0
 
 
@@ -176,6 +189,43 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
         raise MirrorError(f"no active token with id {args.token_id!r}")
     print(f"revoked token {args.token_id}")
     return 0
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def _cmd_jobs_list(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= MAX_JOBS_LISTED:
+        raise UsageError(f"--limit must be between 1 and {MAX_JOBS_LISTED}, not {args.limit}")
+    jobs = asyncio.run(_with_store(args, lambda store: store.list_jobs(args.state, args.limit)))
+    rows = [("ID", "KIND", "STATE", "ATTEMPTS", "UPDATED", "LAST ERROR")]
+    rows += [
+        (str(j.id), j.kind, j.state, str(j.attempts), j.updated_at, _one_line(j.last_error or "", ERROR_COLUMN_CHARS))
+        for j in jobs
+    ]
+    _print_table(rows)
+    return 0
+
+
+def _cmd_jobs_retry(args: argparse.Namespace) -> int:
+    from mirror.services.jobs import requeue_failed_job
+
+    job = asyncio.run(_with_store(args, requeue_failed_job, args.job_id))
+    print(f"job {job.id} ({job.kind}) is queued again")
+    return 0
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the last one, free text, is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
 
 
 async def _with_store(args: argparse.Namespace, action, *extra):

@@ -14,25 +14,36 @@ from aiohttp import web
 
 from mirror.config import Config
 from mirror.domain.archive import ArchiveLimits
-from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, LOCATOR, STORE
-from mirror.registry import api, modules_v1
+from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, PayloadTooLarge
+from mirror.github.api import GitHubError
+from mirror.github.integration import setup_github
+from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
+from mirror.registry import api, jobs_api, modules_v1
 from mirror.registry.middleware import request_middleware
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
+from mirror.services.jobs import JobQueue
 from mirror.storage.factory import make_blob_store, make_metadata_store
 
 SIGNING_KEY_SETTING = "downloads.signing_key"
+#: errors that retrying cannot fix: such a job fails at once
+PERMANENT_JOB_ERRORS = (BadRequest, InvalidArchive, PayloadTooLarge, Conflict, NotFound, GitHubError)
 
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[request_middleware()])
     app[CONFIG] = config
+    app[JOB_HANDLERS] = {}
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_services)
+    if config.github.enabled:
+        setup_github(app)  # registers its job handlers; closes after the queue has stopped
+    app.cleanup_ctx.append(_jobs)
     modules_v1.setup_routes(app)
     api.setup_routes(app)
+    jobs_api.setup_routes(app)
     return app
 
 
@@ -82,6 +93,27 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         ),
     )
     yield
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    """The job queue's workers run while the app does, with every handler registered first."""
+    config = app[CONFIG]
+    jobs = config.jobs
+    queue = JobQueue(
+        app[STORE],
+        workers=config.github.workers,
+        lease_seconds=jobs.lease_seconds,
+        max_attempts=jobs.max_attempts,
+        backoff_base=jobs.backoff_base,
+        backoff_max=jobs.backoff_max,
+        permanent=PERMANENT_JOB_ERRORS,
+    )
+    app[JOBS] = queue
+    for kind, handler in app[JOB_HANDLERS].items():
+        queue.register(kind, handler)
+    await queue.start()
+    yield
+    await queue.stop()
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:

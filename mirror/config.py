@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from mirror.domain.addresses import valid_namespace
 from mirror.errors import ConfigError
 
 MiB = 1024 * 1024
@@ -85,6 +86,44 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GitHubConfig:
+    #: HMAC secret of webhook deliveries (or a file holding it); mandatory once GitHub is configured
+    webhook_secret: str | None = None
+    webhook_secret_file: Path | None = None
+    #: a GitHub App ...
+    app_id: str | None = None
+    private_key: str | None = None
+    private_key_file: Path | None = None
+    #: ... or a plain token, for repository or organization webhooks
+    token: str | None = None
+    api_url: str = "https://api.github.com"
+    #: workers that process webhook jobs (ingests, backfills, reconciles)
+    workers: int = 4
+    #: repositories named <prefix><provider>-<name> become modules
+    module_prefix: str = "terraform-"
+    #: account login -> namespace; an account not listed keeps its login as namespace
+    namespaces: dict[str, str] = field(default_factory=dict)
+    #: what happens to archives when an installation is removed
+    on_uninstall: Literal["keep", "delete"] = "keep"
+    #: seconds between full reconciles against GitHub; 0 turns them off
+    reconcile_interval: int = 3600
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.webhook_secret, self.webhook_secret_file, self.app_id, self.token))
+
+
+@dataclass(frozen=True, slots=True)
+class JobsConfig:
+    #: a running job's claim; a job whose worker died runs again once it lapses (renewed while alive)
+    lease_seconds: float = 60.0
+    max_attempts: int = 8
+    #: exponential backoff with jitter between attempts: base * 2^(attempt-1), at most backoff_max
+    backoff_base: float = 2.0
+    backoff_max: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
     #: "auto": console lines on a terminal, JSON otherwise
@@ -100,6 +139,8 @@ class Config:
     downloads: DownloadsConfig = field(default_factory=DownloadsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    github: GitHubConfig = field(default_factory=GitHubConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -189,6 +230,8 @@ def _coerce(value: Any, hint: Any) -> Any:
         if value not in args:
             raise ValueError(f"must be one of {', '.join(repr(a) for a in args)}, not {value!r}")
         return value
+    if origin is dict:
+        return _coerce_mapping(value)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -216,6 +259,18 @@ def _coerce(value: Any, hint: Any) -> Any:
             raise ValueError(f"must be a string, not {value!r}")
         return value
     raise ValueError(f"unsupported value {value!r}")  # pragma: no cover - a field type we do not use
+
+
+def _coerce_mapping(value: Any) -> dict[str, str]:
+    """A TOML table, or ``"a=b,c=d"`` from the environment."""
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"must be KEY=VALUE pairs separated by commas, not {value!r}")
+        value = {key.strip(): val.strip() for key, val in pairs}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"must be a table of strings, not {value!r}")
+    return dict(value)
 
 
 def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: frozenset[str]) -> list[str]:
@@ -262,6 +317,36 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
     for key in ("max_archive_bytes", "max_unpacked_bytes", "max_files"):
         if getattr(limits, key) <= 0:
             problems.append(f"[limits] {key} must be positive")
+    problems.extend(_validate_github(config.github))
+    jobs = config.jobs
+    if jobs.lease_seconds < 1 or jobs.max_attempts < 1 or jobs.backoff_base <= 0 or jobs.backoff_max < jobs.backoff_base:
+        problems.append("[jobs] lease_seconds >= 1, max_attempts >= 1 and 0 < backoff_base <= backoff_max are required")
     if config.logging.level.lower() not in ("debug", "info", "warning", "error"):
         problems.append(f"[logging] level must be debug, info, warning or error, not {config.logging.level!r}")
+    return problems
+
+
+def _validate_github(github: GitHubConfig) -> list[str]:
+    if not github.enabled:
+        return []
+    problems = []
+    if not (github.webhook_secret or github.webhook_secret_file):
+        problems.append(
+            "[github] webhook_secret (or webhook_secret_file) is required: webhooks are never accepted unverified"
+        )
+    for key in ("webhook_secret_file", "private_key_file"):
+        path = getattr(github, key)
+        if path is not None and not path.is_file():
+            problems.append(f"[github] {key}: file {path} does not exist")
+    if github.app_id and not (github.private_key or github.private_key_file):
+        problems.append("[github] app_id needs private_key or private_key_file")
+    if not (github.app_id or github.token):
+        problems.append("[github] set app_id and private_key (a GitHub App) or token (a plain webhook)")
+    if github.workers < 1:
+        problems.append("[github] workers must be at least 1")
+    if github.reconcile_interval < 0:
+        problems.append("[github] reconcile_interval must be 0 (off) or a number of seconds")
+    for login, namespace in github.namespaces.items():
+        if not valid_namespace(namespace):
+            problems.append(f"[github] namespaces: {login!r} maps to an invalid namespace {namespace!r}")
     return problems

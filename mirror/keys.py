@@ -9,6 +9,7 @@ from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
+from mirror.services.jobs import JobHandler, JobQueue
 from mirror.storage.protocols import BlobStore, MetadataStore
 
 CONFIG = web.AppKey("config", Config)
@@ -18,3 +19,7 @@ AUTH = web.AppKey("auth", Authenticator)
 LOCATOR = web.AppKey("locator", DownloadLocator)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CATALOG = web.AppKey("catalog", ModuleCatalog)
+JOBS = web.AppKey("jobs", JobQueue)
+#: job kind -> handler, filled by feature contexts before the queue's workers start
+JOB_HANDLERS = web.AppKey("job_handlers", dict[str, JobHandler])
+GITHUB_WEBHOOK_SECRET = web.AppKey("github_webhook_secret", str)

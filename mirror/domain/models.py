@@ -63,3 +63,55 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         return {"serial": self.serial, "type": self.type, "occurred_at": self.occurred_at, "data": self.data}
+
+
+JobState = Literal["queued", "running", "done", "failed"]
+JOB_STATES: tuple[JobState, ...] = ("queued", "running", "done", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A unit of background work (an ingest, a webhook delivery's processing, a reconcile)."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    state: JobState
+    attempts: int
+    run_after: float  # unix time
+    created_at: str
+    updated_at: str
+    last_error: str | None = None
+    dedupe_key: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "attempts": self.attempts,
+            "run_after": self.run_after,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "last_error": self.last_error,
+            "dedupe_key": self.dedupe_key,
+            "payload": self.payload,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRecord:
+    address: ModuleAddress
+    created_at: str
+    source_url: str | None = None
+    repository_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    """A GitHub App installation (or a configured account) and the namespace it maps to."""
+
+    id: int
+    account: str
+    namespace: str
+    created_at: str

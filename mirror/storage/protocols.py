@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from mirror.domain.models import (
     Event,
+    Installation,
+    Job,
     ModuleAddress,
+    ModuleRecord,
     ModuleVersion,
     NewVersion,
     PublishOutcome,
@@ -90,7 +93,71 @@ class SettingsStore(Protocol):
         """Return the stored value, storing ``default`` first when there is none (atomically)."""
 
 
-class MetadataStore(ModuleIndex, ModulePublisher, TokenStore, EventReader, SettingsStore, Protocol):
+class ModuleAdmin(Protocol):
+    """Module lifecycle driven by a source of truth (GitHub); each change writes its event."""
+
+    async def ensure_module(
+        self, address: ModuleAddress, *, source_url: str | None = None, repository_id: int | None = None
+    ) -> bool: ...
+
+    async def list_modules(self, namespace: str) -> list[ModuleRecord]: ...
+
+    async def module_by_repository(self, repository_id: int) -> ModuleRecord | None: ...
+
+    async def all_versions(self, address: ModuleAddress) -> list[ModuleVersion]: ...
+
+    async def delete_module(self, address: ModuleAddress) -> list[str]: ...
+
+    async def rename_module(self, address: ModuleAddress, new_name: str) -> bool: ...
+
+    async def revoke_version(self, address: ModuleAddress, version: str) -> bool: ...
+
+
+class InstallationStore(Protocol):
+    async def record_installation(self, installation: Installation) -> bool: ...
+
+    async def installation(self, installation_id: int) -> Installation | None: ...
+
+    async def list_installations(self) -> list[Installation]: ...
+
+    async def remove_installation(self, installation_id: int) -> list[str]: ...
+
+
+class JobStore(Protocol):
+    """A durable queue: jobs are claimed with a lease, so a dead worker's job runs again."""
+
+    async def enqueue_job(
+        self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None, run_after: float | None = None
+    ) -> Job | None: ...
+
+    async def claim_job(self, now: float, lease_seconds: float) -> Job | None: ...
+
+    async def renew_job_lease(self, job_id: int, until: float) -> None: ...
+
+    async def finish_job(self, job_id: int) -> None: ...
+
+    async def retry_job(self, job_id: int, error: str, run_after: float) -> None: ...
+
+    async def fail_job(self, job_id: int, error: str) -> None: ...
+
+    async def requeue_job(self, job_id: int) -> bool: ...
+
+    async def get_job(self, job_id: int) -> Job | None: ...
+
+    async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[Job]: ...
+
+
+class MetadataStore(
+    ModuleIndex,
+    ModulePublisher,
+    ModuleAdmin,
+    InstallationStore,
+    JobStore,
+    TokenStore,
+    EventReader,
+    SettingsStore,
+    Protocol,
+):
     """Everything a metadata backend (SQLite, DynamoDB) provides, opened and closed by the app."""
 
     async def open(self) -> None: ...

@@ -11,17 +11,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.models import Event, ModuleVersion, NewVersion, PublishOutcome, TokenRecord
+from mirror.domain.models import (
+    Event,
+    Installation,
+    Job,
+    ModuleRecord,
+    ModuleVersion,
+    NewVersion,
+    PublishOutcome,
+    TokenRecord,
+)
 from mirror.domain.timeutil import now_rfc3339
-from mirror.errors import MirrorError, StorageUnavailable
+from mirror.errors import Conflict, MirrorError, StorageUnavailable
 
 # Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -71,6 +82,31 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE settings (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
+    );
+    """,
+    """
+    ALTER TABLE modules ADD COLUMN source_url TEXT;
+    ALTER TABLE modules ADD COLUMN repository_id INTEGER;
+    CREATE INDEX modules_repository ON modules (repository_id);
+    CREATE TABLE jobs (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        dedupe_key  TEXT UNIQUE,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        run_after   REAL NOT NULL,
+        lease_until REAL,
+        last_error  TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX jobs_ready ON jobs (state, run_after);
+    CREATE TABLE installations (
+        id          INTEGER PRIMARY KEY,
+        account     TEXT NOT NULL,
+        namespace   TEXT NOT NULL COLLATE NOCASE,
+        created_at  TEXT NOT NULL
     );
     """,
 )
@@ -207,7 +243,18 @@ class SqliteMetadataStore:
                 )
                 if existing is not None:
                     stored = _version_from_row(existing)
-                    return PublishOutcome("unchanged" if stored.sha256 == mv.sha256 else "conflict", stored)
+                    if stored.sha256 != mv.sha256:
+                        return PublishOutcome("conflict", stored)
+                    if stored.revoked_at is None:
+                        return PublishOutcome("unchanged", stored)
+                    # the same bytes again after a revocation (a tag deleted and pushed back)
+                    await conn.execute(
+                        "UPDATE versions SET revoked_at = NULL WHERE version = ? AND module_id = "
+                        "(SELECT id FROM modules m WHERE " + _MODULE_MATCH + ")",
+                        (mv.version, addr.namespace, addr.name, addr.provider),
+                    )
+                    await _append_events(conn, list(new.events), mv.published_at)
+                    return PublishOutcome("created", replace(stored, revoked_at=None))
 
                 now = mv.published_at
                 await conn.execute(
@@ -325,6 +372,268 @@ class SqliteMetadataStore:
             raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
 
 
+    # -- modules, namespaces, installations ------------------------------------------------
+
+    async def ensure_module(
+        self, address: ModuleAddress, *, source_url: str | None = None, repository_id: int | None = None
+    ) -> bool:
+        """Create the module (and its namespace) if it is new, with ``module.created``; True if created."""
+        async with self._writing() as conn:
+            now = now_rfc3339()
+            row = await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
+            if row is not None:
+                await conn.execute(
+                    "UPDATE modules SET source_url = COALESCE(?, source_url), "
+                    "repository_id = COALESCE(?, repository_id) WHERE id = ?",
+                    (source_url, repository_id, row[0]),
+                )
+                return False
+            await conn.execute(
+                "INSERT INTO namespaces (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (address.namespace, now),
+            )
+            await conn.execute(
+                "INSERT INTO modules (namespace, name, provider, created_at, source_url, repository_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (*_parts(address), now, source_url, repository_id),
+            )
+            await _append_events(conn, [("module.created", _address_data(address))], now)
+            return True
+
+    async def list_modules(self, namespace: str) -> list[ModuleRecord]:
+        rows = await self._fetchall(
+            "SELECT namespace, name, provider, created_at, source_url, repository_id FROM modules "
+            "WHERE namespace = ? ORDER BY name, provider",
+            (namespace,),
+        )
+        return [_module_from_row(row) for row in rows]
+
+    async def module_by_repository(self, repository_id: int) -> ModuleRecord | None:
+        row = await self._fetchone(
+            "SELECT namespace, name, provider, created_at, source_url, repository_id FROM modules "
+            "WHERE repository_id = ?",
+            (repository_id,),
+        )
+        return _module_from_row(row) if row else None
+
+    async def all_versions(self, address: ModuleAddress) -> list[ModuleVersion]:
+        """Every version, revoked ones included (for reconciling against a source)."""
+        rows = await self._fetchall(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN modules m ON m.id = v.module_id WHERE {_MODULE_MATCH}",
+            _parts(address),
+        )
+        return [_version_from_row(row) for row in rows]
+
+    async def delete_module(self, address: ModuleAddress) -> list[str]:
+        """Remove a module and its versions (``module.deleted``); return blob keys nothing uses any more."""
+        async with self._writing() as conn:
+            return await _delete_module(conn, address, now_rfc3339())
+
+    async def rename_module(self, address: ModuleAddress, new_name: str) -> bool:
+        """Rename a module in place (``module.renamed``); False when there is no such module."""
+        async with self._writing() as conn:
+            row = await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
+            if row is None:
+                return False
+            target = ModuleAddress(address.namespace, new_name, address.provider)
+            if await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(target)):
+                raise Conflict(f"cannot rename {address} to {target}: that module exists")
+            await conn.execute("UPDATE modules SET name = ? WHERE id = ?", (new_name, row[0]))
+            data = {**_address_data(target), "old_name": address.name}
+            await _append_events(conn, [("module.renamed", data)], now_rfc3339())
+            return True
+
+    async def revoke_version(self, address: ModuleAddress, version: str) -> bool:
+        """Take a version out of service (``module.version_revoked``); False if not live."""
+        async with self._writing() as conn:
+            now = now_rfc3339()
+            cursor = await conn.execute(
+                "UPDATE versions SET revoked_at = ? WHERE version = ? AND revoked_at IS NULL AND module_id = "
+                "(SELECT id FROM modules m WHERE " + _MODULE_MATCH + ")",
+                (now, version, *_parts(address)),
+            )
+            if cursor.rowcount == 0:
+                return False
+            await _append_events(conn, [("module.version_revoked", {**_address_data(address), "version": version})], now)
+            return True
+
+    async def record_installation(self, installation: Installation) -> bool:
+        """Remember an installation and create its namespace (``app.installed``); True if new."""
+        async with self._writing() as conn:
+            if await _one(conn, "SELECT id FROM installations WHERE id = ?", (installation.id,)):
+                return False
+            await conn.execute(
+                "INSERT INTO installations (id, account, namespace, created_at) VALUES (?, ?, ?, ?)",
+                (installation.id, installation.account, installation.namespace, installation.created_at),
+            )
+            await conn.execute(
+                "INSERT INTO namespaces (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (installation.namespace, installation.created_at),
+            )
+            await _append_events(conn, [("app.installed", {"namespace": installation.namespace})], installation.created_at)
+            return True
+
+    async def installation(self, installation_id: int) -> Installation | None:
+        row = await self._fetchone(
+            "SELECT id, account, namespace, created_at FROM installations WHERE id = ?", (installation_id,)
+        )
+        return Installation(*row) if row else None
+
+    async def list_installations(self) -> list[Installation]:
+        rows = await self._fetchall("SELECT id, account, namespace, created_at FROM installations ORDER BY id", ())
+        return [Installation(*row) for row in rows]
+
+    async def remove_installation(self, installation_id: int) -> list[str]:
+        """Remove an installation's namespace and everything in it: ``module.deleted`` for each
+        module, then ``app.uninstalled``. Returns blob keys nothing uses any more."""
+        async with self._writing() as conn:
+            row = await _one(conn, "SELECT namespace FROM installations WHERE id = ?", (installation_id,))
+            if row is None:
+                return []
+            namespace, now = row[0], now_rfc3339()
+            orphans: list[str] = []
+            async with conn.execute(
+                "SELECT namespace, name, provider FROM modules WHERE namespace = ? ORDER BY name, provider",
+                (namespace,),
+            ) as cursor:
+                modules = [ModuleAddress(*r) for r in await cursor.fetchall()]
+            for address in modules:
+                orphans += await _delete_module(conn, address, now)
+            await conn.execute("DELETE FROM installations WHERE id = ?", (installation_id,))
+            await conn.execute("DELETE FROM namespaces WHERE name = ?", (namespace,))
+            await _append_events(conn, [("app.uninstalled", {"namespace": namespace})], now)
+            return orphans
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    async def enqueue_job(
+        self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None, run_after: float | None = None
+    ) -> Job | None:
+        """Queue a job; None when ``dedupe_key`` was seen before (the job is not queued again)."""
+        now, stamp = time.time(), now_rfc3339()
+        async with self._writing() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO jobs (kind, payload, dedupe_key, state, run_after, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+                (kind, _dumps(payload), dedupe_key, run_after or now, stamp, stamp),
+            )
+            if cursor.rowcount == 0:
+                return None
+            return Job(cursor.lastrowid, kind, payload, "queued", 0, run_after or now, stamp, stamp, None, dedupe_key)
+
+    async def claim_job(self, now: float, lease_seconds: float) -> Job | None:
+        """Take the oldest runnable job: queued and due, or running with an expired lease (its
+        worker died). The claim counts as an attempt."""
+        async with self._writing() as conn:
+            row = await _one(
+                conn,
+                "SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= ?) "
+                "OR (state = 'running' AND lease_until < ?) ORDER BY run_after, id LIMIT 1",
+                (now, now),
+            )
+            if row is None:
+                return None
+            await conn.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?, updated_at = ? "
+                "WHERE id = ?",
+                (now + lease_seconds, now_rfc3339(), row[0]),
+            )
+            return _job_from_row(await _one(conn, _JOB_SELECT + " WHERE id = ?", (row[0],)))
+
+    async def renew_job_lease(self, job_id: int, until: float) -> None:
+        async with self._writing() as conn:
+            await conn.execute("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'", (until, job_id))
+
+    async def finish_job(self, job_id: int) -> None:
+        await self._set_job(job_id, "done", None, None)
+
+    async def retry_job(self, job_id: int, error: str, run_after: float) -> None:
+        await self._set_job(job_id, "queued", error, run_after)
+
+    async def fail_job(self, job_id: int, error: str) -> None:
+        await self._set_job(job_id, "failed", error, None)
+
+    async def requeue_job(self, job_id: int) -> bool:
+        """Put a failed job back in the queue with fresh attempts; False unless it had failed."""
+        async with self._writing() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET state = 'queued', attempts = 0, run_after = ?, lease_until = NULL, updated_at = ? "
+                "WHERE id = ? AND state = 'failed'",
+                (time.time(), now_rfc3339(), job_id),
+            )
+            return cursor.rowcount > 0
+
+    async def get_job(self, job_id: int) -> Job | None:
+        row = await self._fetchone(_JOB_SELECT + " WHERE id = ?", (job_id,))
+        return None if row is None else _job_from_row(row)
+
+    async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[Job]:
+        where, params = ("WHERE state = ?", (state,)) if state else ("", ())
+        rows = await self._fetchall(f"{_JOB_SELECT} {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [_job_from_row(row) for row in rows]
+
+    async def _set_job(self, job_id: int, state: str, error: str | None, run_after: float | None) -> None:
+        async with self._writing() as conn:
+            await conn.execute(
+                "UPDATE jobs SET state = ?, last_error = COALESCE(?, last_error), "
+                "run_after = COALESCE(?, run_after), lease_until = NULL, updated_at = ? WHERE id = ?",
+                (state, error, run_after, now_rfc3339(), job_id),
+            )
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction whose sqlite3 errors surface as StorageUnavailable."""
+        try:
+            async with self._transaction() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
+
+
+_JOB_SELECT = (
+    "SELECT id, kind, payload, state, attempts, run_after, created_at, updated_at, last_error, dedupe_key FROM jobs"
+)
+
+
+def _job_from_row(row: Sequence[Any]) -> Job:
+    job_id, kind, payload, state, attempts, run_after, created, updated, error, dedupe = row
+    return Job(job_id, kind, json.loads(payload), state, attempts, run_after, created, updated, error, dedupe)
+
+
+def _module_from_row(row: Sequence[Any]) -> ModuleRecord:
+    namespace, name, provider, created_at, source_url, repository_id = row
+    return ModuleRecord(ModuleAddress(namespace, name, provider), created_at, source_url, repository_id)
+
+
+def _parts(address: ModuleAddress) -> tuple[str, str, str]:
+    return (address.namespace, address.name, address.provider)
+
+
+def _address_data(address: ModuleAddress) -> dict[str, str]:
+    return {"namespace": address.namespace, "name": address.name, "provider": address.provider}
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+async def _delete_module(conn: aiosqlite.Connection, address: ModuleAddress, now: str) -> list[str]:
+    row = await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
+    if row is None:
+        return []
+    module_id = row[0]
+    async with conn.execute("SELECT DISTINCT blob_key FROM versions WHERE module_id = ?", (module_id,)) as cursor:
+        keys = [r[0] for r in await cursor.fetchall()]
+    await conn.execute("DELETE FROM versions WHERE module_id = ?", (module_id,))
+    await conn.execute("DELETE FROM modules WHERE id = ?", (module_id,))
+    await _append_events(conn, [("module.deleted", _address_data(address))], now)
+    orphans = []
+    for key in keys:
+        if await _one(conn, "SELECT 1 FROM versions WHERE blob_key = ? LIMIT 1", (key,)) is None:
+            orphans.append(key)
+    return orphans
+
+
 async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
     async with conn.execute(sql, params) as cursor:
         return await cursor.fetchone()
@@ -333,7 +642,7 @@ async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> A
 async def _append_events(conn: aiosqlite.Connection, events: list[tuple[str, dict[str, Any]]], when: str) -> None:
     await conn.executemany(
         "INSERT INTO events (type, occurred_at, data) VALUES (?, ?, ?)",
-        [(kind, when, json.dumps(data, separators=(",", ":"), sort_keys=True)) for kind, data in events],
+        [(kind, when, _dumps(data)) for kind, data in events],
     )
 
 
