@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,8 +98,22 @@ def _parser() -> argparse.ArgumentParser:
     jobs_list.add_argument("--limit", type=int, default=50, help=f"at most this many jobs (1..{MAX_JOBS_LISTED})")
     jobs_list.set_defaults(handler=_cmd_jobs_list)
     jobs_retry = jobs.add_parser("retry", parents=[common], help="queue a failed job again with fresh attempts")
-    jobs_retry.add_argument("job_id", metavar="ID", type=int)
+    jobs_retry.add_argument("job_id", metavar="ID", type=_job_id)
     jobs_retry.set_defaults(handler=_cmd_jobs_retry)
+
+    github = sub.add_parser("github", help="the GitHub integration").add_subparsers(
+        dest="github_command", required=True, metavar="ACTION"
+    )
+    reconcile = github.add_parser(
+        "reconcile",
+        parents=[common],
+        help="bring modules in line with GitHub (all namespaces, or one)",
+        description="Queue a reconcile for the server's workers: repositories and tags are listed "
+        "and the registry brought in line (missed deliveries, bulk tag pushes).",
+    )
+    reconcile.add_argument("namespace", metavar="NAMESPACE", nargs="?", default=None)
+    reconcile.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait for the reconcile to finish")
+    reconcile.set_defaults(handler=_cmd_github_reconcile)
     return parser
 
 
@@ -192,6 +207,39 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 # -- jobs ------------------------------------------------------------------------------------
+
+
+def _job_id(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"invalid job id {text!r}")
+    return int(text)
+
+
+def _cmd_github_reconcile(args: argparse.Namespace) -> int:
+    from mirror.domain.addresses import valid_namespace
+    from mirror.github.sync import RECONCILE
+
+    if args.namespace is not None and not valid_namespace(args.namespace):
+        raise UsageError(f"invalid namespace {args.namespace!r}")
+    if not _config(args).github.enabled:
+        raise UsageError("the GitHub integration is not configured ([github] in the config)")
+    job = asyncio.run(_with_store(args, lambda store: store.enqueue_job(RECONCILE, {"namespace": args.namespace})))
+    print(f"queued reconcile job {job.id}; a running `mirror serve` with this config carries it out")
+    if args.wait > 0:
+        state = asyncio.run(_with_store(args, _wait_for_job, job.id, args.wait))
+        if state != "done":
+            raise MirrorError(f"reconcile job {job.id} is {state} after {args.wait:g} s (see `mirror jobs list`)")
+        print(f"reconcile job {job.id} done")
+    return 0
+
+
+async def _wait_for_job(store, job_id: int, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while True:
+        job = await store.get_job(job_id)
+        if job is None or job.state in ("done", "failed") or time.monotonic() > deadline:
+            return job.state if job else "gone"
+        await asyncio.sleep(0.2)
 
 
 def _cmd_jobs_list(args: argparse.Namespace) -> int:

@@ -308,3 +308,40 @@ async def test_jobs_survive_in_the_store(world: GitHubWorld):
     assert jobs[job_id].kind == "github.delivery"
     await world.settle()
     assert await asyncio.wait_for(world.versions("acme-corp/network/aws"), 5) == ["1.1.0", "1.0.0"]
+
+
+async def test_reconcile_from_the_cli(world: GitHubWorld, tmp_path: Path):
+    """`mirror github reconcile` queues a job in the shared store; the running server carries it out."""
+    from tests.live import run_cli
+
+    network, _ = org_with_modules(world.fake)
+    await world.deliver("installation", installation_payload(world.fake, "created", 7))
+    await world.settle()
+    world.fake.add_tag("acme-corp", network.name, "v3.0.0", module_files("net-3.0.0"))
+    result = await asyncio.to_thread(
+        run_cli, "github", "reconcile", "acme-corp", "--wait", "20", "--config", str(tmp_path / "mirror.toml"), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "done" in result.stdout
+    await world.settle()
+    assert (await world.versions("acme-corp/network/aws"))[0] == "3.0.0"
+    bad = await asyncio.to_thread(run_cli, "github", "reconcile", "no/such", "--config", str(tmp_path / "mirror.toml"), cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+async def test_plain_token_for_repository_webhooks(aiohttp_server, start_registry, make_config, tmp_path):
+    """Without an App: a repository webhook (no installation in the payload) and a plain token."""
+    fake = FakeGitHub(plain_tokens=["ghp_plain_token"])
+    server = await aiohttp_server(fake.app)
+    sections = github_sections(tmp_path, fake, str(server.make_url("")).rstrip("/"))
+    sections["github"] = {k: v for k, v in sections["github"].items() if k not in ("app_id", "private_key_file")}
+    sections["github"]["token"] = "ghp_plain_token"
+    world = GitHubWorld(fake, server, await start_registry(make_config(**sections)))
+    repo = fake.add_repository("solo-dev", "terraform-aws-bucket", installation_id=None, owner_type="User")
+    fake.add_tag("solo-dev", repo.name, "v0.3.0", module_files("bucket"))
+    payload = create_tag_payload(repo, "v0.3.0")
+    assert "installation" not in payload
+    assert (await world.deliver("create", payload)).status == 202
+    await world.settle()
+    assert await world.versions("solo-dev/bucket/aws") == ["0.3.0"]
+    assert fake.tokens_issued == 0  # no App tokens in this mode
