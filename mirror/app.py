@@ -19,6 +19,7 @@ from mirror.github.api import GitHubError
 from mirror.github.integration import setup_github
 from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
 from mirror.registry import api, jobs_api, modules_v1
+from mirror.logs import AccessLog, structlog_access_log
 from mirror.registry.middleware import request_middleware
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
@@ -32,8 +33,8 @@ SIGNING_KEY_SETTING = "downloads.signing_key"
 PERMANENT_JOB_ERRORS = (BadRequest, InvalidArchive, PayloadTooLarge, Conflict, NotFound, GitHubError)
 
 
-def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_middleware()])
+def create_app(config: Config, access_log: AccessLog | None = structlog_access_log) -> web.Application:
+    app = web.Application(middlewares=[request_middleware(access_log)])
     app[CONFIG] = config
     app[JOB_HANDLERS] = {}
     app.cleanup_ctx.append(_storage)

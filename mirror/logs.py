@@ -15,11 +15,15 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
+
+
+_access = structlog.get_logger("mirror.http")
 
 
 class LogSink:
@@ -67,9 +71,51 @@ class LogSink:
             self.drain()
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> LogSink | None:
-    """Configure structlog for the process; returns the sink to drain when output is buffered."""
+class AccessLog(Protocol):
+    def __call__(self, *, method: str, path: str, status: int, ms: float, remote: str | None, request_id: str) -> None: ...
+
+
+def structlog_access_log(*, method: str, path: str, status: int, ms: float, remote: str | None, request_id: str) -> None:
+    """The request line through structlog's processors (console output, tests)."""
+    _access.info("request", method=method, path=path, status=status, ms=ms, remote=remote, request_id=request_id)
+
+
+class JsonAccessLog:
+    """The request line rendered straight into the sink, in the shape structlog's JSON lines have.
+
+    It is the one line every request pays for; skipping the processor chain saves about a fifth
+    of a cached ``versions`` answer's cost. Other log lines keep going through structlog.
+    """
+
+    def __init__(self, sink: LogSink) -> None:
+        self._sink = sink
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, *, method: str, path: str, status: int, ms: float, remote: str | None, request_id: str) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # formatting the date once a second
+            self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        line = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "ms": ms,
+            "remote": remote,
+            "event": "request",
+            "request_id": request_id,
+            "level": "info",
+            "timestamp": f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z",
+        }
+        self._sink.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> tuple[LogSink | None, AccessLog | None]:
+    """Configure structlog for the process. Returns the sink to drain when output is buffered,
+    and the request-line writer (None when the level hides request lines)."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    show_requests = logging.getLevelName(level.upper()) <= logging.INFO
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -83,7 +129,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> LogSink | None:
             logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
             cache_logger_on_first_use=True,
         )
-        return None
+        return None, (structlog_access_log if show_requests else None)
     sink = LogSink(sys.stderr.fileno())
     structlog.configure(
         processors=[*shared, structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer(serializer=orjson.dumps)],
@@ -91,4 +137,4 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> LogSink | None:
         logger_factory=structlog.BytesLoggerFactory(file=sink),
         cache_logger_on_first_use=True,
     )
-    return sink
+    return sink, (JsonAccessLog(sink) if show_requests else None)

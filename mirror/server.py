@@ -22,10 +22,10 @@ async def _freeze_heap(_: web.Application) -> None:
 
 
 def serve(config: Config) -> None:
-    sink = configure_logging(config.logging.level, config.logging.format)
+    sink, access_log = configure_logging(config.logging.level, config.logging.format)
     context = ssl_context(config)
     server = config.server
-    app = create_app(config)
+    app = create_app(config, access_log)
     if sink is not None:
         app.cleanup_ctx.insert(0, sink.periodic_drain)  # first in, last out: drains after everything
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from mirror.errors import MirrorError
+from mirror.logs import AccessLog, structlog_access_log
 
 log = structlog.get_logger("mirror.http")
 
@@ -37,8 +38,9 @@ def error_response(status: int, *messages: str) -> web.Response:
     return response
 
 
-def request_middleware() -> Middleware:
-    """One middleware per app: request ids, the access line, and rendered errors."""
+def request_middleware(access_log: AccessLog | None = structlog_access_log) -> Middleware:
+    """One middleware per app: request ids, the request line (when ``access_log`` is set), and
+    rendered errors."""
     ids = RequestIds()
 
     @web.middleware
@@ -61,15 +63,16 @@ def request_middleware() -> Middleware:
                 log.exception("unhandled error")
                 response = error_response(500, "internal error; the request id in X-Request-Id identifies it in the logs")
             response.headers[REQUEST_ID_HEADER] = request_id
-            # The path only: query strings may carry download signatures, and headers carry tokens.
-            log.info(
-                "request",
-                method=request.method,
-                path=request.path,
-                status=response.status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
-                remote=request.remote,
-            )
+            if access_log is not None:
+                # The path only: query strings may carry download signatures, headers carry tokens.
+                access_log(
+                    method=request.method,
+                    path=request.path,
+                    status=response.status,
+                    ms=round((time.perf_counter() - started) * 1000, 2),
+                    remote=request.remote,
+                    request_id=request_id,
+                )
             return response
         finally:
             structlog.contextvars.unbind_contextvars("request_id")

@@ -129,7 +129,7 @@ class JobQueue:
         await asyncio.gather(*busy, return_exceptions=True)
 
     async def drain(self, timeout: float) -> None:
-        """Wait until no job is queued and due, or running; raise TimeoutError after ``timeout``."""
+        """Wait until no job is queued (due or backing off) or running; TimeoutError after ``timeout``."""
         async with asyncio.timeout(timeout):
             while await self._has_work():
                 await asyncio.sleep(DRAIN_POLL_SECONDS)
@@ -137,10 +137,7 @@ class JobQueue:
     async def _has_work(self) -> bool:
         # Queued before running: a job only moves queued -> running -> done, and follow-up jobs are
         # queued while their parent still runs, so this order cannot miss work between the reads.
-        now = time.time()
-        if any(job.run_after <= now for job in await self._store.list_jobs("queued", limit=10_000)):
-            return True
-        return bool(await self._store.list_jobs("running", limit=1))
+        return bool(await self._store.list_jobs("queued", limit=1) or await self._store.list_jobs("running", limit=1))
 
     # -- workers -----------------------------------------------------------------------------
 
