@@ -6,15 +6,19 @@ Clients (metadata store, blob store) are created once in a ``cleanup_ctx`` and c
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import shutil
 import ssl
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
 from mirror.config import Config
 from mirror.domain.archive import ArchiveLimits
-from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, PayloadTooLarge
+from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, PayloadTooLarge, StorageUnavailable
 from mirror.github.api import GitHubError
 from mirror.github.integration import setup_github
 from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
@@ -50,6 +54,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    await asyncio.to_thread(prepare_spool, config.server.spool_dir)
     store = make_metadata_store(config)
     await store.open()
     blobs = make_blob_store(config)
@@ -115,6 +120,19 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     await queue.start()
     yield
     await queue.stop()
+
+
+def prepare_spool(spool: Path, stale_after: float = 3600) -> None:
+    """Create the spool directory and remove what crashed processes left there (older than an
+    hour, so another process's work in progress is left alone)."""
+    try:
+        spool.mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - stale_after
+        for entry in spool.iterdir():
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    except OSError as exc:
+        raise StorageUnavailable(f"spool directory {spool} is not usable: {exc}") from exc
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:

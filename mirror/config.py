@@ -34,6 +34,9 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     shutdown_timeout: float = 30.0
+    #: where uploads and GitHub downloads are spooled while they are checked; entries a crash
+    #: left behind are removed at start-up
+    spool_dir: Path = Path("mirror-data/spool")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
     def build(**sections: dict[str, Any]) -> Config:
         merged: dict[str, dict[str, Any]] = {
+            "server": {"spool_dir": str(tmp_path / "data" / "spool")},
             "metadata": {"path": str(tmp_path / "data" / "mirror.db")},
             "blobs": {"path": str(tmp_path / "data" / "blobs")},
         }

@@ -55,6 +55,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
                 max_unpacked_bytes=config.limits.max_unpacked_bytes,
                 max_files=config.limits.max_files,
             ),
+            spool_dir=config.server.spool_dir,
             delete_archives_on_uninstall=github.on_uninstall == "delete",
         )
         app[JOB_HANDLERS].update(sync.handlers())

@@ -49,6 +49,7 @@ class GitHubSync:
         enqueue: Enqueue,
         naming: Naming,
         limits: ArchiveLimits,
+        spool_dir: Path,
         delete_archives_on_uninstall: bool,
     ) -> None:
         self._store = store
@@ -59,6 +60,7 @@ class GitHubSync:
         self._enqueue = enqueue
         self._naming = naming
         self._limits = limits
+        self._spool_dir = spool_dir
         self._delete_archives = delete_archives_on_uninstall
         self.router = self._router()
 
@@ -261,9 +263,10 @@ class GitHubSync:
             )
         if existing is not None and existing.revoked_at is None:
             return  # already released from this commit
-        await self._store.ensure_module(address, source_url=repository.html_url, repository_id=repository.id)
-        with tempfile.TemporaryDirectory(prefix="mirror-github-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="github-", dir=self._spool_dir) as tmp:
             archive = await self._fetch(repository, tag, installation_id, Path(tmp))
+            # the module is recorded only once its archive is in hand: a failed fetch leaves nothing
+            await self._store.ensure_module(address, source_url=repository.html_url, repository_id=repository.id)
             outcome = await self._ingestor.publish(address, tag, archive, source=repository.html_url, commit_sha=commit_sha)
         log.info("tag ingested", module=str(address), version=version, tag=tag, status=outcome.status)
 

@@ -40,7 +40,7 @@ async def publish(request: web.Request) -> web.Response:
 @asynccontextmanager
 async def _spooled(request: web.Request, limit: int) -> AsyncIterator[Archive]:
     """The request body as a temporary file, removed afterwards."""
-    fd, name = tempfile.mkstemp(prefix="mirror-upload-", suffix=".tar.gz")
+    fd, name = tempfile.mkstemp(prefix="upload-", suffix=".tar.gz", dir=request.app[CONFIG].server.spool_dir)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
