@@ -158,7 +158,7 @@ async def live_github(aiohttp_server, tmp_path: Path) -> AsyncIterator[LiveGitHu
     config_file = write_config(
         tmp_path / "mirror.toml",
         {
-            "server": {"port": port},
+            "server": {"port": port, "spool_dir": str(data / "spool")},
             "metadata": {"path": str(data / "mirror.db")},
             "blobs": {"path": str(data / "blobs")},
             "github": {
@@ -279,8 +279,10 @@ async def test_killed_mid_ingest_leaves_no_half_version_and_finishes_after_resta
     assert await live.released_events("1.0.0") == []
     assert await live.query("SELECT state, attempts FROM jobs WHERE id = ?", (running["id"],)) == [("running", 1)]
     assert _files(live.blobs) == []
-    # Not asserted: the partial download itself stays behind in the server's TMPDIR
-    # (server-tmp/mirror-github-*/github.tar.gz) and nothing ever removes it.
+    # The partial download is in the spool, inside the data directory, never in the blob store;
+    # a start-up clears spool entries older than an hour.
+    assert list((live.data / "spool").glob("github-*/github.tar.gz"))
+    assert not list(live.server_tmp.iterdir())
 
     # Restart. The download still takes a moment, so the re-run cannot have published anything by
     # the time the first checks below are done: they see what a restarted server serves before it.
