@@ -100,6 +100,8 @@ class GitHubConfig:
     #: ... or a plain token, for repository or organization webhooks
     token: str | None = None
     api_url: str = "https://api.github.com"
+    #: seconds for each GitHub request (a tarball may take longer; a stalled read may not)
+    timeout: float = 30.0
     #: workers that process webhook jobs (ingests, backfills, reconciles)
     workers: int = 4
     #: repositories named <prefix><provider>-<name> become modules
@@ -345,6 +347,8 @@ def _validate_github(github: GitHubConfig) -> list[str]:
         problems.append("[github] app_id needs private_key or private_key_file")
     if not (github.app_id or github.token):
         problems.append("[github] set app_id and private_key (a GitHub App) or token (a plain webhook)")
+    if github.timeout <= 0:
+        problems.append("[github] timeout must be positive")
     if github.workers < 1:
         problems.append("[github] workers must be at least 1")
     if github.reconcile_interval < 0:

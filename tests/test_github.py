@@ -345,3 +345,20 @@ async def test_plain_token_for_repository_webhooks(aiohttp_server, start_registr
     await world.settle()
     assert await world.versions("solo-dev/bucket/aws") == ["0.3.0"]
     assert fake.tokens_issued == 0  # no App tokens in this mode
+
+
+async def test_github_timeouts_are_retried(aiohttp_server, start_registry, make_config, tmp_path):
+    fake = FakeGitHub()
+    server = await aiohttp_server(fake.app)
+    sections = github_sections(tmp_path, fake, str(server.make_url("")).rstrip("/"))
+    sections["github"]["timeout"] = 0.3
+    world = GitHubWorld(fake, server, await start_registry(make_config(**sections)))
+    org_with_modules(fake)
+    fake.delay["tags"] = 5  # GitHub hangs past the timeout ...
+    await world.deliver("installation", installation_payload(fake, "created", 7))
+    while fake.calls["tags"] < 2:  # ... at least twice
+        await asyncio.sleep(0.05)
+    del fake.delay["tags"]  # then recovers
+    await world.settle(timeout=30)
+    assert await world.versions("acme-corp/network/aws") == ["1.1.0", "1.0.0"]
+    assert await world.registry.app[STORE].list_jobs(state="failed") == []

@@ -41,7 +41,9 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
     github = config.github
     app[GITHUB_WEBHOOK_SECRET] = _read_secret(github.webhook_secret, github.webhook_secret_file, "webhook_secret")
     async with aiohttp.ClientSession() as session:
-        client = GitHubClient(session=session, api_url=github.api_url, credentials=_credentials(github, session))
+        client = GitHubClient(
+            session=session, api_url=github.api_url, credentials=_credentials(github, session), timeout=github.timeout
+        )
         sync = GitHubSync(
             store=app[STORE],
             blobs=app[BLOBS],
@@ -87,7 +89,9 @@ async def _reconcile_periodically(app: web.Application, interval: int) -> None:
 def _credentials(github: GitHubConfig, session: aiohttp.ClientSession) -> GitHubCredentials:
     if github.app_id:
         private_key = _read_secret(github.private_key, github.private_key_file, "private_key")
-        return AppCredentials(session=session, api_url=github.api_url, app_id=github.app_id, private_key=private_key)
+        return AppCredentials(
+            session=session, api_url=github.api_url, app_id=github.app_id, private_key=private_key, timeout=github.timeout
+        )
     assert github.token, "validated: an App or a token is configured"
     return TokenCredentials(github.token)
 
