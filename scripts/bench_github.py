@@ -58,7 +58,9 @@ API's 302 redirect to a codeload URL, as on github.com.
    in memory; the measured process is mirror.
 
 MB in this script's output means MiB (2^20 bytes). Mirror logs at ``info`` (as deployed) into
-a file in the work directory, with TMPDIR pointed there too (its temporary spool files).
+a file in the work directory. The server runs in the work directory, so its spool (the default
+``[server] spool_dir``, relative) is there, and TMPDIR is pointed there too: a run leaves nothing
+behind.
 ``[github] reconcile_interval = 0``; other [github]/[jobs] settings are mirror's defaults
 (4 workers). Limits are raised to fit the big tarball.
 
@@ -134,6 +136,8 @@ TAG_TIMEOUT = 30.0  # seconds one tag may take to become installable
 BIG_TIMEOUT = 150.0
 BIG_FILE_MB = 50  # the big tag's random data comes in files of at most this size
 CODELOAD_CHUNK = 256 * 1024
+#: CPU (in cores) used by other processes during a phase above which it is called disturbed
+OTHER_LOAD = 0.15
 
 
 # -- the fake GitHub, with prebuilt tarballs ---------------------------------------------------
@@ -273,6 +277,43 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class OtherLoad:
+    """CPU used by every other process on the machine (not this script, not the server; kernel
+    threads left out) between ``start()`` and ``stop()``, in cores; as in bench_protocol.py, a
+    warning that the figures were disturbed, not an audit."""
+
+    def __init__(self, *exclude: int) -> None:
+        self.exclude = {os.getpid(), *exclude}
+        self.before: dict[tuple[int, int], int] = {}
+        self.wall = 0.0
+
+    def _snapshot(self) -> dict[tuple[int, int], int]:
+        ticks: dict[tuple[int, int], int] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) in self.exclude:
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if entry.name == "2" or fields[1] == "2":  # kthreadd and kernel threads
+                continue
+            ticks[(int(entry.name), int(fields[19]))] = sum(int(v) for v in fields[11:15])
+        return ticks
+
+    def start(self) -> OtherLoad:
+        self.before, self.wall = self._snapshot(), time.perf_counter()
+        return self
+
+    def stop(self) -> float:
+        wall = time.perf_counter() - self.wall
+        ticks = sum(value - self.before.get(key, 0) for key, value in self._snapshot().items())
+        if wall <= 0:
+            return math.nan
+        return min(max(0, ticks) / os.sysconf("SC_CLK_TCK") / wall, float(os.cpu_count() or 1))
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0); False when not permitted."""
     try:
@@ -370,6 +411,7 @@ class LatencyResult:
     cache_seconds: float
     samples: list[TagSample] = field(default_factory=list)
     github_calls_per_tag: dict[str, float] = field(default_factory=dict)  # route -> calls to the fake
+    other_cpu: float = math.nan  # cores used by other processes meanwhile
     p50_ms: float = math.nan
     p95_ms: float = math.nan
     max_ms: float = math.nan
@@ -407,6 +449,7 @@ class MemoryResult:
     polls: int = 0
     poll_p50_ms: float = math.nan
     poll_max_ms: float = math.nan
+    other_cpu: float = math.nan  # cores used by other processes meanwhile
     archive_ok: bool = False
     met: bool = False
 
@@ -563,12 +606,15 @@ class Bench:
         try:
             repo = self.fake.add_repository(OWNER, BENCH_REPO, installation_id=INSTALLATION_ID, description="bench")
             self.fake.add_tag(OWNER, BENCH_REPO, "v0.0.1", small_files("warm-up"))
-            status, ms, _ = await self.deliver(server, "installation", installation_payload(self.fake, "created", INSTALLATION_ID))
+            installed = installation_payload(self.fake, "created", INSTALLATION_ID)
+            status, _, _ = await self.deliver(server, "installation", installed)
             if status != 202:
                 raise RuntimeError(f"installation delivery: {status}")
             await self.wait_installable(server, "bench", "0.0.1", POLL_SECONDS, TAG_TIMEOUT)
             print("  warm-up: installation backfilled, 0.0.1 installable", flush=True)
             calls_before = dict(self.fake.calls)
+            assert server.process is not None
+            others = OtherLoad(server.process.pid).start()
 
             for number in range(args.tags):
                 tag, version = f"v1.0.{number}", f"1.0.{number}"
@@ -606,6 +652,7 @@ class Bench:
                 print(f"  {tag}: {sample.installable_ms:7.1f} ms  (webhook {sample.webhook_ms:5.1f} ms, "
                       f"{sample.polls} polls{'' if sample.archive_ok else ', ARCHIVE MISMATCH'})", flush=True)
                 del self.fake.prebuilt[sha]
+            result.other_cpu = others.stop()
             result.github_calls_per_tag = {
                 route: (count - calls_before.get(route, 0)) / max(1, len(result.samples))
                 for route, count in sorted(self.fake.calls.items())
@@ -701,6 +748,7 @@ class Bench:
                   flush=True)
 
             sampler = RssSampler(pid, RSS_SAMPLE_SECONDS).start()
+            others = OtherLoad(pid).start()
             cpu_before = process_cpu_seconds(pid)
             try:
                 assert self.session is not None
@@ -717,6 +765,7 @@ class Bench:
                 result.poll_p50_ms, result.poll_max_ms = percentile(rtts, 50), max(rtts)
             finally:
                 sampler.stop()
+                result.other_cpu = others.stop()
             end_status = proc_status(pid)
             result.server_cpu_s = process_cpu_seconds(pid) - cpu_before
             result.seconds = seen - started
@@ -802,7 +851,7 @@ def report(latency: LatencyResult, memory: MemoryResult) -> list[dict[str, Any]]
     print(f"  polls per tag: median {statistics.median(x.polls for x in s) if s else math.nan:g}; "
           f"archives verified: {sum(x.archive_ok for x in s)}/{len(s)}")
     calls = ", ".join(f"{route} {count:g}" for route, count in latency.github_calls_per_tag.items())
-    print(f"  requests to GitHub per tag: {calls or '-'}")
+    print(f"  requests to GitHub per tag: {calls or '-'}; other processes' CPU meanwhile: {latency.other_cpu:.0%}")
     print()
     m = memory
     print(f"2. ingest of a {m.big_mb} MB tarball ({m.tarball_bytes / MiB:.1f} MB compressed: {m.files}); "
@@ -824,7 +873,8 @@ def report(latency: LatencyResult, memory: MemoryResult) -> list[dict[str, Any]]
         ("mirror CPU time during the ingest", f"{m.server_cpu_s:8.2f} s"),
         (f"download polls meanwhile (every {BIG_POLL_SECONDS * 1000:.0f} ms)",
          f"{m.poll_p50_ms:8.1f} ms p50, {m.poll_max_ms:.1f} ms max ({m.polls} polls)"),
-        ("archive verified (all files, sizes)", "yes" if m.archive_ok else "NO"),
+        ("other processes' CPU meanwhile (of one CPU)", f"{m.other_cpu:8.0%}"),
+        ("archive verified (all files, sizes)", f"{'yes' if m.archive_ok else 'NO':>8}"),
     ]
     for label, value in lines:
         print(f"  {label:<44} {value}")
@@ -832,13 +882,21 @@ def report(latency: LatencyResult, memory: MemoryResult) -> list[dict[str, Any]]
     print(f"cache check: version published -> first 200 at most {latency.lag_max_ms:.1f} ms "
           f"(bound without caching effects: a poll interval + two polls = {latency.lag_bound_ms:.0f} ms): "
           + ("caching did not delay visibility" if latency.cache_ok else "DISTORTED (or log lines missing)"))
+    for label, load in (("the latency phase", latency.other_cpu), ("the big ingest", m.other_cpu)):
+        if load >= OTHER_LOAD:
+            print(f"warning: other processes used {load:.0%} of a CPU during {label}: the machine was not quiet, "
+                  "so its figures are disturbed; run again when nothing else is running")
     verdicts = []
     suffix = "" if all(x.archive_ok for x in s) else " (an archive did not match: not valid)"
+    if not suffix and latency.other_cpu >= OTHER_LOAD:
+        suffix = " (not conclusive: other processes used the CPU)"
     print(f"webhook-to-installable p95: {latency.p95_ms:.0f} ms (target <= {LATENCY_TARGET_MS:.0f} ms) "
           f"{'MET' if latency.met else 'MISSED'}{suffix}")
     verdicts.append({"target": "webhook-to-installable p95", "value_ms": latency.p95_ms,
                      "maximum_ms": LATENCY_TARGET_MS, "met": latency.met})
     suffix = "" if m.archive_ok else " (the archive did not match: not valid)"
+    if not suffix and m.other_cpu >= OTHER_LOAD:
+        suffix = " (other processes used the CPU: its time figures are disturbed)"
     print(f"ingest of a {m.big_mb} MB tarball: RSS growth {m.growth_mb:.1f} MB (target <= {MEMORY_TARGET_MB:.0f} MB) "
           f"{'MET' if m.met else 'MISSED'}{suffix}")
     verdicts.append({"target": f"ingest of a {m.big_mb} MB tarball: RSS growth", "value_mb": m.growth_mb,
