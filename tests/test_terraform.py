@@ -73,6 +73,8 @@ def live(tmp_path: Path) -> Iterator[Callable[..., Live]]:
         logs = server.logs()
         lines = [json.loads(line) for line in logs.splitlines()]
         assert any(line["event"] == "request" and line["request_id"] for line in lines)  # one line a request
+        published = [line for line in lines if line["event"] == "version published"]
+        assert published and all(line.get("request_id") for line in published)  # inner lines carry the id
         assert "mirror_" not in logs and "signature=" not in logs  # no tokens or signed links in logs
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from mirror.errors import MirrorError
-from mirror.logs import AccessLog, structlog_access_log
+from mirror.logs import REQUEST_ID, AccessLog, structlog_access_log
 
 log = structlog.get_logger("mirror.http")
 
@@ -47,7 +47,7 @@ def request_middleware(access_log: AccessLog | None = structlog_access_log) -> M
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ids.next()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         try:
             try:
@@ -75,7 +75,7 @@ def request_middleware(access_log: AccessLog | None = structlog_access_log) -> M
                 )
             return response
         finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+            REQUEST_ID.reset(token)
 
     return middleware
 
