@@ -129,6 +129,27 @@ class JobsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsConfig:
+    #: the local JSONL event log; empty turns it off
+    log_path: str = "mirror-data/events.jsonl"
+    #: rotate the log once it passes this size; rotated files are kept (nothing is lost)
+    log_max_bytes: int = 100 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    #: subscribers on private, loopback or link-local addresses are refused unless this is true
+    allow_private: bool = False
+    timeout_seconds: float = 10.0
+    #: attempts per event before it is parked in the subscriber's dead-letter list
+    max_attempts: int = 10
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    #: ``[[webhooks.subscriptions]]``: url, secret, events (list), namespaces (list)
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
     #: "auto": console lines on a terminal, JSON otherwise
@@ -146,6 +167,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     github: GitHubConfig = field(default_factory=GitHubConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -237,6 +260,10 @@ def _coerce(value: Any, hint: Any) -> Any:
         return value
     if origin is dict:
         return _coerce_mapping(value)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise ValueError("must be an array of tables ([[...]])")
+        return list(value)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -323,6 +350,9 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
         if getattr(limits, key) <= 0:
             problems.append(f"[limits] {key} must be positive")
     problems.extend(_validate_github(config.github))
+    problems.extend(_validate_webhooks(config.webhooks))
+    if config.events.log_max_bytes < 1024:
+        problems.append("[events] log_max_bytes must be at least 1024")
     jobs = config.jobs
     if jobs.lease_seconds < 1 or jobs.max_attempts < 1 or jobs.backoff_base <= 0 or jobs.backoff_max < jobs.backoff_base:
         problems.append("[jobs] lease_seconds >= 1, max_attempts >= 1 and 0 < backoff_base <= backoff_max are required")
@@ -356,4 +386,29 @@ def _validate_github(github: GitHubConfig) -> list[str]:
     for login, namespace in github.namespaces.items():
         if not valid_namespace(namespace):
             problems.append(f"[github] namespaces: {login!r} maps to an invalid namespace {namespace!r}")
+    return problems
+
+
+def _validate_webhooks(webhooks: WebhooksConfig) -> list[str]:
+    problems = []
+    if webhooks.timeout_seconds <= 0 or webhooks.max_attempts < 1:
+        problems.append("[webhooks] timeout_seconds must be positive and max_attempts at least 1")
+    if webhooks.backoff_base <= 0 or webhooks.backoff_max < webhooks.backoff_base:
+        problems.append("[webhooks] 0 < backoff_base <= backoff_max is required")
+    for number, subscription in enumerate(webhooks.subscriptions, start=1):
+        where = f"[[webhooks.subscriptions]] #{number}"
+        unknown = set(subscription) - {"url", "secret", "events", "namespaces"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        url = subscription.get("url")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(f"{where}: url must be an http(s) URL")
+        secret = subscription.get("secret")
+        if not isinstance(secret, str) or len(secret) < 16:
+            problems.append(f"{where}: secret must be a string of at least 16 characters")
+        for key in ("events", "namespaces"):
+            value = subscription.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                problems.append(f"{where}: {key} must be a list of strings")
     return problems

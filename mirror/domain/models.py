@@ -115,3 +115,56 @@ class Installation:
     account: str
     namespace: str
     created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A reader of the event log with its own cursor (the JSONL log, each webhook subscriber)."""
+
+    name: str
+    serial: int  # the last event it has handled
+    attempts: int  # failed attempts at event serial + 1 so far
+    next_attempt_at: float  # unix time; 0 when it may go on at once
+    last_error: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSubscription:
+    id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]  # event types; empty: all
+    namespaces: tuple[str, ...]  # namespaces; empty: all
+    source: Literal["config", "api"]
+    created_at: str
+
+    def wants(self, event: Event) -> bool:
+        if self.events and event.type not in self.events:
+            return False
+        namespace = event.data.get("namespace")
+        return not self.namespaces or (namespace is not None and namespace.lower() in {n.lower() for n in self.namespaces})
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the secret."""
+        return {
+            "id": self.id,
+            "url": self.url,
+            "events": list(self.events),
+            "namespaces": list(self.namespaces),
+            "source": self.source,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """An event a subscriber did not accept after every attempt (the dead-letter list)."""
+
+    id: int
+    subscription_id: str
+    serial: int
+    attempts: int
+    last_error: str
+    failed_at: str
+    redelivered_at: str | None = None

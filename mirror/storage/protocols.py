@@ -6,11 +6,13 @@ structurally (no inheritance); ``mirror.storage.factory`` picks a backend by nam
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from mirror.domain.models import (
+    Consumer,
+    DeliveryFailure,
     Event,
     Installation,
     Job,
@@ -20,6 +22,7 @@ from mirror.domain.models import (
     NewVersion,
     PublishOutcome,
     TokenRecord,
+    WebhookSubscription,
 )
 
 
@@ -85,7 +88,41 @@ class TokenStore(Protocol):
 
 
 class EventReader(Protocol):
-    async def events_after(self, serial: int, limit: int) -> list[Event]: ...
+    async def events_after(self, serial: int, limit: int, types: Sequence[str] = ()) -> list[Event]: ...
+
+    async def latest_serial(self) -> int: ...
+
+
+class ConsumerStore(Protocol):
+    """Cursors of the event log's consumers, with each one's retry state."""
+
+    async def consumer(self, name: str, *, start_serial: int = 0) -> Consumer: ...
+
+    async def list_consumers(self) -> list[Consumer]: ...
+
+    async def advance_consumer(self, name: str, serial: int) -> None: ...
+
+    async def record_consumer_failure(self, name: str, attempts: int, next_attempt_at: float, error: str) -> None: ...
+
+    async def delete_consumer(self, name: str) -> None: ...
+
+
+class WebhookStore(Protocol):
+    """Outbound webhook subscriptions and their dead-letter list."""
+
+    async def put_subscription(self, subscription: WebhookSubscription) -> None: ...
+
+    async def list_subscriptions(self) -> list[WebhookSubscription]: ...
+
+    async def get_subscription(self, subscription_id: str) -> WebhookSubscription | None: ...
+
+    async def delete_subscription(self, subscription_id: str) -> bool: ...
+
+    async def add_delivery_failure(self, subscription_id: str, serial: int, attempts: int, error: str) -> None: ...
+
+    async def list_delivery_failures(self, subscription_id: str, *, pending_only: bool = True) -> list[DeliveryFailure]: ...
+
+    async def mark_redelivered(self, failure_id: int) -> bool: ...
 
 
 class SettingsStore(Protocol):
@@ -155,6 +192,8 @@ class MetadataStore(
     JobStore,
     TokenStore,
     EventReader,
+    ConsumerStore,
+    WebhookStore,
     SettingsStore,
     Protocol,
 ):

@@ -22,6 +22,8 @@ import aiosqlite
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.models import (
+    Consumer,
+    DeliveryFailure,
     Event,
     Installation,
     Job,
@@ -30,6 +32,7 @@ from mirror.domain.models import (
     NewVersion,
     PublishOutcome,
     TokenRecord,
+    WebhookSubscription,
 )
 from mirror.domain.timeutil import now_rfc3339
 from mirror.errors import Conflict, MirrorError, StorageUnavailable
@@ -108,6 +111,36 @@ MIGRATIONS: tuple[str, ...] = (
         namespace   TEXT NOT NULL COLLATE NOCASE,
         created_at  TEXT NOT NULL
     );
+    """,
+    """
+    CREATE INDEX events_type ON events (type, serial);
+    CREATE TABLE consumers (
+        name            TEXT PRIMARY KEY,
+        serial          INTEGER NOT NULL DEFAULT 0,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE TABLE webhook_subscriptions (
+        id          TEXT PRIMARY KEY,
+        url         TEXT NOT NULL,
+        secret      TEXT NOT NULL,
+        events      TEXT NOT NULL,
+        namespaces  TEXT NOT NULL,
+        source      TEXT NOT NULL CHECK (source IN ('config', 'api')),
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE webhook_failures (
+        id              INTEGER PRIMARY KEY,
+        subscription_id TEXT NOT NULL,
+        serial          INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL,
+        last_error      TEXT NOT NULL,
+        failed_at       TEXT NOT NULL,
+        redelivered_at  TEXT
+    );
+    CREATE INDEX webhook_failures_subscription ON webhook_failures (subscription_id, id);
     """,
 )
 
@@ -351,12 +384,120 @@ class SqliteMetadataStore:
 
     # -- events ------------------------------------------------------------------------------
 
-    async def events_after(self, serial: int, limit: int) -> list[Event]:
+    async def events_after(self, serial: int, limit: int, types: Sequence[str] = ()) -> list[Event]:
+        """Events with a serial above ``serial``, in order; only ``types`` when given."""
+        where, params = ("", ()) if not types else (f" AND type IN ({','.join('?' * len(types))})", tuple(types))
         rows = await self._fetchall(
-            "SELECT serial, type, occurred_at, data FROM events WHERE serial > ? ORDER BY serial LIMIT ?",
-            (serial, limit),
+            f"SELECT serial, type, occurred_at, data FROM events WHERE serial > ?{where} ORDER BY serial LIMIT ?",
+            (serial, *params, limit),
         )
         return [Event(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
+
+    async def latest_serial(self) -> int:
+        row = await self._fetchone("SELECT COALESCE(MAX(serial), 0) FROM events", ())
+        return row[0]
+
+    # -- event consumers -----------------------------------------------------------------------
+
+    async def consumer(self, name: str, *, start_serial: int = 0) -> Consumer:
+        """The consumer's state, created at ``start_serial`` the first time it is asked for."""
+        async with self._writing() as conn:
+            await conn.execute(
+                "INSERT INTO consumers (name, serial, updated_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (name, start_serial, now_rfc3339()),
+            )
+            return _consumer_from_row(await _one(conn, _CONSUMER_SELECT + " WHERE name = ?", (name,)))
+
+    async def list_consumers(self) -> list[Consumer]:
+        return [_consumer_from_row(row) for row in await self._fetchall(_CONSUMER_SELECT + " ORDER BY name", ())]
+
+    async def advance_consumer(self, name: str, serial: int) -> None:
+        """The consumer handled everything up to ``serial``; its retry state starts afresh."""
+        async with self._writing() as conn:
+            await conn.execute(
+                "UPDATE consumers SET serial = MAX(serial, ?), attempts = 0, next_attempt_at = 0, last_error = NULL, "
+                "updated_at = ? WHERE name = ?",
+                (serial, now_rfc3339(), name),
+            )
+
+    async def record_consumer_failure(self, name: str, attempts: int, next_attempt_at: float, error: str) -> None:
+        async with self._writing() as conn:
+            await conn.execute(
+                "UPDATE consumers SET attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE name = ?",
+                (attempts, next_attempt_at, error, now_rfc3339(), name),
+            )
+
+    async def delete_consumer(self, name: str) -> None:
+        async with self._writing() as conn:
+            await conn.execute("DELETE FROM consumers WHERE name = ?", (name,))
+
+    # -- webhook subscriptions -----------------------------------------------------------------
+
+    async def put_subscription(self, subscription: WebhookSubscription) -> None:
+        """Create or replace a subscription (config subscriptions are re-put at every start)."""
+        async with self._writing() as conn:
+            await conn.execute(
+                "INSERT INTO webhook_subscriptions (id, url, secret, events, namespaces, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET url = excluded.url, "
+                "secret = excluded.secret, events = excluded.events, namespaces = excluded.namespaces",
+                (
+                    subscription.id,
+                    subscription.url,
+                    subscription.secret,
+                    _dumps(list(subscription.events)),
+                    _dumps(list(subscription.namespaces)),
+                    subscription.source,
+                    subscription.created_at,
+                ),
+            )
+
+    async def list_subscriptions(self) -> list[WebhookSubscription]:
+        rows = await self._fetchall(_SUBSCRIPTION_SELECT + " ORDER BY created_at, id", ())
+        return [_subscription_from_row(row) for row in rows]
+
+    async def get_subscription(self, subscription_id: str) -> WebhookSubscription | None:
+        row = await self._fetchone(_SUBSCRIPTION_SELECT + " WHERE id = ?", (subscription_id,))
+        return _subscription_from_row(row) if row else None
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        async with self._writing() as conn:
+            cursor = await conn.execute("DELETE FROM webhook_subscriptions WHERE id = ?", (subscription_id,))
+            await conn.execute("DELETE FROM consumers WHERE name = ?", (f"webhook:{subscription_id}",))
+            return cursor.rowcount > 0
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    async def add_delivery_failure(self, subscription_id: str, serial: int, attempts: int, error: str) -> None:
+        """Park an event the subscriber did not take, and move its cursor past it, in one transaction."""
+        async with self._writing() as conn:
+            now = now_rfc3339()
+            await conn.execute(
+                "INSERT INTO webhook_failures (subscription_id, serial, attempts, last_error, failed_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (subscription_id, serial, attempts, error, now),
+            )
+            await conn.execute(
+                "UPDATE consumers SET serial = MAX(serial, ?), attempts = 0, next_attempt_at = 0, last_error = ?, "
+                "updated_at = ? WHERE name = ?",
+                (serial, error, now, f"webhook:{subscription_id}"),
+            )
+
+    async def list_delivery_failures(self, subscription_id: str, *, pending_only: bool = True) -> list[DeliveryFailure]:
+        where = " AND redelivered_at IS NULL" if pending_only else ""
+        rows = await self._fetchall(
+            "SELECT id, subscription_id, serial, attempts, last_error, failed_at, redelivered_at FROM webhook_failures "
+            f"WHERE subscription_id = ?{where} ORDER BY id",
+            (subscription_id,),
+        )
+        return [DeliveryFailure(*row) for row in rows]
+
+    async def mark_redelivered(self, failure_id: int) -> bool:
+        async with self._writing() as conn:
+            cursor = await conn.execute(
+                "UPDATE webhook_failures SET redelivered_at = ? WHERE id = ? AND redelivered_at IS NULL",
+                (now_rfc3339(), failure_id),
+            )
+            return cursor.rowcount > 0
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -588,6 +729,21 @@ class SqliteMetadataStore:
                 yield conn
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
+
+
+_CONSUMER_SELECT = "SELECT name, serial, attempts, next_attempt_at, last_error, updated_at FROM consumers"
+_SUBSCRIPTION_SELECT = "SELECT id, url, secret, events, namespaces, source, created_at FROM webhook_subscriptions"
+
+
+def _consumer_from_row(row: Sequence[Any]) -> Consumer:
+    return Consumer(*row)
+
+
+def _subscription_from_row(row: Sequence[Any]) -> WebhookSubscription:
+    sub_id, url, secret, events, namespaces, source, created_at = row
+    return WebhookSubscription(
+        sub_id, url, secret, tuple(json.loads(events)), tuple(json.loads(namespaces)), source, created_at
+    )
 
 
 _JOB_SELECT = (
