@@ -362,3 +362,20 @@ async def test_github_timeouts_are_retried(aiohttp_server, start_registry, make_
     await world.settle(timeout=30)
     assert await world.versions("acme-corp/network/aws") == ["1.1.0", "1.0.0"]
     assert await world.registry.app[STORE].list_jobs(state="failed") == []
+
+
+@pytest.mark.parametrize("on_uninstall", ["keep", "delete"])
+async def test_uninstall_keeps_or_deletes_archives(aiohttp_server, start_registry, make_config, tmp_path, on_uninstall):
+    fake = FakeGitHub()
+    server = await aiohttp_server(fake.app)
+    sections = github_sections(tmp_path, fake, str(server.make_url("")).rstrip("/"))
+    sections["github"]["on_uninstall"] = on_uninstall
+    world = GitHubWorld(fake, server, await start_registry(make_config(**sections)))
+    org_with_modules(fake)
+    await world.deliver("installation", installation_payload(fake, "created", 7))
+    await world.settle()
+    blobs = tmp_path / "data" / "blobs"
+    assert len([p for p in blobs.rglob("*.tar.gz")]) == 3
+    await world.deliver("installation", installation_payload(fake, "deleted", 7))
+    await world.settle()
+    assert len([p for p in blobs.rglob("*.tar.gz")]) == (3 if on_uninstall == "keep" else 0)
