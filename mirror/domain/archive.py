@@ -61,6 +61,9 @@ class ArchiveLimits:
     max_files: int = 10_000  # members of any kind
 
 
+GZIP_LEVEL = 6
+
+
 @dataclass(frozen=True, slots=True)
 class ArchiveInfo:
     files: int  # number of members
@@ -422,7 +425,9 @@ def _is_terraform_config(name: str) -> bool:
 def _deterministic_tar_writer(out: BinaryIO | _HashingWriter) -> Iterator[tarfile.TarFile]:
     """A streaming pax tar.gz writer whose gzip header has mtime 0 and no file name."""
     with (
-        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz,
+        # Level 6 (zlib's default) packs text nearly as small as 9 at a fraction of its CPU.
+        # Never change it: re-packing an unchanged tree must keep giving the same bytes.
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=GZIP_LEVEL) as gz,
         tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
     ):
         yield tar
