@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     jobs_retry.add_argument("job_id", metavar="ID", type=_job_id)
     jobs_retry.set_defaults(handler=_cmd_jobs_retry)
 
+    from mirror.cli_events import add_commands as add_event_commands
+    from mirror.cli_webhooks import add_commands as add_webhook_commands
+
+    add_event_commands(sub, common)
+    add_webhook_commands(sub, common)
+
     github = sub.add_parser("github", help="the GitHub integration").add_subparsers(
         dest="github_command", required=True, metavar="ACTION"
     )

@@ -22,12 +22,13 @@ from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, Payloa
 from mirror.github.api import GitHubError
 from mirror.github.integration import setup_github
 from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
-from mirror.registry import api, jobs_api, modules_v1
+from mirror.registry import api, events_api, jobs_api, modules_v1, webhooks_api
 from mirror.logs import AccessLog, structlog_access_log
 from mirror.registry.middleware import request_middleware
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
+from mirror.services.eventlog import EventLogWriter
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobQueue
 from mirror.storage.factory import make_blob_store, make_metadata_store
@@ -42,13 +43,17 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     app[CONFIG] = config
     app[JOB_HANDLERS] = {}
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_event_log)
     app.cleanup_ctx.append(_services)
     if config.github.enabled:
         setup_github(app)  # registers its job handlers; closes after the queue has stopped
     app.cleanup_ctx.append(_jobs)
+    app.cleanup_ctx.append(webhooks_api.webhooks_context)
     modules_v1.setup_routes(app)
     api.setup_routes(app)
     jobs_api.setup_routes(app)
+    webhooks_api.setup_routes(app)
+    events_api.setup_routes(app)
     return app
 
 
@@ -70,6 +75,19 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     yield
     await blobs.close()
     await store.close()
+
+
+async def _event_log(app: web.Application) -> AsyncIterator[None]:
+    """The local JSONL log: a consumer of the events table, woken at each commit with events."""
+    events = app[CONFIG].events
+    if not events.log_path:
+        yield
+        return
+    writer = EventLogWriter(app[STORE], Path(events.log_path), max_bytes=events.log_max_bytes)
+    await writer.start()
+    app[STORE].add_event_listener(writer.wake)
+    yield
+    await writer.stop()
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:

@@ -27,6 +27,7 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
             "server": {"spool_dir": str(tmp_path / "data" / "spool")},
             "metadata": {"path": str(tmp_path / "data" / "mirror.db")},
             "blobs": {"path": str(tmp_path / "data" / "blobs")},
+            "events": {"log_path": str(tmp_path / "data" / "events.jsonl")},
         }
         for name, values in sections.items():
             merged.setdefault(name, {}).update(values)

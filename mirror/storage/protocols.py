@@ -6,7 +6,7 @@ structurally (no inheritance); ``mirror.storage.factory`` picks a backend by nam
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,6 +91,9 @@ class EventReader(Protocol):
     async def events_after(self, serial: int, limit: int, types: Sequence[str] = ()) -> list[Event]: ...
 
     async def latest_serial(self) -> int: ...
+
+    def add_event_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (cheap, non-blocking) after each commit that appended events."""
 
 
 class ConsumerStore(Protocol):

@@ -12,7 +12,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -159,6 +159,8 @@ class SqliteMetadataStore:
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._event_listeners: list[Callable[[], None]] = []
+        self._events_appended = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -221,6 +223,7 @@ class SqliteMetadataStore:
                 await conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"metadata store is busy: {exc}") from exc
+            self._events_appended = False
             try:
                 yield conn
             except BaseException:
@@ -232,6 +235,9 @@ class SqliteMetadataStore:
                 except sqlite3.Error as exc:
                     await conn.execute("ROLLBACK")
                     raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
+                if self._events_appended:
+                    for listener in self._event_listeners:
+                        listener()
 
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row | tuple]:
         assert self._reader is not None, "store is not open"
@@ -286,7 +292,7 @@ class SqliteMetadataStore:
                         "(SELECT id FROM modules m WHERE " + _MODULE_MATCH + ")",
                         (mv.version, addr.namespace, addr.name, addr.provider),
                     )
-                    await _append_events(conn, list(new.events), mv.published_at)
+                    await self._append_events(conn, list(new.events), mv.published_at)
                     return PublishOutcome("created", replace(stored, revoked_at=None))
 
                 now = mv.published_at
@@ -328,7 +334,7 @@ class SqliteMetadataStore:
                         now,
                     ),
                 )
-                await _append_events(conn, events, now)
+                await self._append_events(conn, events, now)
                 return PublishOutcome("created", mv)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
@@ -538,7 +544,7 @@ class SqliteMetadataStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (*_parts(address), now, source_url, repository_id),
             )
-            await _append_events(conn, [("module.created", _address_data(address))], now)
+            await self._append_events(conn, [("module.created", _address_data(address))], now)
             return True
 
     async def list_modules(self, namespace: str) -> list[ModuleRecord]:
@@ -568,7 +574,7 @@ class SqliteMetadataStore:
     async def delete_module(self, address: ModuleAddress) -> list[str]:
         """Remove a module and its versions (``module.deleted``); return blob keys nothing uses any more."""
         async with self._writing() as conn:
-            return await _delete_module(conn, address, now_rfc3339())
+            return await self._delete_module(conn, address, now_rfc3339())
 
     async def rename_module(self, address: ModuleAddress, new_name: str) -> bool:
         """Rename a module in place (``module.renamed``); False when there is no such module."""
@@ -581,7 +587,7 @@ class SqliteMetadataStore:
                 raise Conflict(f"cannot rename {address} to {target}: that module exists")
             await conn.execute("UPDATE modules SET name = ? WHERE id = ?", (new_name, row[0]))
             data = {**_address_data(target), "old_name": address.name}
-            await _append_events(conn, [("module.renamed", data)], now_rfc3339())
+            await self._append_events(conn, [("module.renamed", data)], now_rfc3339())
             return True
 
     async def revoke_version(self, address: ModuleAddress, version: str) -> bool:
@@ -595,7 +601,7 @@ class SqliteMetadataStore:
             )
             if cursor.rowcount == 0:
                 return False
-            await _append_events(conn, [("module.version_revoked", {**_address_data(address), "version": version})], now)
+            await self._append_events(conn, [("module.version_revoked", {**_address_data(address), "version": version})], now)
             return True
 
     async def record_installation(self, installation: Installation) -> bool:
@@ -611,7 +617,7 @@ class SqliteMetadataStore:
                 "INSERT INTO namespaces (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (installation.namespace, installation.created_at),
             )
-            await _append_events(conn, [("app.installed", {"namespace": installation.namespace})], installation.created_at)
+            await self._append_events(conn, [("app.installed", {"namespace": installation.namespace})], installation.created_at)
             return True
 
     async def installation(self, installation_id: int) -> Installation | None:
@@ -639,10 +645,10 @@ class SqliteMetadataStore:
             ) as cursor:
                 modules = [ModuleAddress(*r) for r in await cursor.fetchall()]
             for address in modules:
-                orphans += await _delete_module(conn, address, now)
+                orphans += await self._delete_module(conn, address, now)
             await conn.execute("DELETE FROM installations WHERE id = ?", (installation_id,))
             await conn.execute("DELETE FROM namespaces WHERE name = ?", (namespace,))
-            await _append_events(conn, [("app.uninstalled", {"namespace": namespace})], now)
+            await self._append_events(conn, [("app.uninstalled", {"namespace": namespace})], now)
             return orphans
 
     # -- jobs --------------------------------------------------------------------------------
@@ -721,6 +727,33 @@ class SqliteMetadataStore:
                 (state, error, run_after, now_rfc3339(), job_id),
             )
 
+    async def _delete_module(self, conn: aiosqlite.Connection, address: ModuleAddress, now: str) -> list[str]:
+        row = await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
+        if row is None:
+            return []
+        module_id = row[0]
+        async with conn.execute("SELECT DISTINCT blob_key FROM versions WHERE module_id = ?", (module_id,)) as cursor:
+            keys = [r[0] for r in await cursor.fetchall()]
+        await conn.execute("DELETE FROM versions WHERE module_id = ?", (module_id,))
+        await conn.execute("DELETE FROM modules WHERE id = ?", (module_id,))
+        await self._append_events(conn, [("module.deleted", _address_data(address))], now)
+        orphans = []
+        for key in keys:
+            if await _one(conn, "SELECT 1 FROM versions WHERE blob_key = ? LIMIT 1", (key,)) is None:
+                orphans.append(key)
+        return orphans
+
+    async def _append_events(
+        self, conn: aiosqlite.Connection, events: list[tuple[str, dict[str, Any]]], when: str
+    ) -> None:
+        self._events_appended = True
+        await _append_events(conn, events, when)
+
+    def add_event_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every commit that appended events (consumers wake up at once;
+        writes of other processes are found by their polling)."""
+        self._event_listeners.append(listener)
+
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction whose sqlite3 errors surface as StorageUnavailable."""
@@ -771,23 +804,6 @@ def _address_data(address: ModuleAddress) -> dict[str, str]:
 
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
-
-
-async def _delete_module(conn: aiosqlite.Connection, address: ModuleAddress, now: str) -> list[str]:
-    row = await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
-    if row is None:
-        return []
-    module_id = row[0]
-    async with conn.execute("SELECT DISTINCT blob_key FROM versions WHERE module_id = ?", (module_id,)) as cursor:
-        keys = [r[0] for r in await cursor.fetchall()]
-    await conn.execute("DELETE FROM versions WHERE module_id = ?", (module_id,))
-    await conn.execute("DELETE FROM modules WHERE id = ?", (module_id,))
-    await _append_events(conn, [("module.deleted", _address_data(address))], now)
-    orphans = []
-    for key in keys:
-        if await _one(conn, "SELECT 1 FROM versions WHERE blob_key = ? LIMIT 1", (key,)) is None:
-            orphans.append(key)
-    return orphans
 
 
 async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:

@@ -1,0 +1,549 @@
+"""Outbound webhooks: each subscription is a consumer of the event log with its own cursor.
+
+Delivery is at least once and in serial order per subscriber. One task per subscription reads the
+events after its cursor, skips those it does not ``want`` (the cursor simply moves past them), and
+POSTs the others one at a time, signed like GitHub's webhooks (``X-Mirror-Signature-256:
+sha256=<HMAC-SHA256(secret, body)>``). A failed attempt is recorded on the consumer with the time of
+the next attempt (exponential backoff with jitter); after ``max_attempts`` the event is parked in the
+subscription's dead-letter list (and the cursor moves past it, atomically) so one bad event never
+blocks the stream. Cursors and retry state live in the store, so a restart resumes where the last
+process stopped, including waiting out a backoff. An event whose delivery was in flight when the
+process stopped is delivered again: receivers dedupe on ``X-Mirror-Delivery``, which is stable per
+(subscription, serial).
+
+A new subscription starts at the latest serial at the time it is created: it receives the events
+written from then on, not the history (a subscriber that wants the history reads the event feed).
+
+One dispatcher per metadata store is assumed (cursors are not leased).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import random as _random
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+
+from mirror.domain.models import Consumer, DeliveryFailure, Event, WebhookSubscription
+from mirror.domain.timeutil import now_rfc3339
+from mirror.errors import BadRequest, Conflict, MirrorError, NotFound
+from mirror.services.jobs import describe_error, retry_delay
+from mirror.storage.protocols import ConsumerStore, EventReader, WebhookStore
+
+log = structlog.get_logger("mirror.webhooks")
+
+USER_AGENT = "mirror-webhooks"
+#: events read from the log per round trip
+BATCH_SIZE = 100
+MIN_SECRET_CHARS = 16
+#: a stopping dispatcher gives deliveries in flight this long before cancelling them
+STOP_GRACE_SECONDS = 2.0
+_DELIVERY_NAMESPACE = uuid.UUID("6f1c2a53-7d0e-4a8e-9d35-0c7b8f0a51e2")
+
+
+class WebhookDispatchStore(EventReader, ConsumerStore, WebhookStore, Protocol):
+    """What the dispatcher needs from the metadata store."""
+
+
+class DeliveryError(MirrorError):
+    """A subscriber did not accept a delivery (non-2xx answer, timeout, connection error)."""
+
+    status = 502
+
+
+def consumer_name(subscription_id: str) -> str:
+    return f"webhook:{subscription_id}"
+
+
+# -- subscriptions -------------------------------------------------------------------------------
+
+
+def subscription_from_config(entry: Mapping[str, Any], now: str) -> WebhookSubscription:
+    """A ``[[webhooks.subscriptions]]`` entry (already validated); its id is derived from the url,
+    so it stays the same from one start to the next."""
+    url = entry["url"]
+    return WebhookSubscription(
+        id="cfg-" + hashlib.sha256(url.encode()).hexdigest()[:12],
+        url=url,
+        secret=entry["secret"],
+        events=tuple(entry.get("events") or ()),
+        namespaces=tuple(entry.get("namespaces") or ()),
+        source="config",
+        created_at=now,
+    )
+
+
+def new_subscription(
+    url: str, secret: str, events: Iterable[str], namespaces: Iterable[str], now: str
+) -> WebhookSubscription:
+    """A subscription made through the API or the CLI, with a random id."""
+    validate_subscription_fields(url, secret)
+    return WebhookSubscription(
+        id="wh-" + secrets.token_hex(8),
+        url=url,
+        secret=secret,
+        events=tuple(events),
+        namespaces=tuple(namespaces),
+        source="api",
+        created_at=now,
+    )
+
+
+def validate_subscription_fields(url: str, secret: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"url must be an http(s) URL, not {url!r}")
+    if len(secret) < MIN_SECRET_CHARS:
+        raise BadRequest(f"secret must have at least {MIN_SECRET_CHARS} characters")
+
+
+async def create_subscription(
+    store: WebhookDispatchStore, subscription: WebhookSubscription, *, allow_private: bool
+) -> WebhookSubscription:
+    """Check the destination, store the subscription and its cursor at the latest serial (it gets
+    the events written from now on)."""
+    await check_destination(subscription.url, allow_private=allow_private)
+    await store.put_subscription(subscription)
+    await store.consumer(consumer_name(subscription.id), start_serial=await store.latest_serial())
+    return subscription
+
+
+async def remove_subscription(store: WebhookDispatchStore, subscription_id: str) -> WebhookSubscription:
+    """Delete an API subscription (and its cursor); config ones are removed from the config."""
+    subscription = await store.get_subscription(subscription_id)
+    if subscription is None:
+        raise NotFound(f"no webhook subscription with id {subscription_id!r}")
+    if subscription.source == "config":
+        raise Conflict(f"webhook subscription {subscription_id} comes from the config file; remove it there")
+    await store.delete_subscription(subscription_id)
+    return subscription
+
+
+def failure_to_json(failure: DeliveryFailure) -> dict[str, Any]:
+    return {
+        "id": failure.id,
+        "subscription_id": failure.subscription_id,
+        "serial": failure.serial,
+        "attempts": failure.attempts,
+        "last_error": failure.last_error,
+        "failed_at": failure.failed_at,
+        "redelivered_at": failure.redelivered_at,
+    }
+
+
+# -- destinations and delivery -------------------------------------------------------------------
+
+
+def _is_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or not address.is_global
+    )
+
+
+async def check_destination(url: str, *, allow_private: bool) -> None:
+    """BadRequest unless ``url`` is http(s) and (unless ``allow_private``) every address its host
+    resolves to is a public one: no private, loopback, link-local, multicast, reserved or
+    unspecified address (server-side request forgery). Checked when a subscription is created and
+    before each delivery, since DNS answers change."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        raise BadRequest(f"webhook url must be an http(s) URL, not {url!r}")
+    if allow_private:
+        return
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise BadRequest(f"webhook url {url!r} has an invalid port") from exc
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise BadRequest(f"webhook host {host!r} does not resolve: {exc}") from exc
+        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    if not addresses:
+        raise BadRequest(f"webhook host {host!r} does not resolve")
+    for address in addresses:
+        if _is_forbidden(address):
+            raise BadRequest(
+                f"webhook host {host!r} resolves to {address}, a non-public address "
+                "(set [webhooks] allow_private = true to allow it)"
+            )
+
+
+def delivery_id(subscription_id: str, serial: int) -> str:
+    """The same for every attempt at one event for one subscriber: receivers dedupe on it."""
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{subscription_id}:{serial}"))
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def delivery_request(subscription: WebhookSubscription, event: Event) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one delivery (pure)."""
+    body = json.dumps(event.to_json(), separators=(",", ":"), sort_keys=True).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Mirror-Event": event.type,
+        "X-Mirror-Delivery": delivery_id(subscription.id, event.serial),
+        "X-Mirror-Signature-256": sign(subscription.secret, body),
+        "X-Mirror-Timestamp": str(int(time.time())),
+    }
+    return body, headers
+
+
+async def deliver(
+    session: aiohttp.ClientSession, subscription: WebhookSubscription, event: Event, *, timeout: float
+) -> None:
+    """POST ``event`` to the subscriber; DeliveryError unless it answers 2xx within ``timeout``.
+    Redirects are not followed (they could lead to a private address)."""
+    body, headers = delivery_request(subscription, event)
+    try:
+        async with session.post(
+            subscription.url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as response:
+            if not 200 <= response.status < 300:
+                raise DeliveryError(f"{subscription.url} answered HTTP {response.status}")
+    except TimeoutError as exc:
+        raise DeliveryError(f"{subscription.url} did not answer within {timeout:g} s") from exc
+    except aiohttp.ClientError as exc:
+        raise DeliveryError(f"{subscription.url}: {describe_error(exc)}") from exc
+
+
+async def redeliver_failure(
+    store: WebhookDispatchStore,
+    session: aiohttp.ClientSession,
+    subscription_id: str,
+    failure_id: int,
+    *,
+    timeout: float,
+    allow_private: bool,
+) -> DeliveryFailure:
+    """One immediate attempt at a parked event; marks it redelivered on success.
+    NotFound (no such subscription or pending failure, or the event is gone) or DeliveryError."""
+    subscription = await store.get_subscription(subscription_id)
+    if subscription is None:
+        raise NotFound(f"no webhook subscription with id {subscription_id!r}")
+    failure = next((f for f in await store.list_delivery_failures(subscription_id) if f.id == failure_id), None)
+    if failure is None:
+        raise NotFound(f"webhook subscription {subscription_id} has no pending failure {failure_id}")
+    events = await store.events_after(failure.serial - 1, 1)
+    if not events or events[0].serial != failure.serial:
+        raise NotFound(f"event {failure.serial} is no longer in the event log")
+    bound = log.bind(subscription_id=subscription_id, serial=failure.serial, failure_id=failure_id)
+    try:
+        await check_destination(subscription.url, allow_private=allow_private)
+    except BadRequest as exc:
+        raise DeliveryError(str(exc)) from exc
+    try:
+        await deliver(session, subscription, events[0], timeout=timeout)
+    except DeliveryError as exc:
+        bound.warning("webhook redelivery failed", error=str(exc))
+        raise
+    await store.mark_redelivered(failure_id)
+    bound.info("webhook redelivered")
+    return failure
+
+
+# -- the dispatcher ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Counters:
+    delivered: int = 0
+    failed_attempts: int = 0
+    parked: int = 0
+
+
+@dataclass
+class _Worker:
+    subscription: WebhookSubscription
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class WebhookDispatcher:
+    """Fans the event log out to every subscription, one task each (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: WebhookDispatchStore,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float,
+        max_attempts: int,
+        backoff_base: float,
+        backoff_max: float,
+        allow_private: bool,
+        poll_interval: float = 0.5,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self._store = store
+        self._session = session
+        self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._allow_private = allow_private
+        self._poll_interval = poll_interval
+        self._random = random
+        self._workers: dict[str, _Worker] = {}
+        self._counters: dict[str, _Counters] = {}
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def allow_private(self) -> bool:
+        return self._allow_private
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stop.clear()
+        await self._reconcile()
+        self._supervisor = asyncio.create_task(self._supervise(), name="mirror-webhooks-supervisor")
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop every task; deliveries in flight get ``grace`` seconds, then are cancelled (their
+        events are delivered again after the next start)."""
+        self._stop.set()
+        self.wake()
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        tasks = [worker.task for worker in self._workers.values() if worker.task is not None]
+        self._workers.clear()
+        if not tasks:
+            return
+        _, busy = await asyncio.wait(tasks, timeout=grace)
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        """Deliver now: call after events were written (otherwise they are seen at the next poll).
+        A subscriber waiting out a backoff keeps waiting."""
+        self._wake.set()
+        for worker in self._workers.values():
+            worker.wake.set()
+
+    # -- subscriptions -----------------------------------------------------------------------------
+
+    async def sync_config(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Make the config's subscriptions the stored config-sourced ones (new ones start at the
+        latest serial); API subscriptions are left alone."""
+        now = now_rfc3339()
+        wanted = {s.id: s for s in (subscription_from_config(entry, now) for entry in entries)}
+        latest = await self._store.latest_serial()
+        for subscription in wanted.values():
+            await self._store.put_subscription(subscription)
+            await self._store.consumer(consumer_name(subscription.id), start_serial=latest)
+        for stored in await self._store.list_subscriptions():
+            if stored.source == "config" and stored.id not in wanted:
+                await self._store.delete_subscription(stored.id)
+                log.info("webhook subscription removed from the config", subscription_id=stored.id)
+        self.wake()
+
+    async def add(self, subscription: WebhookSubscription) -> WebhookSubscription:
+        await create_subscription(self._store, subscription, allow_private=self._allow_private)
+        log.info("webhook subscription created", subscription_id=subscription.id, url=subscription.url)
+        self.wake()
+        return subscription
+
+    async def remove(self, subscription_id: str) -> None:
+        await remove_subscription(self._store, subscription_id)
+        log.info("webhook subscription deleted", subscription_id=subscription_id)
+        await self._stop_worker(subscription_id)
+
+    async def redeliver(self, subscription_id: str, failure_id: int) -> None:
+        await redeliver_failure(
+            self._store,
+            self._session,
+            subscription_id,
+            failure_id,
+            timeout=self._timeout,
+            allow_private=self._allow_private,
+        )
+
+    async def status(self, subscription_id: str | None = None) -> list[dict[str, Any]]:
+        """Per subscription: its JSON (no secret), cursor, lag, retry state, pending dead letters,
+        and this process's counters."""
+        latest = await self._store.latest_serial()
+        consumers = {c.name: c for c in await self._store.list_consumers()}
+        rows = []
+        for subscription in await self._store.list_subscriptions():
+            if subscription_id is not None and subscription.id != subscription_id:
+                continue
+            consumer = consumers.get(consumer_name(subscription.id))
+            serial = consumer.serial if consumer else latest
+            counters = self._counters.get(subscription.id, _Counters())
+            worker = self._workers.get(subscription.id)
+            rows.append(
+                {
+                    **subscription.to_json(),
+                    "serial": serial,
+                    "lag": max(0, latest - serial),
+                    "attempts": consumer.attempts if consumer else 0,
+                    "next_attempt_at": consumer.next_attempt_at if consumer else 0,
+                    "last_error": consumer.last_error if consumer else None,
+                    "pending_failures": len(await self._store.list_delivery_failures(subscription.id)),
+                    "delivered": counters.delivered,
+                    "failed_attempts": counters.failed_attempts,
+                    "parked": counters.parked,
+                    "running": bool(worker and worker.task and not worker.task.done()),
+                }
+            )
+        return rows
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        while not self._stop.is_set():
+            await _wait(self._wake, self._poll_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                await self._reconcile()
+            except MirrorError as exc:
+                log.error("webhook subscriptions could not be listed", error=str(exc))
+
+    async def _reconcile(self) -> None:
+        """Start a task per new subscription, stop those of deleted ones, restart crashed ones."""
+        current = {s.id: s for s in await self._store.list_subscriptions()}
+        if self._stop.is_set():
+            return
+        for subscription_id in [sid for sid in self._workers if sid not in current]:
+            await self._stop_worker(subscription_id)
+        for subscription_id, subscription in current.items():
+            worker = self._workers.get(subscription_id)
+            if worker is None:
+                worker = self._workers[subscription_id] = _Worker(subscription)
+                self._counters.setdefault(subscription_id, _Counters())
+            worker.subscription = subscription  # url, secret or filters may have changed
+            if worker.task is not None and worker.task.done():
+                if not worker.task.cancelled() and (exc := worker.task.exception()) is not None:
+                    log.error("webhook task crashed; restarting", subscription_id=subscription_id, error=describe_error(exc))
+                worker.task = None
+            if worker.task is None:
+                worker.task = asyncio.create_task(self._run(worker), name=f"mirror-webhook-{subscription_id}")
+
+    async def _stop_worker(self, subscription_id: str) -> None:
+        worker = self._workers.pop(subscription_id, None)
+        if worker is not None and worker.task is not None:
+            worker.task.cancel()
+            await asyncio.gather(worker.task, return_exceptions=True)
+
+    async def _run(self, worker: _Worker) -> None:
+        subscription_id = worker.subscription.id
+        name = consumer_name(subscription_id)
+        state: Consumer | None = None
+        while not self._stop.is_set():
+            try:
+                if state is None:  # the store is the truth; this task is its only writer afterwards
+                    state = await self._store.consumer(name, start_serial=await self._store.latest_serial())
+                state = await self._step(worker, state)
+            except MirrorError as exc:  # the store failed: try again later from the stored state
+                log.error("webhook dispatch failed", subscription_id=subscription_id, error=str(exc))
+                state = None
+                await _wait(self._stop, self._poll_interval)
+
+    async def _step(self, worker: _Worker, state: Consumer) -> Consumer:
+        """Wait out a backoff, or handle the next events; returns the new consumer state."""
+        delay = state.next_attempt_at - time.time()
+        if delay > 0:
+            await _wait(self._stop, delay)
+            return state
+        worker.wake.clear()
+        events = await self._store.events_after(state.serial, BATCH_SIZE)
+        if not events:
+            await _wait(worker.wake, self._poll_interval)
+            return state
+        skipped_to = 0
+        for event in events:
+            if self._stop.is_set():
+                break
+            subscription = worker.subscription
+            if not subscription.wants(event):
+                skipped_to = event.serial
+                continue
+            if skipped_to:
+                await self._store.advance_consumer(consumer_name(subscription.id), skipped_to)
+                state, skipped_to = _moved(state, skipped_to), 0
+            state = await self._attempt(subscription, state, event)
+            if state.serial < event.serial:  # failed: back off before the next attempt
+                return state
+        if skipped_to:
+            await self._store.advance_consumer(consumer_name(worker.subscription.id), skipped_to)
+            state = _moved(state, skipped_to)
+        return state
+
+    async def _attempt(self, subscription: WebhookSubscription, state: Consumer, event: Event) -> Consumer:
+        name = consumer_name(subscription.id)
+        counters = self._counters.setdefault(subscription.id, _Counters())
+        bound = log.bind(subscription_id=subscription.id, serial=event.serial, event_type=event.type)
+        try:
+            await check_destination(subscription.url, allow_private=self._allow_private)
+            await deliver(self._session, subscription, event, timeout=self._timeout)
+        except (DeliveryError, BadRequest) as exc:
+            error = str(exc)
+            attempts = state.attempts + 1
+            counters.failed_attempts += 1
+            if attempts >= self._max_attempts:
+                await self._store.add_delivery_failure(subscription.id, event.serial, attempts, error)
+                counters.parked += 1
+                bound.error("webhook delivery parked", attempts=attempts, error=error)
+                return _moved(state, event.serial, last_error=error)
+            jitter = self._random()
+            next_at = time.time() + retry_delay(attempts, base=self._backoff_base, maximum=self._backoff_max, jitter=jitter)
+            await self._store.record_consumer_failure(name, attempts, next_at, error)
+            bound.warning("webhook delivery failed; will retry", attempts=attempts, next_attempt_at=next_at, error=error)
+            return Consumer(state.name, state.serial, attempts, next_at, error, state.updated_at)
+        await self._store.advance_consumer(name, event.serial)
+        counters.delivered += 1
+        bound.info("webhook delivered", attempts=state.attempts + 1)
+        return _moved(state, event.serial)
+
+
+def _moved(state: Consumer, serial: int, *, last_error: str | None = None) -> Consumer:
+    return Consumer(state.name, max(state.serial, serial), 0, 0, last_error, state.updated_at)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Until ``event`` is set or ``timeout`` seconds passed."""
+    try:
+        async with asyncio.timeout(max(0.0, timeout)):
+            await event.wait()
+    except TimeoutError:
+        pass
