@@ -184,3 +184,27 @@ def test_serve_fails_clearly_when_the_bucket_is_missing(tmp_path: Path, moto):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "mirror: error: S3 bucket 'no-such-bucket' does not exist" in result.stderr
+
+
+def test_events_tail_replays_the_feed(server: MirrorServer, config_file: Path, tmp_path: Path):
+    import json
+
+    token = {"MIRROR_TOKEN": mint(config_file)}
+    source = write_module(tmp_path / "module")
+    for version in ("1.0.0", "1.1.0"):
+        published = run_cli("publish", "acme/network/aws", version, str(source / ".." / "module"), "--registry", server.url, cwd=tmp_path, env=token)
+        (source / "main.tf").write_text((source / "main.tf").read_text() + "\n# next\n")
+        assert published.returncode == 0, published.stderr
+    tail = run_cli("events", "tail", "--registry", server.url, cwd=tmp_path, env=token)
+    assert tail.returncode == 0, tail.stderr
+    events = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert [(e["serial"], e["type"]) for e in events] == [
+        (1, "module.created"), (2, "module.version_released"), (3, "module.version_released")
+    ]
+    after = run_cli("events", "tail", "--after", "2", "--type", "module.version_released", "--registry", server.url, cwd=tmp_path, env=token)
+    assert [json.loads(line)["serial"] for line in after.stdout.splitlines()] == [3]
+    no_token = run_cli("events", "tail", "--registry", server.url, cwd=tmp_path)
+    assert no_token.returncode == 2 and "Traceback" not in no_token.stderr
+    # the server's own JSONL log holds the same events
+    log = (tmp_path / "mirror-data" / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in log] == events
