@@ -14,6 +14,8 @@ ENV MIRROR_SERVER_HOST=0.0.0.0 \
     MIRROR_SERVER_PORT=8080 \
     MIRROR_METADATA_PATH=/var/lib/mirror/data/mirror.db \
     MIRROR_BLOBS_PATH=/var/lib/mirror/data/blobs \
+    MIRROR_SERVER_SPOOL_DIR=/var/lib/mirror/data/spool \
+    MIRROR_EVENTS_LOG_PATH=/var/lib/mirror/data/events.jsonl \
     MIRROR_LOGGING_FORMAT=json
 VOLUME ["/var/lib/mirror/data"]
 EXPOSE 8080
