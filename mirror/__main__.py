@@ -15,18 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mirror import __version__
-from mirror.config import Config, load_config
+from mirror.cli_common import CONFIG_ENV, UsageError, config_of, default_registry, print_table, with_store
 from mirror.domain.models import JOB_STATES
 from mirror.errors import ConfigError, MirrorError
 
-CONFIG_ENV = "MIRROR_CONFIG"
 MAX_JOBS_LISTED = 1000
 #: longer errors are cut in `jobs list`
 ERROR_COLUMN_CHARS = 80
-
-
-class UsageError(MirrorError):
-    status = 400
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,24 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> Config:
-    from mirror.storage.factory import blob_backends, metadata_backends
-
-    path = args.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    return load_config(
-        path,
-        metadata_backends=frozenset(metadata_backends()),
-        blob_backends=frozenset(blob_backends()),
-    )
-
-
 # -- serve -----------------------------------------------------------------------------------
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from mirror.server import serve
 
-    serve(_config(args))
+    serve(config_of(args))
     return 0
 
 
@@ -160,21 +144,12 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     token = os.environ.get("MIRROR_TOKEN", "")
     if not token:
         raise UsageError("set MIRROR_TOKEN to a token with the publish scope")
-    registry = args.registry or os.environ.get("MIRROR_REGISTRY") or _default_registry(args)
+    registry = args.registry or os.environ.get("MIRROR_REGISTRY") or default_registry(config_of(args))
     result = asyncio.run(publish(registry, token, address, args.version, args.path))
     print(
         f"{result['status']}: {result['id']} sha256={result['sha256']} size={result['size']}",
     )
     return 0
-
-
-def _default_registry(args: argparse.Namespace) -> str:
-    server = _config(args).server
-    if server.public_url:
-        return server.public_url
-    scheme = "https" if server.tls_cert else "http"
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
-    return f"{scheme}://{host}:{server.port}"
 
 
 # -- tokens ----------------------------------------------------------------------------------
@@ -186,7 +161,7 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
 
     if args.namespace != "*" and not valid_namespace(args.namespace):
         raise UsageError(f"invalid namespace {args.namespace!r} (use a namespace name or '*')")
-    record, secret = asyncio.run(_with_store(args, create_token, args.namespace, args.scope, args.description))
+    record, secret = asyncio.run(with_store(config_of(args), create_token, args.namespace, args.scope, args.description))
     print(f"created token {record.id} for namespace {record.namespace!r} with scope {record.scope!r}")
     print("the token is shown only once; store it now:")
     print(secret)
@@ -194,18 +169,18 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_list(args: argparse.Namespace) -> int:
-    records = asyncio.run(_with_store(args, lambda store: store.list_tokens()))
+    records = asyncio.run(with_store(config_of(args), lambda store: store.list_tokens()))
     rows = [("ID", "NAMESPACE", "SCOPE", "CREATED", "STATE", "DESCRIPTION")]
     rows += [
         (r.id, r.namespace, r.scope, r.created_at, "revoked" if r.revoked_at else "active", r.description)
         for r in records
     ]
-    _print_table(rows)
+    print_table(rows)
     return 0
 
 
 def _cmd_token_revoke(args: argparse.Namespace) -> int:
-    revoked = asyncio.run(_with_store(args, lambda store: store.revoke_token(args.token_id)))
+    revoked = asyncio.run(with_store(config_of(args), lambda store: store.revoke_token(args.token_id)))
     if not revoked:
         raise MirrorError(f"no active token with id {args.token_id!r}")
     print(f"revoked token {args.token_id}")
@@ -227,12 +202,12 @@ def _cmd_github_reconcile(args: argparse.Namespace) -> int:
 
     if args.namespace is not None and not valid_namespace(args.namespace):
         raise UsageError(f"invalid namespace {args.namespace!r}")
-    if not _config(args).github.enabled:
+    if not config_of(args).github.enabled:
         raise UsageError("the GitHub integration is not configured ([github] in the config)")
-    job = asyncio.run(_with_store(args, lambda store: store.enqueue_job(RECONCILE, {"namespace": args.namespace})))
+    job = asyncio.run(with_store(config_of(args), lambda store: store.enqueue_job(RECONCILE, {"namespace": args.namespace})))
     print(f"queued reconcile job {job.id}; a running `mirror serve` with this config carries it out")
     if args.wait > 0:
-        state = asyncio.run(_with_store(args, _wait_for_job, job.id, args.wait))
+        state = asyncio.run(with_store(config_of(args), _wait_for_job, job.id, args.wait))
         if state != "done":
             raise MirrorError(f"reconcile job {job.id} is {state} after {args.wait:g} s (see `mirror jobs list`)")
         print(f"reconcile job {job.id} done")
@@ -251,20 +226,20 @@ async def _wait_for_job(store, job_id: int, seconds: float) -> str:
 def _cmd_jobs_list(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= MAX_JOBS_LISTED:
         raise UsageError(f"--limit must be between 1 and {MAX_JOBS_LISTED}, not {args.limit}")
-    jobs = asyncio.run(_with_store(args, lambda store: store.list_jobs(args.state, args.limit)))
+    jobs = asyncio.run(with_store(config_of(args), lambda store: store.list_jobs(args.state, args.limit)))
     rows = [("ID", "KIND", "STATE", "ATTEMPTS", "UPDATED", "LAST ERROR")]
     rows += [
         (str(j.id), j.kind, j.state, str(j.attempts), j.updated_at, _one_line(j.last_error or "", ERROR_COLUMN_CHARS))
         for j in jobs
     ]
-    _print_table(rows)
+    print_table(rows)
     return 0
 
 
 def _cmd_jobs_retry(args: argparse.Namespace) -> int:
     from mirror.services.jobs import requeue_failed_job
 
-    job = asyncio.run(_with_store(args, requeue_failed_job, args.job_id))
+    job = asyncio.run(with_store(config_of(args), requeue_failed_job, args.job_id))
     print(f"job {job.id} ({job.kind}) is queued again")
     return 0
 
@@ -273,24 +248,6 @@ def _one_line(text: str, limit: int) -> str:
     """``text`` on one line, cut to ``limit`` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    """Columns padded to their widest cell; the last one, free text, is not padded."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
-
-
-async def _with_store(args: argparse.Namespace, action, *extra):
-    from mirror.storage.factory import make_metadata_store
-
-    store = make_metadata_store(_config(args))
-    await store.open()
-    try:
-        return await action(store, *extra)
-    finally:
-        await store.close()
 
 
 if __name__ == "__main__":

@@ -13,15 +13,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
 import orjson
 
+from mirror.cli_common import UsageError, config_of, default_registry
 from mirror.errors import MirrorError
 
-CONFIG_ENV = "MIRROR_CONFIG"
 MAX_LIMIT = 1000
 FOLLOW_INTERVAL = 1.0
 REQUEST_TIMEOUT = 30.0
@@ -70,9 +69,8 @@ def _limit(text: str) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     token = os.environ.get("MIRROR_TOKEN", "")
     if not token:
-        print("mirror: error: set MIRROR_TOKEN to a token with the read scope", file=sys.stderr)
-        return 2
-    registry = args.registry or os.environ.get("MIRROR_REGISTRY") or default_registry(args.config)
+        raise UsageError("set MIRROR_TOKEN to a token with the read scope")
+    registry = args.registry or os.environ.get("MIRROR_REGISTRY") or default_registry(config_of(args))
     try:
         asyncio.run(
             tail(registry, token, after=args.after, types=args.types, limit=args.limit, follow=args.follow)
@@ -81,22 +79,6 @@ def cmd_tail(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return 0
-
-
-def default_registry(config_path: Path | None) -> str:
-    """The registry URL from the config: ``[server] public_url``, else http(s)://HOST:PORT."""
-    from mirror.config import load_config
-    from mirror.storage.factory import blob_backends, metadata_backends
-
-    path = config_path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    server = load_config(
-        path, metadata_backends=frozenset(metadata_backends()), blob_backends=frozenset(blob_backends())
-    ).server
-    if server.public_url:
-        return server.public_url
-    scheme = "https" if server.tls_cert else "http"
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
-    return f"{scheme}://{host}:{server.port}"
 
 
 async def tail(

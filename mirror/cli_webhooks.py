@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 
-from mirror.config import Config, load_config
+from mirror.cli_common import config_of, print_table, with_store
 from mirror.domain.timeutil import now_rfc3339
 from mirror.errors import NotFound
 from mirror.services.webhooks import (
@@ -27,8 +24,6 @@ from mirror.services.webhooks import (
     remove_subscription,
 )
 
-CONFIG_ENV = "MIRROR_CONFIG"
-T = TypeVar("T")
 
 
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -85,22 +80,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
             )
         return rows
 
-    _print_table(_run(args, collect))
+    print_table(asyncio.run(with_store(config_of(args), collect)))
     return 0
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
     secret = sys.stdin.readline().strip() if args.secret == "-" else args.secret
-    config = _config(args)
+    config = config_of(args)
     subscription = new_subscription(args.url, secret, args.events, args.namespaces, now_rfc3339())
-    _run(args, lambda store: create_subscription(store, subscription, allow_private=config.webhooks.allow_private), config)
+    asyncio.run(
+        with_store(config, lambda store: create_subscription(store, subscription, allow_private=config.webhooks.allow_private))
+    )
     print(f"created webhook subscription {subscription.id}; it receives the events written from now on")
     print(subscription.id)
     return 0
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    _run(args, lambda store: remove_subscription(store, args.subscription_id))
+    asyncio.run(with_store(config_of(args), lambda store: remove_subscription(store, args.subscription_id)))
     print(f"removed webhook subscription {args.subscription_id}")
     return 0
 
@@ -114,14 +111,14 @@ def _cmd_failures(args: argparse.Namespace) -> int:
     rows = [("ID", "SERIAL", "ATTEMPTS", "FAILED", "REDELIVERED", "LAST ERROR")]
     rows += [
         (str(f.id), str(f.serial), str(f.attempts), f.failed_at, f.redelivered_at or "-", " ".join(f.last_error.split()))
-        for f in _run(args, collect)
+        for f in asyncio.run(with_store(config_of(args), collect))
     ]
-    _print_table(rows)
+    print_table(rows)
     return 0
 
 
 def _cmd_redeliver(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = config_of(args)
 
     async def attempt(store: Any) -> None:
         async with aiohttp.ClientSession() as session:
@@ -134,40 +131,6 @@ def _cmd_redeliver(args: argparse.Namespace) -> int:
                 allow_private=config.webhooks.allow_private,
             )
 
-    _run(args, attempt, config)
+    asyncio.run(with_store(config, attempt))
     print(f"redelivered failure {args.failure_id} of webhook subscription {args.subscription_id}")
     return 0
-
-
-# -- helpers (the pattern of ``mirror.__main__``) --------------------------------------------------
-
-
-def _config(args: argparse.Namespace) -> Config:
-    from mirror.storage.factory import blob_backends, metadata_backends
-
-    path = args.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    return load_config(
-        path,
-        metadata_backends=frozenset(metadata_backends()),
-        blob_backends=frozenset(blob_backends()),
-    )
-
-
-def _run(args: argparse.Namespace, action: Callable[[Any], Awaitable[T]], config: Config | None = None) -> T:
-    async def with_store() -> T:
-        from mirror.storage.factory import make_metadata_store
-
-        store = make_metadata_store(config or _config(args))
-        await store.open()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(with_store())
-
-
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])

@@ -1,0 +1,71 @@
+"""What every CLI command shares: the config, the metadata store, the registry URL, tables.
+
+It lives apart from ``mirror.__main__`` so that command modules can import it: under
+``python -m mirror`` that module is ``__main__``, and importing it again would make a second copy
+(with a second ``UsageError`` class that ``main`` would not catch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mirror.config import Config, load_config
+from mirror.errors import MirrorError
+
+CONFIG_ENV = "MIRROR_CONFIG"
+T = TypeVar("T")
+
+
+class UsageError(MirrorError):
+    """Bad command-line input: one line on stderr and exit code 2."""
+
+    status = 400
+
+
+def cli_config(config_path: Path | None) -> Config:
+    """The config named by ``--config``, else ``$MIRROR_CONFIG``, else the built-in defaults."""
+    from mirror.storage.factory import blob_backends, metadata_backends
+
+    path = config_path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    return load_config(
+        path,
+        metadata_backends=frozenset(metadata_backends()),
+        blob_backends=frozenset(blob_backends()),
+    )
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    return cli_config(getattr(args, "config", None))
+
+
+def default_registry(config: Config) -> str:
+    """The registry URL from the config: ``[server] public_url``, else http(s)://HOST:PORT."""
+    server = config.server
+    if server.public_url:
+        return server.public_url
+    scheme = "https" if server.tls_cert else "http"
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+    return f"{scheme}://{host}:{server.port}"
+
+
+async def with_store(config: Config, action: Callable[..., Awaitable[T]], *extra: Any) -> T:
+    """Open the config's metadata store, run ``action(store, *extra)``, close the store."""
+    from mirror.storage.factory import make_metadata_store
+
+    store = make_metadata_store(config)
+    await store.open()
+    try:
+        return await action(store, *extra)
+    finally:
+        await store.close()
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the last one, free text, is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
