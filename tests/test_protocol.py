@@ -255,3 +255,27 @@ async def test_healthz_and_request_ids(registry):
     assert len(response.headers["X-Request-Id"]) == 32
     echoed = await registry.client.get("/healthz", headers={"X-Request-Id": "abc-123"})
     assert echoed.headers["X-Request-Id"] == "abc-123"
+
+
+async def test_version_detail_carries_the_module_analysis(registry, module_archive):
+    admin = await registry.auth()
+    await registry.publish(ADDR, "v1.0.0", module_archive("one"), admin)
+    await registry.publish(ADDR, "1.1.0", module_archive("two"), admin)
+    response = await registry.client.get(f"/v1/modules/{ADDR}/v1.0.0", headers=admin)
+    assert response.status == 200, await response.text()
+    detail = await response.json()
+    assert detail["id"] == "acme/network/aws/1.0.0" and detail["version"] == "1.0.0"
+    assert detail["description"] == "Builds a network (one)."
+    assert detail["versions"] == ["1.1.0", "1.0.0"]
+    root = detail["root"]
+    assert root["inputs"] == [
+        {"name": "name", "type": "string", "description": "Name of the network", "default": "main", "required": False}
+    ]
+    assert [o["name"] for o in root["outputs"]] == ["id", "subnets"]
+    assert root["dependencies"] == [{"name": "subnets", "source": "./modules/subnets", "version": ""}]
+    (subnets,) = detail["submodules"]
+    assert subnets["path"] == "modules/subnets"
+    assert subnets["inputs"][0]["name"] == "prefix" and subnets["inputs"][0]["required"] is True
+    assert detail["analysis_errors"] == []
+    assert (await registry.client.get(f"/v1/modules/{ADDR}/9.9.9", headers=admin)).status == 404
+    assert (await registry.client.get(f"/v1/modules/{ADDR}/1.0.0")).status == 401

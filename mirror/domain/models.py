@@ -34,6 +34,8 @@ class NewVersion:
     #: events to append, as (type, data) pairs; ``module.created`` is added by the store when the
     #: module did not exist before this version.
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: what the module's HCL declares (``mirror.domain.analysis``), stored beside the version
+    analysis: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

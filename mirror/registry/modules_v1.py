@@ -14,7 +14,7 @@ from aiohttp import web
 from mirror.domain.blobs import archive_key, is_sha256
 from mirror.domain.versions import latest, normalize
 from mirror.errors import NotFound, Unauthorized
-from mirror.keys import BLOBS, CATALOG, CONFIG, LOCATOR
+from mirror.keys import BLOBS, CATALOG, CONFIG, LOCATOR, STORE
 from mirror.registry.common import authorize, module_address
 from mirror.services.downloads import ARCHIVE_ROUTE_PREFIX, archive_path
 from mirror.storage.local import LocalBlobStore
@@ -59,6 +59,50 @@ async def download_latest(request: web.Request) -> web.Response:
     return web.Response(status=302, headers={"Location": f"{MODULES_BASE}{target}/download"})
 
 
+async def version_detail(request: web.Request) -> web.Response:
+    """``GET .../:provider/:version``: the version in the public registry's detail shape, with
+    what its HCL declares (inputs, outputs, dependencies, resources) for the root and submodules."""
+    address = module_address(request)
+    await authorize(request, address.namespace, "read")
+    version = normalize(request.match_info["version"])
+    catalog = request.app[CATALOG]
+    found = await catalog.version(address, version)
+    if found is None:
+        raise NotFound(f"version {version} of module {address} not found")
+    analysis = await request.app[STORE].version_analysis(address, version) or {}
+    return web.json_response(
+        {
+            "id": f"{address}/{version}",
+            "namespace": address.namespace,
+            "name": address.name,
+            "provider": address.provider,
+            "version": version,
+            "description": first_paragraph(found.readme),
+            "source": found.source or "",
+            "published_at": found.published_at,
+            "root": analysis.get("root", {}),
+            "submodules": analysis.get("submodules", []),
+            "analysis_errors": analysis.get("errors", []),
+            "providers": [address.provider],
+            "versions": list((await catalog.module(address)).newest_first),
+        }
+    )
+
+
+def first_paragraph(readme: str | None, limit: int = 300) -> str:
+    """The README's first paragraph of prose (headings, badges and blank lines skipped)."""
+    lines: list[str] = []
+    for line in (readme or "").splitlines():
+        text = line.strip()
+        if text.startswith(("#", "[![", "![", "<")) or (not text and not lines):
+            continue
+        if not text:
+            break
+        lines.append(text)
+    paragraph = " ".join(lines)
+    return paragraph if len(paragraph) <= limit else paragraph[: limit - 1].rstrip() + "…"
+
+
 async def archive(request: web.Request) -> web.StreamResponse:
     """Serve an archive to whoever holds a valid signed URL (no bearer token: Terraform sends none)."""
     sha256 = request.match_info["sha256"]
@@ -96,4 +140,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(_MODULE + "/versions", versions)
     app.router.add_get(_MODULE + "/download", download_latest)
     app.router.add_get(_MODULE + "/{version}/download", download)
+    app.router.add_get(_MODULE + "/{version}", version_detail)  # after /versions and /download
     app.router.add_get(ARCHIVE_ROUTE_PREFIX + "{sha256}.tar.gz", archive)

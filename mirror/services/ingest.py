@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.analysis import analyze_archive
 from mirror.domain.archive import ArchiveLimits, check_archive
 from mirror.domain.blobs import archive_key
 from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
@@ -70,6 +71,7 @@ class Ingestor:
             return self._same_or_conflict(existing, archive)
 
         info = await asyncio.to_thread(check_archive, archive.path, self._limits)
+        analysis = await asyncio.to_thread(analyze_archive, archive.path, self._limits)
         key = archive_key(archive.sha256)
         if not await self._blobs.exists(key):
             await self._blobs.put_file(key, archive.path, sha256=archive.sha256, size=archive.size)
@@ -93,7 +95,9 @@ class Ingestor:
             "version": version,
             "url": self._blobs.url(key),
         }
-        outcome = await self._publisher.publish_version(NewVersion(record, [("module.version_released", released)]))
+        outcome = await self._publisher.publish_version(
+            NewVersion(record, [("module.version_released", released)], analysis=analysis)
+        )
         self._catalog.invalidate(address)
         if outcome.status != "created":  # another writer recorded it first
             return self._same_or_conflict(outcome.version, archive)

@@ -70,6 +70,9 @@ class ModuleIndex(Protocol):
     async def get_version(self, address: ModuleAddress, version: str) -> ModuleVersion | None:
         """A version by its normalized string, revoked or not."""
 
+    async def version_analysis(self, address: ModuleAddress, version: str) -> dict[str, Any] | None:
+        """What the version's HCL declares (inputs, outputs, ...), None when it was not analysed."""
+
 
 class ModulePublisher(Protocol):
     """Write side: a version and its events go in one transaction."""

@@ -142,6 +142,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX webhook_failures_subscription ON webhook_failures (subscription_id, id);
     """,
+    """
+    ALTER TABLE versions ADD COLUMN analysis TEXT;
+    """,
 )
 
 _VERSION_COLUMNS = (
@@ -269,6 +272,14 @@ class SqliteMetadataStore:
         )
         return _version_from_row(row) if row else None
 
+    async def version_analysis(self, address: ModuleAddress, version: str) -> dict[str, Any] | None:
+        """The stored analysis of a version (kept off ``ModuleVersion``: the hot path never needs it)."""
+        row = await self._fetchone(
+            f"SELECT v.analysis FROM versions v JOIN modules m ON m.id = v.module_id WHERE {_MODULE_MATCH} AND v.version = ?",
+            (address.namespace, address.name, address.provider, version),
+        )
+        return json.loads(row[0]) if row and row[0] else None
+
     async def publish_version(self, new: NewVersion) -> PublishOutcome:
         mv = new.version
         addr = mv.address
@@ -320,7 +331,7 @@ class SqliteMetadataStore:
                     module_id = module_row[0]
                 await conn.execute(
                     "INSERT INTO versions (module_id, version, raw_version, sha256, size, blob_key, readme, "
-                    "source, commit_sha, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "source, commit_sha, published_at, analysis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         module_id,
                         mv.version,
@@ -332,6 +343,7 @@ class SqliteMetadataStore:
                         mv.source,
                         mv.commit_sha,
                         now,
+                        _dumps(new.analysis) if new.analysis is not None else None,
                     ),
                 )
                 await self._append_events(conn, events, now)
