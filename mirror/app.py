@@ -22,7 +22,7 @@ from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, Payloa
 from mirror.github.api import GitHubError
 from mirror.github.integration import setup_github
 from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
-from mirror.registry import api, events_api, jobs_api, modules_v1, webhooks_api
+from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, webhooks_api
 from mirror.logs import AccessLog, structlog_access_log
 from mirror.registry.middleware import request_middleware
 from mirror.services.auth import Authenticator
@@ -45,11 +45,13 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_event_log)
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(browse_api.downloads_context)  # flushes download counts before the store closes
     if config.github.enabled:
         setup_github(app)  # registers its job handlers; closes after the queue has stopped
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(webhooks_api.webhooks_context)
-    modules_v1.setup_routes(app)
+    modules_v1.setup_routes(app)  # Terraform's hot routes first; browse patterns never overlap them
+    browse_api.setup_routes(app)
     api.setup_routes(app)
     jobs_api.setup_routes(app)
     webhooks_api.setup_routes(app)

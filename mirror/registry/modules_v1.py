@@ -7,14 +7,17 @@ latest-version redirect, and the signed archive route of ``proxy`` mode.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
+from mirror.domain.addresses import ModuleAddress
 from mirror.domain.blobs import archive_key, is_sha256
 from mirror.domain.versions import latest, normalize
 from mirror.errors import NotFound, Unauthorized
 from mirror.keys import BLOBS, CATALOG, CONFIG, LOCATOR, STORE
+from mirror.registry.browse_api import DOWNLOADS, first_paragraph, source_of
 from mirror.registry.common import authorize, module_address
 from mirror.services.downloads import ARCHIVE_ROUTE_PREFIX, archive_path
 from mirror.storage.local import LocalBlobStore
@@ -46,6 +49,7 @@ async def download(request: web.Request) -> web.Response:
     if found is None:
         raise NotFound(f"version {version} of module {address} not found")
     answer = await request.app[LOCATOR].answer(found)
+    request.app[DOWNLOADS].hit(address, version)  # counted in memory, flushed in the background
     return web.Response(body=answer.body, content_type="application/json", headers={"X-Terraform-Get": answer.location})
 
 
@@ -60,47 +64,50 @@ async def download_latest(request: web.Request) -> web.Response:
 
 
 async def version_detail(request: web.Request) -> web.Response:
-    """``GET .../:provider/:version``: the version in the public registry's detail shape, with
-    what its HCL declares (inputs, outputs, dependencies, resources) for the root and submodules."""
+    """``GET .../:provider/:version``: the version in the public registry's detail shape."""
     address = module_address(request)
     await authorize(request, address.namespace, "read")
-    version = normalize(request.match_info["version"])
-    catalog = request.app[CATALOG]
+    return web.json_response(await detail_body(request.app, address, normalize(request.match_info["version"])))
+
+
+async def latest_detail(request: web.Request) -> web.Response:
+    """``GET .../:provider``: the latest version (highest release, else prerelease) in detail."""
+    address = module_address(request)
+    await authorize(request, address.namespace, "read")
+    newest = latest(list((await request.app[CATALOG].module(address)).newest_first))
+    if newest is None:
+        raise NotFound(f"module {address} not found")
+    return web.json_response(await detail_body(request.app, address, newest))
+
+
+async def detail_body(app: web.Application, address: ModuleAddress, version: str) -> dict[str, Any]:
+    """A live version as a list item plus what its HCL declares (inputs, outputs, dependencies,
+    resources) for the root and submodules, its providers and the module's versions."""
+    catalog = app[CATALOG]
     found = await catalog.version(address, version)
     if found is None:
         raise NotFound(f"version {version} of module {address} not found")
-    analysis = await request.app[STORE].version_analysis(address, version) or {}
-    return web.json_response(
-        {
-            "id": f"{address}/{version}",
-            "namespace": address.namespace,
-            "name": address.name,
-            "provider": address.provider,
-            "version": version,
-            "description": first_paragraph(found.readme),
-            "source": found.source or "",
-            "published_at": found.published_at,
-            "root": analysis.get("root", {}),
-            "submodules": analysis.get("submodules", []),
-            "analysis_errors": analysis.get("errors", []),
-            "providers": [address.provider],
-            "versions": list((await catalog.module(address)).newest_first),
-        }
-    )
-
-
-def first_paragraph(readme: str | None, limit: int = 300) -> str:
-    """The README's first paragraph of prose (headings, badges and blank lines skipped)."""
-    lines: list[str] = []
-    for line in (readme or "").splitlines():
-        text = line.strip()
-        if text.startswith(("#", "[![", "![", "<")) or (not text and not lines):
-            continue
-        if not text:
-            break
-        lines.append(text)
-    paragraph = " ".join(lines)
-    return paragraph if len(paragraph) <= limit else paragraph[: limit - 1].rstrip() + "…"
+    store = app[STORE]
+    analysis = await store.version_analysis(address, version) or {}
+    summaries = await store.latest_versions(namespace=address.namespace, name=address.name, provider=address.provider)
+    return {
+        "id": f"{address}/{version}",
+        "owner": "",
+        "namespace": address.namespace,
+        "name": address.name,
+        "provider": address.provider,
+        "version": version,
+        "description": first_paragraph(found.readme),
+        "source": source_of(found.source, summaries[0].source_url if summaries else None),
+        "published_at": found.published_at,
+        "downloads": (summaries[0].downloads if summaries else 0) + app[DOWNLOADS].unflushed(address),
+        "verified": False,
+        "root": analysis.get("root", {}),
+        "submodules": analysis.get("submodules", []),
+        "analysis_errors": analysis.get("errors", []),
+        "providers": [address.provider],
+        "versions": list((await catalog.module(address)).newest_first),
+    }
 
 
 async def archive(request: web.Request) -> web.StreamResponse:
@@ -137,6 +144,7 @@ async def archive(request: web.Request) -> web.StreamResponse:
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/.well-known/terraform.json", discovery)
+    app.router.add_get(_MODULE, latest_detail)  # three segments: never one of the four below
     app.router.add_get(_MODULE + "/versions", versions)
     app.router.add_get(_MODULE + "/download", download_latest)
     app.router.add_get(_MODULE + "/{version}/download", download)

@@ -6,7 +6,8 @@ structurally (no inheritance); ``mirror.storage.factory`` picks a backend by nam
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +73,27 @@ class ModuleIndex(Protocol):
 
     async def version_analysis(self, address: ModuleAddress, version: str) -> dict[str, Any] | None:
         """What the version's HCL declares (inputs, outputs, ...), None when it was not analysed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSummary:
+    """A module as the browse API lists it: its latest live version and its counters."""
+
+    version: ModuleVersion  # the latest live version (highest release, else highest prerelease)
+    source_url: str | None  # the module's repository, when known
+    downloads: int  # stored download count of all its versions (revoked ones included)
+
+
+class ModuleBrowser(Protocol):
+    """What the browse API reads, and where the download counter flushes."""
+
+    async def latest_versions(
+        self, *, namespace: str | None = None, name: str | None = None, provider: str | None = None
+    ) -> list[ModuleSummary]:
+        """Matching modules that have a live version, each with its latest, sorted by address."""
+
+    async def add_downloads(self, counts: Mapping[tuple[ModuleAddress, str], int]) -> None:
+        """Add ``counts`` (per module and normalized version) to the stored totals in one write."""
 
 
 class ModulePublisher(Protocol):
@@ -192,6 +214,7 @@ class JobStore(Protocol):
 
 class MetadataStore(
     ModuleIndex,
+    ModuleBrowser,
     ModulePublisher,
     ModuleAdmin,
     InstallationStore,

@@ -12,7 +12,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +35,9 @@ from mirror.domain.models import (
     WebhookSubscription,
 )
 from mirror.domain.timeutil import now_rfc3339
+from mirror.domain.versions import Version
 from mirror.errors import Conflict, MirrorError, StorageUnavailable
+from mirror.storage.protocols import ModuleSummary
 
 # Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -144,6 +146,10 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     ALTER TABLE versions ADD COLUMN analysis TEXT;
+    """,
+    """
+    ALTER TABLE versions ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX modules_provider ON modules (provider);
     """,
 )
 
@@ -531,6 +537,68 @@ class SqliteMetadataStore:
             raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
 
 
+    # -- browsing and download counts ----------------------------------------------------------
+
+    async def latest_versions(
+        self, *, namespace: str | None = None, name: str | None = None, provider: str | None = None
+    ) -> list[ModuleSummary]:
+        """Each matching module with a live version, with its latest one (highest release, else
+        highest prerelease; SemVer order, so chosen in Python), sorted by address.
+
+        Cost: one read of every version row of the matching modules (small columns only, no
+        README) plus one read of the winners' full rows: O(versions) per call. Fine for thousands
+        of versions; beyond that, keep a ``latest_version_id`` on ``modules`` at publish/revoke.
+        """
+        where, params = [], []
+        for column, value in (("m.namespace", namespace), ("m.name", name), ("m.provider", provider)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = await self._fetchall(
+            "SELECT m.id, m.source_url, v.id, v.version, v.revoked_at, v.downloads "
+            "FROM versions v JOIN modules m ON m.id = v.module_id" + (" WHERE " + " AND ".join(where) if where else ""),
+            params,
+        )
+        downloads: dict[int, int] = {}
+        source_urls: dict[int, str | None] = {}
+        best: dict[int, tuple[tuple[bool, Version], int]] = {}
+        for module_id, source_url, version_id, version, revoked_at, count in rows:
+            downloads[module_id] = downloads.get(module_id, 0) + count
+            source_urls[module_id] = source_url
+            if revoked_at is not None:
+                continue
+            parsed = Version.parse(version)
+            key = (not parsed.is_prerelease, parsed)
+            if module_id not in best or key > best[module_id][0]:
+                best[module_id] = (key, version_id)
+        by_id = {version_id: module_id for module_id, (_, version_id) in best.items()}
+        summaries: list[ModuleSummary] = []
+        ids = list(by_id)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found = await self._fetchall(
+                f"SELECT {_VERSION_COLUMNS}, v.id FROM versions v JOIN modules m ON m.id = v.module_id "
+                f"WHERE v.id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in found:
+                module_id = by_id[row[-1]]
+                summary = ModuleSummary(_version_from_row(row[:-1]), source_urls[module_id], downloads[module_id])
+                summaries.append(summary)
+        summaries.sort(key=_address_order)
+        return summaries
+
+    async def add_downloads(self, counts: Mapping[tuple[ModuleAddress, str], int]) -> None:
+        """Add counted downloads to their versions, in one write transaction."""
+        if not counts:
+            return
+        async with self._writing() as conn:
+            await conn.executemany(
+                "UPDATE versions SET downloads = downloads + ? WHERE version = ? AND module_id = "
+                "(SELECT id FROM modules m WHERE " + _MODULE_MATCH + ")",
+                [(count, version, *_parts(address)) for (address, version), count in counts.items()],
+            )
+
     # -- modules, namespaces, installations ------------------------------------------------
 
     async def ensure_module(
@@ -804,6 +872,11 @@ def _job_from_row(row: Sequence[Any]) -> Job:
 def _module_from_row(row: Sequence[Any]) -> ModuleRecord:
     namespace, name, provider, created_at, source_url, repository_id = row
     return ModuleRecord(ModuleAddress(namespace, name, provider), created_at, source_url, repository_id)
+
+
+def _address_order(summary: ModuleSummary) -> tuple[str, str, str]:
+    address = summary.version.address
+    return (address.namespace.lower(), address.name.lower(), address.provider)
 
 
 def _parts(address: ModuleAddress) -> tuple[str, str, str]:

@@ -1,0 +1,268 @@
+"""The registry's browse and search API (PROTOCOL section 4): module lists, search, the latest
+version of every provider of a module, and the download counts they show.
+
+Downloads are counted in memory by ``DownloadCounter`` (the ``/download`` hot path is one dict
+increment) and flushed to the store every ``FLUSH_SECONDS`` and at shutdown, in one write per
+flush. Lists add the counts not flushed yet, so a client sees its own downloads at once.
+
+Every module is unverified: ``verified`` is always false (there is no per-namespace setting yet),
+so ``verified=true`` lists nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from mirror.domain.addresses import ModuleAddress, valid_namespace, valid_provider
+from mirror.errors import BadRequest, MirrorError, NotFound
+from mirror.keys import STORE
+from mirror.registry.common import authorize
+from mirror.storage.protocols import ModuleBrowser, ModuleSummary
+
+log = structlog.get_logger("mirror.browse")
+
+FLUSH_SECONDS = 5.0
+DEFAULT_LIMIT = 15
+MAX_LIMIT = 100
+
+_Key = tuple[str, str, str]  # namespace and name lowercased (they match case-insensitively), provider
+
+
+def _module_key(address: ModuleAddress) -> _Key:
+    return (address.namespace.lower(), address.name.lower(), address.provider)
+
+
+class DownloadCounter:
+    """Answered downloads per module version, kept in memory until the next flush."""
+
+    def __init__(self, store: ModuleBrowser, *, interval: float = FLUSH_SECONDS) -> None:
+        self._store = store
+        self._interval = interval
+        self._pending: dict[tuple[_Key, str], int] = {}
+        self._inflight: dict[tuple[_Key, str], int] = {}  # being written by a flush
+
+    def hit(self, address: ModuleAddress, version: str) -> None:
+        key = (_module_key(address), version)
+        self._pending[key] = self._pending.get(key, 0) + 1
+
+    def unflushed(self, address: ModuleAddress) -> int:
+        """Downloads of the module's versions not in the store yet (the pending dicts are small:
+        they hold only what arrived since the last flush)."""
+        wanted = _module_key(address)
+        return sum(n for batch in (self._pending, self._inflight) for (key, _), n in batch.items() if key == wanted)
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        self._inflight = batch
+        try:
+            await self._store.add_downloads({(ModuleAddress(*key), version): n for (key, version), n in batch.items()})
+        except BaseException:
+            for key, n in batch.items():  # keep them for the next flush
+                self._pending[key] = self._pending.get(key, 0) + n
+            raise
+        finally:
+            self._inflight = {}
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except MirrorError as exc:
+                log.warning("download counts: flush failed, will retry", error=str(exc))
+
+
+DOWNLOADS = web.AppKey("downloads", DownloadCounter)
+
+
+async def downloads_context(app: web.Application) -> AsyncIterator[None]:
+    """For ``app.cleanup_ctx`` after the storage context: flushes periodically and at shutdown."""
+    counter = DownloadCounter(app[STORE])
+    app[DOWNLOADS] = counter
+    task = asyncio.create_task(counter.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    try:
+        await counter.flush()
+    except MirrorError as exc:
+        log.warning("download counts: last flush failed, counts lost", error=str(exc))
+
+
+def first_paragraph(readme: str | None, limit: int = 300) -> str:
+    """The README's first paragraph of prose (headings, badges and blank lines skipped)."""
+    lines: list[str] = []
+    for line in (readme or "").splitlines():
+        text = line.strip()
+        if text.startswith(("#", "[![", "![", "<")) or (not text and not lines):
+            continue
+        if not text:
+            break
+        lines.append(text)
+    paragraph = " ".join(lines)
+    return paragraph if len(paragraph) <= limit else paragraph[: limit - 1].rstrip() + "…"
+
+
+def source_of(version_source: str | None, source_url: str | None) -> str:
+    """The repository URL: the version's source when it is one, else the module's, else ""."""
+    if version_source and version_source.startswith(("https://", "http://")):
+        return version_source
+    return source_url or ""
+
+
+def list_item(app: web.Application, summary: ModuleSummary) -> dict[str, object]:
+    version = summary.version
+    address = version.address
+    return {
+        "id": f"{address}/{version.version}",
+        "owner": "",
+        "namespace": address.namespace,
+        "name": address.name,
+        "version": version.version,
+        "provider": address.provider,
+        "description": first_paragraph(version.readme),
+        "source": source_of(version.source, summary.source_url),
+        "published_at": version.published_at,
+        "downloads": summary.downloads + app[DOWNLOADS].unflushed(address),
+        "verified": False,
+    }
+
+
+# -- query parameters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    offset: int
+    limit: int
+    provider: str | None
+    verified: bool | None
+    namespace: str | None
+    q: str
+
+
+def _query(request: web.Request, allowed: Sequence[str]) -> _Query:
+    params = request.query
+    problems: list[str] = []
+
+    def number(name: str, default: int, low: int, high: int | None) -> int:
+        text = params.get(name, "")
+        if name not in allowed or text == "":
+            return default
+        if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+            problems.append(f"{name} must be an integer from {low}" + (f" to {high}" if high else " up"))
+            return default
+        return int(text)
+
+    offset = number("offset", 0, 0, None)
+    limit = number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    provider = params.get("provider") if "provider" in allowed else None
+    if provider is not None and not valid_provider(provider):
+        problems.append(f"invalid provider {provider!r} (lowercase letters and digits only)")
+    namespace = params.get("namespace") if "namespace" in allowed else None
+    if namespace is not None and not valid_namespace(namespace):
+        problems.append(f"invalid namespace {namespace!r}")
+    verified = None
+    if "verified" in allowed and "verified" in params:
+        text = params["verified"].lower()
+        if text not in ("true", "false"):
+            problems.append("verified must be true or false")
+        verified = text == "true"
+    q = params.get("q", "").strip() if "q" in allowed else ""
+    if "q" in allowed and not q:
+        problems.append("q (the search text) is required")
+    if problems:
+        raise BadRequest("; ".join(problems))
+    return _Query(offset, limit, provider, verified, namespace, q)
+
+
+async def _visible_namespace(request: web.Request, wanted: str | None) -> str | None:
+    """The namespace a cross-namespace list is limited to: the one asked for (the token must
+    allow it), else the token's own unless it is a ``*`` token or the call is anonymous."""
+    if wanted is not None:
+        await authorize(request, wanted, "read")
+        return wanted
+    record = await authorize(request, None, "read")
+    return None if record is None or record.namespace == "*" else record.namespace
+
+
+def _page(request: web.Request, query: _Query, summaries: list[ModuleSummary]) -> web.Response:
+    if query.verified:  # nothing is verified
+        summaries = []
+    meta: dict[str, object] = {"limit": query.limit, "current_offset": query.offset}
+    end = query.offset + query.limit
+    if end < len(summaries):
+        meta["next_offset"] = end
+        meta["next_url"] = str(request.rel_url.update_query(offset=end))
+    if query.offset > 0:
+        meta["prev_offset"] = max(0, query.offset - query.limit)
+    items = [list_item(request.app, s) for s in summaries[query.offset : end]]
+    return web.json_response({"meta": meta, "modules": items})
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+
+async def list_modules(request: web.Request) -> web.Response:
+    """``GET /v1/modules`` and ``GET /v1/modules/{namespace}``."""
+    namespace = request.match_info.get("namespace")
+    if namespace is not None and not valid_namespace(namespace):
+        raise BadRequest(f"invalid namespace {namespace!r}")
+    query = _query(request, ("offset", "limit", "provider", "verified"))
+    namespace = await _visible_namespace(request, namespace)
+    summaries = await request.app[STORE].latest_versions(namespace=namespace, provider=query.provider)
+    return _page(request, query, summaries)
+
+
+async def search_modules(request: web.Request) -> web.Response:
+    """``GET /v1/modules/search?q=``: case-insensitive substring of namespace, name, provider or
+    description (filtered in Python: the description is derived from the README)."""
+    query = _query(request, ("q", "offset", "limit", "provider", "verified", "namespace"))
+    namespace = await _visible_namespace(request, query.namespace)
+    needle = query.q.lower()
+    hits = [
+        s
+        for s in await request.app[STORE].latest_versions(namespace=namespace, provider=query.provider)
+        if any(
+            needle in text.lower()
+            for text in (
+                s.version.address.namespace,
+                s.version.address.name,
+                s.version.address.provider,
+                first_paragraph(s.version.readme),
+            )
+        )
+    ]
+    return _page(request, query, hits)
+
+
+async def module_providers(request: web.Request) -> web.Response:
+    """``GET /v1/modules/{namespace}/{name}``: the latest version of every provider."""
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    ModuleAddress.parse_parts(namespace, name, "x")  # validates both names as module_address does
+    await authorize(request, namespace, "read")
+    query = _query(request, ("offset", "limit"))
+    summaries = await request.app[STORE].latest_versions(namespace=namespace, name=name)
+    if not summaries:
+        raise NotFound(f"module {namespace}/{name} not found")
+    return _page(request, query, summaries)
+
+
+def setup_routes(app: web.Application) -> None:
+    """Registered after ``modules_v1``: the hot Terraform routes stay first in their bucket, and
+    no pattern here matches theirs (a ``{var}`` is one path segment; theirs have four or more).
+    ``/search`` precedes ``/{namespace}`` so it is never read as a namespace."""
+    app.router.add_get("/v1/modules", list_modules)
+    app.router.add_get("/v1/modules/", list_modules)
+    app.router.add_get("/v1/modules/search", search_modules)
+    app.router.add_get("/v1/modules/{namespace}", list_modules)
+    app.router.add_get("/v1/modules/{namespace}/{name}", module_providers)
