@@ -70,6 +70,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from benchlib import json_safe
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -340,15 +341,6 @@ def report(rows: list[Row]) -> None:
 
 
 def write_json(path: Path, rows: list[Row], args: argparse.Namespace) -> None:
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
     document = {
         "events": args.events,
         "rotate_mib": args.rotate_mib,
@@ -359,7 +351,7 @@ def write_json(path: Path, rows: list[Row], args: argparse.Namespace) -> None:
         "results": [asdict(r) for r in rows],
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    path.write_text(json.dumps(clean(document), indent=2) + "\n")
+    path.write_text(json.dumps(json_safe(document), indent=2) + "\n")
     print(f"results written to {path}")
 
 

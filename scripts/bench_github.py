@@ -118,6 +118,7 @@ from tests.fake_github import (  # noqa: E402
     webhook_delivery,
 )
 from tests.live import MirrorServer, free_port, run_cli, write_config  # noqa: E402
+from benchlib import OtherLoad, json_safe
 
 MiB = 1024 * 1024
 OWNER, INSTALLATION_ID = "acme-corp", 7
@@ -275,43 +276,6 @@ def process_cpu_seconds(pid: int) -> float:
     except OSError:
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class OtherLoad:
-    """CPU used by every other process on the machine (not this script, not the server; kernel
-    threads left out) between ``start()`` and ``stop()``, in cores; as in bench_protocol.py, a
-    warning that the figures were disturbed, not an audit."""
-
-    def __init__(self, *exclude: int) -> None:
-        self.exclude = {os.getpid(), *exclude}
-        self.before: dict[tuple[int, int], int] = {}
-        self.wall = 0.0
-
-    def _snapshot(self) -> dict[tuple[int, int], int]:
-        ticks: dict[tuple[int, int], int] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit() or int(entry.name) in self.exclude:
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if entry.name == "2" or fields[1] == "2":  # kthreadd and kernel threads
-                continue
-            ticks[(int(entry.name), int(fields[19]))] = sum(int(v) for v in fields[11:15])
-        return ticks
-
-    def start(self) -> OtherLoad:
-        self.before, self.wall = self._snapshot(), time.perf_counter()
-        return self
-
-    def stop(self) -> float:
-        wall = time.perf_counter() - self.wall
-        ticks = sum(value - self.before.get(key, 0) for key, value in self._snapshot().items())
-        if wall <= 0:
-            return math.nan
-        return min(max(0, ticks) / os.sysconf("SC_CLK_TCK") / wall, float(os.cpu_count() or 1))
 
 
 def reset_peak_rss(pid: int) -> bool:
@@ -906,15 +870,6 @@ def report(latency: LatencyResult, memory: MemoryResult) -> list[dict[str, Any]]
 
 def write_json(path: Path, latency: LatencyResult, memory: MemoryResult, verdicts: list[dict[str, Any]],
                args: argparse.Namespace) -> None:
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
     document = {
         "settings": {"tags": args.tags, "big_mb": args.big_mb, "cache_seconds": args.cache_seconds,
                      "poll_ms": POLL_SECONDS * 1000, "rss_sample_ms": RSS_SAMPLE_SECONDS * 1000},
@@ -925,7 +880,7 @@ def write_json(path: Path, latency: LatencyResult, memory: MemoryResult, verdict
         "targets": verdicts,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    path.write_text(json.dumps(clean(document), indent=2) + "\n")
+    path.write_text(json.dumps(json_safe(document), indent=2) + "\n")
     print(f"results written to {path}")
 
 

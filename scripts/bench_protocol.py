@@ -92,6 +92,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
+from benchlib import OtherLoad, json_safe
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -244,58 +245,6 @@ def process_cpu_seconds(pid: int) -> float:
         return math.nan
     fields = text.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-class OtherLoad:
-    """CPU used by every other process on the machine between ``start()`` and ``stop()``.
-
-    Per-process counters (own and reaped children's time) of every process but this one, the
-    server and the load generator, plus the hypervisor's steal; kernel threads are left out
-    (ksoftirqd carries the benchmark's own loopback traffic). A process that starts and ends
-    inside the window with a parent that ends too is missed: this is a warning, not an audit.
-    """
-
-    def __init__(self, *exclude: int | None) -> None:
-        self.exclude = {os.getpid(), *(pid for pid in exclude if pid)}
-        self.before: dict[tuple[int, int], int] = {}
-        self.steal_before = 0
-        self.wall_before = 0.0
-
-    def _snapshot(self) -> dict[tuple[int, int], int]:
-        ticks: dict[tuple[int, int], int] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit() or int(entry.name) in self.exclude:
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if entry.name == "2" or fields[1] == "2":  # kthreadd and kernel threads
-                continue
-            # utime, stime, cutime, cstime; keyed with the start time, in case a pid is reused
-            ticks[(int(entry.name), int(fields[19]))] = sum(int(v) for v in fields[11:15])
-        return ticks
-
-    @staticmethod
-    def _steal() -> int:
-        with open("/proc/stat") as stat:
-            fields = stat.readline().split()
-        return int(fields[8]) if len(fields) > 8 else 0
-
-    def start(self) -> None:
-        self.before, self.steal_before, self.wall_before = self._snapshot(), self._steal(), time.perf_counter()
-
-    def stop(self) -> float:
-        """Cores used by others on average over the window."""
-        wall = time.perf_counter() - self.wall_before
-        after = self._snapshot()
-        ticks = sum(value - self.before.get(key, 0) for key, value in after.items())
-        ticks += self._steal() - self.steal_before
-        if wall <= 0:
-            return math.nan
-        # a reaped child's whole life lands in its parent's counters: never more than the machine
-        return min(max(0, ticks) / os.sysconf("SC_CLK_TCK") / wall, float(os.cpu_count() or 1))
 
 
 def children_cpu_seconds() -> float:
@@ -736,15 +685,6 @@ def report(results: list[Measurement], loadgen: LoadGenerator, settings: Setting
 
 def write_json(path: Path, results: list[Measurement], verdicts: list[dict[str, Any]], loadgen: LoadGenerator,
                settings: Settings, bare_rps: float, bare_p99: float) -> None:
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
     document = {
         "loadgen": loadgen.name,
         "connections": settings.connections,
@@ -760,7 +700,7 @@ def write_json(path: Path, results: list[Measurement], verdicts: list[dict[str, 
         "targets": verdicts,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    path.write_text(json.dumps(clean(document), indent=2) + "\n")
+    path.write_text(json.dumps(json_safe(document), indent=2) + "\n")
     print(f"results written to {path}")
 
 

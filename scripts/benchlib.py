@@ -1,0 +1,75 @@
+"""What the benchmark scripts share: the "was the machine quiet?" sampler and JSON cleaning.
+
+The scripts are run as ``python scripts/<name>.py``, so this directory is on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+
+class OtherLoad:
+    """CPU used by every other process on the machine between ``start()`` and ``stop()``.
+
+    Per-process counters (own and reaped children's time) of every process but this one and the
+    excluded ones (server, load generator), plus the hypervisor's steal; kernel threads are left
+    out (ksoftirqd carries the benchmark's own loopback traffic). A process that starts and ends
+    inside the window with a parent that ends too is missed: this is a warning, not an audit.
+    """
+
+    def __init__(self, *exclude: int | None) -> None:
+        self.exclude = {os.getpid(), *(pid for pid in exclude if pid)}
+        self.before: dict[tuple[int, int], int] = {}
+        self.steal_before = 0
+        self.wall_before = 0.0
+
+    def _snapshot(self) -> dict[tuple[int, int], int]:
+        ticks: dict[tuple[int, int], int] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) in self.exclude:
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if entry.name == "2" or fields[1] == "2":  # kthreadd and kernel threads
+                continue
+            # utime, stime, cutime, cstime; keyed with the start time, in case a pid is reused
+            ticks[(int(entry.name), int(fields[19]))] = sum(int(v) for v in fields[11:15])
+        return ticks
+
+    @staticmethod
+    def _steal() -> int:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) if len(fields) > 8 else 0
+
+    def start(self) -> OtherLoad:
+        self.before, self.steal_before, self.wall_before = self._snapshot(), self._steal(), time.perf_counter()
+        return self
+
+    def stop(self) -> float:
+        """Cores used by others on average over the window."""
+        wall = time.perf_counter() - self.wall_before
+        after = self._snapshot()
+        ticks = sum(value - self.before.get(key, 0) for key, value in after.items())
+        ticks += self._steal() - self.steal_before
+        if wall <= 0:
+            return math.nan
+        # a reaped child's whole life lands in its parent's counters: never more than the machine
+        return min(max(0, ticks) / os.sysconf("SC_CLK_TCK") / wall, float(os.cpu_count() or 1))
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become null, recursively, so the results are strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
