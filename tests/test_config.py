@@ -77,3 +77,8 @@ def test_bad_toml_and_missing_file(tmp_path: Path):
     assert "not valid TOML" in problems("[server\n", tmp_path)[0]
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.toml", {})
+
+
+def test_the_example_config_loads_and_shows_the_defaults():
+    example = Path(__file__).parent.parent / "config" / "mirror.example.toml"
+    assert load_config(example, {}) == Config()
