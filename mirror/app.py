@@ -22,7 +22,7 @@ from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, Payloa
 from mirror.github.api import GitHubError
 from mirror.github.integration import setup_github
 from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
-from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, webhooks_api
+from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, openapi, webhooks_api
 from mirror.logs import AccessLog, structlog_access_log
 from mirror.registry.middleware import request_middleware
 from mirror.services.auth import Authenticator
@@ -56,6 +56,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     jobs_api.setup_routes(app)
     webhooks_api.setup_routes(app)
     events_api.setup_routes(app)
+    openapi.setup_routes(app)
     return app
 
 
