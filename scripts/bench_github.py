@@ -118,7 +118,7 @@ from tests.fake_github import (  # noqa: E402
     webhook_delivery,
 )
 from tests.live import MirrorServer, free_port, run_cli, write_config  # noqa: E402
-from benchlib import OtherLoad, json_safe
+from benchlib import OtherLoad, json_safe, percentile
 
 MiB = 1024 * 1024
 OWNER, INSTALLATION_ID = "acme-corp", 7
@@ -333,14 +333,6 @@ def read_log(path: Path | None) -> list[dict[str, Any]]:
             line["ts"] = datetime.fromisoformat(line["timestamp"]).timestamp()
         lines.append(line)
     return lines
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (nan when empty)."""
-    ordered = sorted(v for v in values if not math.isnan(v))
-    if not ordered:
-        return math.nan
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 # -- results -----------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
-from benchlib import OtherLoad, json_safe
+from benchlib import OtherLoad, json_safe, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -194,13 +194,6 @@ async def _client(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": errors,
         "loadgen_cpu": (window["cpu_end"] - window["cpu_start"]) / duration,
     }
-
-
-def percentile(ordered: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list (nan when empty)."""
-    if not ordered:
-        return math.nan
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -455,14 +448,9 @@ class BareServer:
         raise RuntimeError("the bare server did not start")
 
     def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        from tests.live import stop_process
+
+        return stop_process(self.process)
 
 
 class Servers:

@@ -64,6 +64,14 @@ class OtherLoad:
         return min(max(0, ticks) / os.sysconf("SC_CLK_TCK") / wall, float(os.cpu_count() or 1))
 
 
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile, NaNs ignored (nan when nothing is left)."""
+    ordered = sorted(v for v in values if not math.isnan(v))
+    if not ordered:
+        return math.nan
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
 def json_safe(value: Any) -> Any:
     """NaN and infinities become null, recursively, so the results are strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
