@@ -20,11 +20,12 @@ from mirror.config import Config
 from mirror.domain.archive import ArchiveLimits
 from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, PayloadTooLarge, StorageUnavailable
 from mirror.github.api import GitHubError
+from mirror.github import webhook as github_webhook
 from mirror.github.integration import setup_github
 from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
 from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, openapi, webhooks_api
 from mirror.logs import AccessLog, structlog_access_log
-from mirror.registry.middleware import request_middleware
+from mirror.registry.middleware import RequestWrapper
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
@@ -39,7 +40,7 @@ PERMANENT_JOB_ERRORS = (BadRequest, InvalidArchive, PayloadTooLarge, Conflict, N
 
 
 def create_app(config: Config, access_log: AccessLog | None = structlog_access_log) -> web.Application:
-    app = web.Application(middlewares=[request_middleware(access_log)])
+    app = web.Application()
     app[CONFIG] = config
     app[JOB_HANDLERS] = {}
     app.cleanup_ctx.append(_storage)
@@ -50,13 +51,14 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
         setup_github(app)  # registers its job handlers; closes after the queue has stopped
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(webhooks_api.webhooks_context)
-    modules_v1.setup_routes(app)  # Terraform's hot routes first; browse patterns never overlap them
-    browse_api.setup_routes(app)
-    api.setup_routes(app)
-    jobs_api.setup_routes(app)
-    webhooks_api.setup_routes(app)
-    events_api.setup_routes(app)
-    openapi.setup_routes(app)
+    wrapper = RequestWrapper(access_log)
+    wrapper.register(app.router, modules_v1.routes())  # Terraform's hot routes first; browse patterns never overlap them
+    for routes in (browse_api.routes(), api.routes(), jobs_api.routes(), webhooks_api.routes(), events_api.routes()):
+        wrapper.register(app.router, routes)
+    if config.github.enabled:
+        wrapper.register(app.router, github_webhook.routes())
+    wrapper.register(app.router, openapi.routes())
+    wrapper.register_fallback(app.router)  # last: 404 and 405 in the error shape
     return app
 
 

@@ -21,7 +21,7 @@ def _routes() -> set[tuple[str, str]]:
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
-        if route.method != "HEAD" and route.resource is not None
+        if route.method not in ("HEAD", "*") and route.resource is not None
     }
 
 

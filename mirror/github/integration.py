@@ -15,7 +15,6 @@ from aiohttp import web
 from mirror.config import GitHubConfig
 from mirror.domain.archive import ArchiveLimits
 from mirror.errors import ConfigError
-from mirror.github import webhook
 from mirror.github.api import AppCredentials, GitHubClient, GitHubCredentials, TokenCredentials
 from mirror.github.naming import Naming
 from mirror.github.sync import RECONCILE, GitHubSync
@@ -27,10 +26,9 @@ RECONCILER = web.AppKey("github_reconciler", asyncio.Task)
 
 
 def setup_github(app: web.Application) -> None:
-    """Add the webhook route and the integration's cleanup context, which must come before the
-    job queue's: its handlers are registered before workers start, and its HTTP session closes
-    only after the queue has stopped."""
-    webhook.setup_routes(app)
+    """Add the integration's cleanup context, which must come before the job queue's: its
+    handlers are registered before workers start, and its HTTP session closes only after the
+    queue has stopped. (``create_app`` registers the webhook route, ``webhook.routes()``.)"""
     app.cleanup_ctx.append(_github)
     app.on_startup.append(_start_reconciler)  # runs once every cleanup context has started
     app.on_shutdown.append(_stop_reconciler)  # before the stores close

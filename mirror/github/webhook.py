@@ -67,5 +67,7 @@ async def _read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/github/webhook", webhook)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/github/webhook", webhook),
+    ]

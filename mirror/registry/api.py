@@ -88,6 +88,8 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_put("/api/v1/modules/{namespace}/{name}/{provider}/{version}", publish)
-    app.router.add_get("/healthz", healthz)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.put("/api/v1/modules/{namespace}/{name}/{provider}/{version}", publish),
+        web.get("/healthz", healthz),
+    ]

@@ -257,12 +257,14 @@ async def module_providers(request: web.Request) -> web.Response:
     return _page(request, query, summaries)
 
 
-def setup_routes(app: web.Application) -> None:
+def routes() -> list[web.RouteDef]:
     """Registered after ``modules_v1``: the hot Terraform routes stay first in their bucket, and
     no pattern here matches theirs (a ``{var}`` is one path segment; theirs have four or more).
     ``/search`` precedes ``/{namespace}`` so it is never read as a namespace."""
-    app.router.add_get("/v1/modules", list_modules)
-    app.router.add_get("/v1/modules/", list_modules)
-    app.router.add_get("/v1/modules/search", search_modules)
-    app.router.add_get("/v1/modules/{namespace}", list_modules)
-    app.router.add_get("/v1/modules/{namespace}/{name}", module_providers)
+    return [
+        web.get("/v1/modules", list_modules),
+        web.get("/v1/modules/", list_modules),
+        web.get("/v1/modules/search", search_modules),
+        web.get("/v1/modules/{namespace}", list_modules),
+        web.get("/v1/modules/{namespace}/{name}", module_providers),
+    ]

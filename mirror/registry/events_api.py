@@ -73,5 +73,7 @@ def _integer(raw: str, name: str, low: int, high: int) -> int:
     return value
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/events", list_events)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/events", list_events),
+    ]

@@ -41,6 +41,8 @@ async def retry_job(request: web.Request) -> web.Response:
     return web.json_response({"job": job.to_json()})
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/jobs", list_jobs)
-    app.router.add_post(r"/api/v1/jobs/{id:\d{1,18}}/retry", retry_job)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/jobs", list_jobs),
+        web.post(r"/api/v1/jobs/{id:\d{1,18}}/retry", retry_job),
+    ]

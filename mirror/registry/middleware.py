@@ -1,16 +1,18 @@
-"""Request middleware: a request id, one log line per request, and ``{"errors": [...]}`` for
+"""What wraps every request: a request id, one log line per request, and ``{"errors": [...]}`` for
 every error (ours, aiohttp's own 404/405/413, and anything unexpected, which is a 500 and logged
 with its traceback)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import secrets
 import time
+from collections.abc import Iterable
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from mirror.errors import MirrorError
 from mirror.logs import REQUEST_ID, AccessLog, structlog_access_log
@@ -38,46 +40,84 @@ def error_response(status: int, *messages: str) -> web.Response:
     return response
 
 
-def request_middleware(access_log: AccessLog | None = structlog_access_log) -> Middleware:
-    """One middleware per app: request ids, the request line (when ``access_log`` is set), and
-    rendered errors."""
-    ids = RequestIds()
+class RequestWrapper:
+    """What every request goes through: a request id, the request line (when ``access_log`` is
+    set), and rendered errors.
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ids.next()
-        token = REQUEST_ID.set(request_id)
-        started = time.perf_counter()
-        try:
+    It wraps each route's handler when the route is registered rather than being an aiohttp
+    middleware: an app with any middleware pays for a chain of them on every request (aiohttp
+    adds one of its own), which measured about 6 us, a sixth of a bare handler's whole cost.
+    Requests that match no route reach ``unmatched`` through a catch-all route registered last,
+    so they get the same ids, request lines and error shape.
+    """
+
+    def __init__(self, access_log: AccessLog | None = structlog_access_log) -> None:
+        self._ids = RequestIds()
+        self._access_log = access_log
+
+    def register(self, router: web.UrlDispatcher, routes: Iterable[web.RouteDef]) -> None:
+        for route in routes:
+            web.RouteDef(route.method, route.path, self.wrap(route.handler), route.kwargs).register(router)
+
+    def register_fallback(self, router: web.UrlDispatcher) -> None:
+        """The catch-all route: call after every other route has been registered."""
+        router.add_route("*", "/{path:.*}", self.wrap(unmatched), name=FALLBACK_ROUTE)
+
+    def wrap(self, handler: Handler) -> Handler:
+        ids, access_log = self._ids, self._access_log
+
+        @functools.wraps(handler)
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            incoming = request.headers.get(REQUEST_ID_HEADER, "")
+            request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ids.next()
+            token = REQUEST_ID.set(request_id)
+            started = time.perf_counter()
             try:
-                response = await handler(request)
-            except MirrorError as exc:
-                response = _mirror_error(exc)
-            except web.HTTPException as exc:
-                response = _http_error(exc)
-            except (ConnectionResetError, TimeoutError) as exc:
-                log.info("client went away", error=str(exc))
-                raise
-            except Exception:
-                log.exception("unhandled error")
-                response = error_response(500, "internal error; the request id in X-Request-Id identifies it in the logs")
-            response.headers[REQUEST_ID_HEADER] = request_id
-            if access_log is not None:
-                # The path only: query strings may carry download signatures, headers carry tokens.
-                access_log(
-                    method=request.method,
-                    path=request.path,
-                    status=response.status,
-                    ms=round((time.perf_counter() - started) * 1000, 2),
-                    remote=request.remote,
-                    request_id=request_id,
-                )
-            return response
-        finally:
-            REQUEST_ID.reset(token)
+                try:
+                    response = await handler(request)
+                except MirrorError as exc:
+                    response = _mirror_error(exc)
+                except web.HTTPException as exc:
+                    response = _http_error(exc)
+                except (ConnectionResetError, TimeoutError) as exc:
+                    log.info("client went away", error=str(exc))
+                    raise
+                except Exception:
+                    log.exception("unhandled error")
+                    response = error_response(
+                        500, "internal error; the request id in X-Request-Id identifies it in the logs"
+                    )
+                response.headers[REQUEST_ID_HEADER] = request_id
+                if access_log is not None:
+                    # The path only: query strings may carry download signatures, headers carry tokens.
+                    access_log(
+                        method=request.method,
+                        path=request.path,
+                        status=response.status,
+                        ms=round((time.perf_counter() - started) * 1000, 2),
+                        remote=request.remote,
+                        request_id=request_id,
+                    )
+                return response
+            finally:
+                REQUEST_ID.reset(token)
 
-    return middleware
+        return wrapped
+
+
+FALLBACK_ROUTE = "unmatched"
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """No route took the request: 405 with ``Allow`` when its path exists under other methods,
+    else 404 (what aiohttp itself would answer, in our error shape)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.name != FALLBACK_ROUTE:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 def _mirror_error(exc: MirrorError) -> web.Response:

@@ -142,11 +142,16 @@ async def archive(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/.well-known/terraform.json", discovery)
-    app.router.add_get(_MODULE, latest_detail)  # three segments: never one of the four below
-    app.router.add_get(_MODULE + "/versions", versions)
-    app.router.add_get(_MODULE + "/download", download_latest)
-    app.router.add_get(_MODULE + "/{version}/download", download)
-    app.router.add_get(_MODULE + "/{version}", version_detail)  # after /versions and /download
-    app.router.add_get(ARCHIVE_ROUTE_PREFIX + "{sha256}.tar.gz", archive)
+def routes() -> list[web.RouteDef]:
+    """In the order the router tries them (all share the ``/v1/modules`` bucket, tried in order,
+    each try a regex match): the two calls ``terraform init`` makes first. Only ``{version}``
+    overlaps others (``versions``, ``download``), so it comes after them."""
+    return [
+        web.get(_MODULE + "/versions", versions),
+        web.get(_MODULE + "/{version}/download", download),
+        web.get(_MODULE + "/download", download_latest),
+        web.get(_MODULE, latest_detail),
+        web.get(_MODULE + "/{version}", version_detail),
+        web.get("/.well-known/terraform.json", discovery),
+        web.get(ARCHIVE_ROUTE_PREFIX + "{sha256}.tar.gz", archive),
+    ]

@@ -892,5 +892,7 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(spec(request.app))
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/openapi.json", openapi_json)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/openapi.json", openapi_json),
+    ]

@@ -119,10 +119,12 @@ def _strings(body: dict[str, Any], key: str) -> list[str]:
     return value
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/webhooks", create_webhook)
-    app.router.add_get("/api/v1/webhooks", list_webhooks)
-    app.router.add_get(f"/api/v1/webhooks/{_ID}", get_webhook)
-    app.router.add_delete(f"/api/v1/webhooks/{_ID}", delete_webhook)
-    app.router.add_get(f"/api/v1/webhooks/{_ID}/failures", list_failures)
-    app.router.add_post(rf"/api/v1/webhooks/{_ID}/failures/{{failure_id:\d{{1,18}}}}/redeliver", redeliver)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/webhooks", create_webhook),
+        web.get("/api/v1/webhooks", list_webhooks),
+        web.get(f"/api/v1/webhooks/{_ID}", get_webhook),
+        web.delete(f"/api/v1/webhooks/{_ID}", delete_webhook),
+        web.get(f"/api/v1/webhooks/{_ID}/failures", list_failures),
+        web.post(rf"/api/v1/webhooks/{_ID}/failures/{{failure_id:\d{{1,18}}}}/redeliver", redeliver),
+    ]
