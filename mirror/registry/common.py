@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress
@@ -11,7 +13,11 @@ from mirror.keys import AUTH
 
 def module_address(request: web.Request) -> ModuleAddress:
     info = request.match_info
-    return ModuleAddress.parse_parts(info["namespace"], info["name"], info["provider"])
+    return _parse_address(info["namespace"], info["name"], info["provider"])
+
+
+#: remembered per name triple (invalid ones raise, and are not remembered)
+_parse_address = functools.lru_cache(maxsize=4096)(ModuleAddress.parse_parts)
 
 
 async def authorize(request: web.Request, namespace: str | None, scope: Scope) -> TokenRecord | None:

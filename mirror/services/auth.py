@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from mirror.domain.models import Scope, TokenRecord
 from mirror.domain.tokens import hash_token, token_allows
@@ -13,8 +14,11 @@ from mirror.storage.protocols import TokenStore
 class Authenticator:
     """Resolves ``Authorization`` headers to token records and checks scopes.
 
-    Lookups are cached for ``cache_seconds`` (positive and negative), so a hot path costs one
-    dict lookup; a revoked token stops working on every replica within that time.
+    Lookups are cached for ``cache_seconds`` (positive and negative); a revoked token stops
+    working on every replica within that time. Granted checks are remembered too, keyed by the
+    header, namespace and scope, and expire with the token lookup they came from: a repeated
+    call (Terraform's ``versions`` and ``download``) then costs one dict lookup, hashing nothing.
+    Those keys hold the header as the request did; expired ones are dropped by a later miss.
     """
 
     def __init__(
@@ -30,22 +34,28 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
         self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
+        self._next_purge = 0.0
+        self._granted: dict[tuple[str | None, str | None, Scope], tuple[float, TokenRecord | None]] = {}
 
     async def identify(self, authorization: str | None) -> TokenRecord | None:
         """The token record for the header, None when there is no header.
 
         Raises Unauthorized for a malformed header or an unknown or revoked token.
         """
+        return (await self._identify(authorization))[1]
+
+    async def _identify(self, authorization: str | None) -> tuple[float, TokenRecord | None]:
+        """``identify``, with the time until which its answer may be reused."""
         if not authorization:
-            return None
+            return time.monotonic() + self._cache_seconds, None
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-        record = await self._lookup(hash_token(token))
+        expires, record = await self._lookup(hash_token(token))
         if record is None or record.revoked_at is not None:
             raise Unauthorized("the token is not valid (unknown or revoked)")
-        return record
+        return expires, record
 
     def check(self, record: TokenRecord | None, namespace: str | None, scope: Scope) -> None:
         """Raise unless ``record`` (or anonymous access) grants ``scope`` on ``namespace``."""
@@ -58,17 +68,31 @@ class Authenticator:
             raise Forbidden(f"the token lacks the {scope!r} scope on {where}")
 
     async def authorize(self, authorization: str | None, namespace: str | None, scope: Scope) -> TokenRecord | None:
-        record = await self.identify(authorization)
+        key = (authorization, namespace, scope)
+        granted = self._granted.get(key)
+        if granted is not None and granted[0] > time.monotonic():
+            return granted[1]
+        expires, record = await self._identify(authorization)
         self.check(record, namespace, scope)
+        self._remember(self._granted, key, (expires, record))
         return record
 
-    async def _lookup(self, token_hash: str) -> TokenRecord | None:
-        now = time.monotonic()
+    async def _lookup(self, token_hash: str) -> tuple[float, TokenRecord | None]:
         cached = self._cache.get(token_hash)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None and cached[0] > time.monotonic():
+            return cached
         record = await self._tokens.find_token(token_hash)
-        if len(self._cache) >= self._cache_size:
-            self._cache.clear()
-        self._cache[token_hash] = (now + self._cache_seconds, record)
-        return record
+        entry = (time.monotonic() + self._cache_seconds, record)
+        self._remember(self._cache, token_hash, entry)
+        return entry
+
+    def _remember(self, cache: dict[Any, tuple[float, TokenRecord | None]], key: Any, entry: tuple[float, TokenRecord | None]) -> None:
+        """Add an entry; all of them go when the cache is full, the expired ones once a period."""
+        now = time.monotonic()
+        if len(cache) >= self._cache_size:
+            cache.clear()
+        elif now >= self._next_purge:
+            self._next_purge = now + self._cache_seconds
+            for stale in [k for k, (expires, _) in cache.items() if expires <= now]:
+                del cache[stale]
+        cache[key] = entry
