@@ -150,6 +150,18 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BrowseConfig:
+    #: namespaces whose modules the browse API and the web UI show as verified
+    verified_namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    #: serve ``GET /metrics`` (Prometheus text format, no token: it holds no module names)
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
     #: "auto": console lines on a terminal, JSON otherwise
@@ -169,6 +181,8 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    browse: BrowseConfig = field(default_factory=BrowseConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -260,6 +274,12 @@ def _coerce(value: Any, hint: Any) -> Any:
         return value
     if origin is dict:
         return _coerce_mapping(value)
+    if origin is tuple:  # tuple[str, ...]: a TOML array of strings, or "a,b" from the environment
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError(f"must be an array of strings, not {value!r}")
+        return tuple(value)
     if origin is list:
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise ValueError("must be an array of tables ([[...]])")
@@ -356,6 +376,9 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
     jobs = config.jobs
     if jobs.lease_seconds < 1 or jobs.max_attempts < 1 or jobs.backoff_base <= 0 or jobs.backoff_max < jobs.backoff_base:
         problems.append("[jobs] lease_seconds >= 1, max_attempts >= 1 and 0 < backoff_base <= backoff_max are required")
+    for namespace in config.browse.verified_namespaces:
+        if not valid_namespace(namespace):
+            problems.append(f"[browse] verified_namespaces: {namespace!r} is not a valid namespace")
     if config.logging.level.lower() not in ("debug", "info", "warning", "error"):
         problems.append(f"[logging] level must be debug, info, warning or error, not {config.logging.level!r}")
     return problems
