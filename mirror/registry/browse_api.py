@@ -21,8 +21,9 @@ from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress, valid_namespace, valid_provider
 from mirror.errors import BadRequest, MirrorError, NotFound
-from mirror.keys import STORE
+from mirror.keys import AUTH, STORE
 from mirror.registry.common import authorize
+from mirror.services.auth import Authenticator
 from mirror.storage.protocols import ModuleBrowser, ModuleSummary
 
 log = structlog.get_logger("mirror.browse")
@@ -185,28 +186,76 @@ def _query(request: web.Request, allowed: Sequence[str]) -> _Query:
     return _Query(offset, limit, provider, verified, namespace, q)
 
 
-async def _visible_namespace(request: web.Request, wanted: str | None) -> str | None:
+async def visible_namespace(auth: Authenticator, authorization: str | None, wanted: str | None) -> str | None:
     """The namespace a cross-namespace list is limited to: the one asked for (the token must
     allow it), else the token's own unless it is a ``*`` token or the call is anonymous."""
     if wanted is not None:
-        await authorize(request, wanted, "read")
+        await auth.authorize(authorization, wanted, "read")
         return wanted
-    record = await authorize(request, None, "read")
+    record = await auth.authorize(authorization, None, "read")
     return None if record is None or record.namespace == "*" else record.namespace
 
 
-def _page(request: web.Request, query: _Query, summaries: list[ModuleSummary]) -> web.Response:
-    if query.verified:  # nothing is verified
+@dataclass(frozen=True, slots=True)
+class ModulePage:
+    """One page of modules, each as a list item (``list_item``)."""
+
+    items: list[dict[str, object]]
+    offset: int
+    limit: int
+    next_offset: int | None
+    prev_offset: int | None
+
+
+async def find_modules(
+    app: web.Application,
+    *,
+    namespace: str | None = None,
+    provider: str | None = None,
+    q: str = "",
+    verified: bool | None = None,
+    offset: int = 0,
+    limit: int = DEFAULT_LIMIT,
+) -> ModulePage:
+    """Modules with a live version, sorted by address: all of ``namespace`` (None: every one),
+    of ``provider``, whose namespace, name, provider or description contains ``q`` (any case),
+    and verified or not. The caller has checked that the namespace may be seen."""
+    summaries = await app[STORE].latest_versions(namespace=namespace, provider=provider)
+    if q:
+        needle = q.lower()
+        summaries = [
+            s
+            for s in summaries
+            if any(
+                needle in text.lower()
+                for text in (
+                    s.version.address.namespace,
+                    s.version.address.name,
+                    s.version.address.provider,
+                    first_paragraph(s.version.readme),
+                )
+            )
+        ]
+    if verified:  # nothing is verified
         summaries = []
-    meta: dict[str, object] = {"limit": query.limit, "current_offset": query.offset}
-    end = query.offset + query.limit
-    if end < len(summaries):
-        meta["next_offset"] = end
-        meta["next_url"] = str(request.rel_url.update_query(offset=end))
-    if query.offset > 0:
-        meta["prev_offset"] = max(0, query.offset - query.limit)
-    items = [list_item(request.app, s) for s in summaries[query.offset : end]]
-    return web.json_response({"meta": meta, "modules": items})
+    end = offset + limit
+    return ModulePage(
+        items=[list_item(app, s) for s in summaries[offset:end]],
+        offset=offset,
+        limit=limit,
+        next_offset=end if end < len(summaries) else None,
+        prev_offset=max(0, offset - limit) if offset > 0 else None,
+    )
+
+
+def _page(request: web.Request, page: ModulePage) -> web.Response:
+    meta: dict[str, object] = {"limit": page.limit, "current_offset": page.offset}
+    if page.next_offset is not None:
+        meta["next_offset"] = page.next_offset
+        meta["next_url"] = str(request.rel_url.update_query(offset=page.next_offset))
+    if page.prev_offset is not None:
+        meta["prev_offset"] = page.prev_offset
+    return web.json_response({"meta": meta, "modules": page.items})
 
 
 # -- handlers -------------------------------------------------------------------------------------
@@ -218,31 +267,33 @@ async def list_modules(request: web.Request) -> web.Response:
     if namespace is not None and not valid_namespace(namespace):
         raise BadRequest(f"invalid namespace {namespace!r}")
     query = _query(request, ("offset", "limit", "provider", "verified"))
-    namespace = await _visible_namespace(request, namespace)
-    summaries = await request.app[STORE].latest_versions(namespace=namespace, provider=query.provider)
-    return _page(request, query, summaries)
+    namespace = await visible_namespace(request.app[AUTH], request.headers.get("Authorization"), namespace)
+    page = await find_modules(
+        request.app,
+        namespace=namespace,
+        provider=query.provider,
+        verified=query.verified,
+        offset=query.offset,
+        limit=query.limit,
+    )
+    return _page(request, page)
 
 
 async def search_modules(request: web.Request) -> web.Response:
     """``GET /v1/modules/search?q=``: case-insensitive substring of namespace, name, provider or
-    description (filtered in Python: the description is derived from the README)."""
+    description."""
     query = _query(request, ("q", "offset", "limit", "provider", "verified", "namespace"))
-    namespace = await _visible_namespace(request, query.namespace)
-    needle = query.q.lower()
-    hits = [
-        s
-        for s in await request.app[STORE].latest_versions(namespace=namespace, provider=query.provider)
-        if any(
-            needle in text.lower()
-            for text in (
-                s.version.address.namespace,
-                s.version.address.name,
-                s.version.address.provider,
-                first_paragraph(s.version.readme),
-            )
-        )
-    ]
-    return _page(request, query, hits)
+    namespace = await visible_namespace(request.app[AUTH], request.headers.get("Authorization"), query.namespace)
+    page = await find_modules(
+        request.app,
+        namespace=namespace,
+        provider=query.provider,
+        q=query.q,
+        verified=query.verified,
+        offset=query.offset,
+        limit=query.limit,
+    )
+    return _page(request, page)
 
 
 async def module_providers(request: web.Request) -> web.Response:
@@ -254,7 +305,15 @@ async def module_providers(request: web.Request) -> web.Response:
     summaries = await request.app[STORE].latest_versions(namespace=namespace, name=name)
     if not summaries:
         raise NotFound(f"module {namespace}/{name} not found")
-    return _page(request, query, summaries)
+    end = query.offset + query.limit
+    page = ModulePage(
+        items=[list_item(request.app, s) for s in summaries[query.offset : end]],
+        offset=query.offset,
+        limit=query.limit,
+        next_offset=end if end < len(summaries) else None,
+        prev_offset=max(0, query.offset - query.limit) if query.offset > 0 else None,
+    )
+    return _page(request, page)
 
 
 def routes() -> list[web.RouteDef]:
