@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import pytest
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.models import NewVersion
 from mirror.keys import STORE
 from mirror.registry.browse_api import DOWNLOADS
+from mirror.storage.sqlite import MIGRATIONS, SqliteMetadataStore
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
@@ -60,7 +63,7 @@ async def test_list_items_field_by_field(registry, published):
         ns, name, provider = address.split("/")
         assert item == {
             "id": f"{address}/{version}",
-            "owner": "",
+            "owner": ns,  # no repository: the namespace owns it
             "namespace": ns,
             "name": name,
             "version": version,
@@ -77,6 +80,31 @@ async def test_module_source_url_is_the_source(registry, published):
     await registry.app[STORE].ensure_module(dns, source_url="https://git.example/beta/dns")
     items = (await get(registry, "/v1/modules/beta", published))["modules"]
     assert {m["name"]: m["source"] for m in items} == {"dns": "https://git.example/beta/dns", "vpc": ""}
+    assert {m["name"]: m["owner"] for m in items} == {"dns": "beta", "vpc": "beta"}
+    await registry.app[STORE].ensure_module(dns, source_url="https://github.com/beta-corp/terraform-azurerm-dns")
+    items = (await get(registry, "/v1/modules/beta", published))["modules"]
+    assert {m["name"]: m["owner"] for m in items} == {"dns": "beta-corp", "vpc": "beta"}  # the repository's account
+    detail = await get(registry, "/v1/modules/beta/dns/azurerm", published)
+    assert detail["owner"] == "beta-corp" and detail["source"] == "https://github.com/beta-corp/terraform-azurerm-dns"
+
+
+async def test_verified_namespaces(start_registry, make_config, module_archive):
+    registry = await start_registry(make_config(browse={"verified_namespaces": ["ACME"]}))
+    admin = await registry.auth()
+    for address in ("acme/a/aws", "beta/b/aws", "acme/c/google"):
+        assert (await registry.publish(address, "1.0.0", module_archive(), admin)).status == 201
+    everything = (await get(registry, "/v1/modules", admin))["modules"]
+    assert {m["id"]: m["verified"] for m in everything} == {
+        "acme/a/aws/1.0.0": True,
+        "acme/c/google/1.0.0": True,
+        "beta/b/aws/1.0.0": False,
+    }
+    verified = await get(registry, "/v1/modules?verified=true&limit=1", admin)
+    assert [m["id"] for m in verified["modules"]] == ["acme/a/aws/1.0.0"] and verified["meta"]["next_offset"] == 1
+    unverified = await get(registry, "/v1/modules/search?q=b&verified=false", admin)
+    assert [m["id"] for m in unverified["modules"]] == ["beta/b/aws/1.0.0"]
+    assert (await get(registry, "/v1/modules/acme/c/google", admin))["verified"] is True
+    assert (await get(registry, "/v1/modules/beta/b/aws/1.0.0", admin))["verified"] is False
 
 
 async def test_pagination_over_three_pages(registry, published):
@@ -126,6 +154,8 @@ async def test_search(registry, published):
     assert [m["id"] for m in filtered["modules"]] == ["acme/network/aws/1.10.0"]
     assert filtered["meta"]["next_url"] == "/v1/modules/search?q=builds&namespace=acme&provider=aws&limit=1&offset=1"
     assert (await get(registry, "/v1/modules/search?q=nothing-like-it", published))["modules"] == []
+    for wildcard in ("%", "_", "\\", "a%25b"):  # LIKE's wildcards are matched as text
+        assert (await get(registry, f"/v1/modules/search?q={wildcard}", published))["modules"] == []
 
 
 async def test_namespace_token_sees_only_its_namespace(registry, published):
@@ -159,7 +189,7 @@ async def test_module_providers_and_latest_detail(registry, published):
     detail = await get(registry, "/v1/modules/acme/network/aws", published)
     same = await get(registry, "/v1/modules/acme/network/aws/1.10.0", published)
     assert detail == same
-    assert detail["id"] == "acme/network/aws/1.10.0" and detail["verified"] is False and detail["owner"] == ""
+    assert detail["id"] == "acme/network/aws/1.10.0" and detail["verified"] is False and detail["owner"] == "acme"
     assert detail["versions"] == ["2.0.0-beta.1", "1.10.0", "1.2.0", "1.0.0"]
     assert [i["name"] for i in detail["root"]["inputs"]] == ["name"] and detail["submodules"]
     prerelease = await get(registry, "/v1/modules/acme/storage/aws", published)
@@ -171,6 +201,9 @@ async def test_bad_parameters_are_400(registry, published):
     for query in (
         "/v1/modules?offset=-1",
         "/v1/modules?offset=x",
+        "/v1/modules?offset=1000000001",
+        "/v1/modules?offset=%C2%B2",  # a digit to str.isdigit, not to int()
+        "/v1/modules/search?q=a&offset=" + "9" * 5000,
         "/v1/modules?limit=0",
         "/v1/modules?limit=101",
         "/v1/modules?provider=AWS",
@@ -228,6 +261,12 @@ async def test_revoked_versions_are_skipped(registry, module_archive):
     assert await store.revoke_version(ModuleAddress.parse("acme/kept/aws"), "2.0.0")
     assert [m["id"] for m in (await get(registry, "/v1/modules", admin))["modules"]] == ["acme/kept/aws/1.0.0"]
     await get(registry, "/v1/modules/acme/gone", admin, 404)
+    # the same bytes again at the same commit reinstate the version (what a tag pushed back does),
+    # and the lists show it again at once
+    revoked = await store.get_version(ModuleAddress.parse("acme/kept/aws"), "2.0.0")
+    assert (await store.publish_version(NewVersion(revoked))).status == "created"
+    kept = (await get(registry, "/v1/modules/search?q=kept", admin))["modules"]
+    assert [m["id"] for m in kept] == ["acme/kept/aws/2.0.0"]
 
 
 async def test_terraform_protocol_routes_still_answer(registry, published):
@@ -241,3 +280,38 @@ async def test_terraform_protocol_routes_still_answer(registry, published):
     assert (await get(registry, "/.well-known/terraform.json", published)) == {"modules.v1": "/v1/modules/"}
     # a namespace called "search" is still reachable below the search route
     assert (await get(registry, "/v1/modules/search/x", published, 404))["errors"]
+
+
+async def test_an_older_database_gets_its_latest_versions_filled_in(tmp_path):
+    """A database made before modules kept their latest version (schema 5) is migrated: every
+    module then points at its latest live version, with its description and download total."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:5]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 5")
+        conn.execute("INSERT INTO namespaces VALUES ('acme', '2026-01-01T00:00:00Z')")
+        conn.execute("INSERT INTO modules (id, namespace, name, provider, created_at) VALUES (1, 'acme', 'net', 'aws', 'x')")
+        conn.execute("INSERT INTO modules (id, namespace, name, provider, created_at) VALUES (2, 'acme', 'gone', 'aws', 'x')")
+        for version_id, module_id, version, revoked, downloads in (
+            (1, 1, "1.9.0", None, 3),
+            (2, 1, "1.10.0", None, 4),
+            (3, 1, "2.0.0", "2026-02-01T00:00:00Z", 5),  # revoked: not the latest
+            (4, 2, "1.0.0", "2026-02-01T00:00:00Z", 1),  # nothing live: not listed
+        ):
+            conn.execute(
+                "INSERT INTO versions (id, module_id, version, raw_version, sha256, size, blob_key, readme, "
+                "published_at, revoked_at, downloads) VALUES (?, ?, ?, ?, ?, 1, 'k', ?, 'x', ?, ?)",
+                (version_id, module_id, version, version, "0" * 64, f"# t\n\nRelease {version}.", revoked, downloads),
+            )
+    store = SqliteMetadataStore(path)
+    await store.open()
+    try:
+        summaries = await store.latest_versions()
+        assert [(s.version.address.name, s.version.version, s.description, s.downloads) for s in summaries] == [
+            ("net", "1.10.0", "Release 1.10.0.", 12)
+        ]
+        page, more = await store.browse_modules(query="RELEASE 1.10")
+        assert [s.version.version for s in page] == ["1.10.0"] and not more
+    finally:
+        await store.close()

@@ -5,8 +5,10 @@ Downloads are counted in memory by ``DownloadCounter`` (the ``/download`` hot pa
 increment) and flushed to the store every ``FLUSH_SECONDS`` and at shutdown, in one write per
 flush. Lists add the counts not flushed yet, so a client sees its own downloads at once.
 
-Every module is unverified: ``verified`` is always false (there is no per-namespace setting yet),
-so ``verified=true`` lists nothing.
+Lists and search read one page of modules from the store's per-module summary (latest live
+version, description, download total), in address order. A module is ``verified`` when its
+namespace is in ``[browse] verified_namespaces``; ``owner`` is its repository's account when the
+source is known, else its namespace.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import structlog
 from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress, valid_namespace, valid_provider
+from mirror.domain.urls import http_url
 from mirror.errors import BadRequest, MirrorError, NotFound
-from mirror.keys import AUTH, STORE
+from mirror.keys import AUTH, CONFIG, STORE
 from mirror.registry.common import authorize
 from mirror.services.auth import Authenticator
 from mirror.storage.protocols import ModuleBrowser, ModuleSummary
@@ -31,6 +34,7 @@ log = structlog.get_logger("mirror.browse")
 FLUSH_SECONDS = 5.0
 DEFAULT_LIMIT = 15
 MAX_LIMIT = 100
+MAX_OFFSET = 1_000_000_000  # far past any list; keeps the number inside SQL's integers
 
 _Key = tuple[str, str, str]  # namespace and name lowercased (they match case-insensitively), provider
 
@@ -99,20 +103,6 @@ async def downloads_context(app: web.Application) -> AsyncIterator[None]:
         log.warning("download counts: last flush failed, counts lost", error=str(exc))
 
 
-def first_paragraph(readme: str | None, limit: int = 300) -> str:
-    """The README's first paragraph of prose (headings, badges and blank lines skipped)."""
-    lines: list[str] = []
-    for line in (readme or "").splitlines():
-        text = line.strip()
-        if text.startswith(("#", "[![", "![", "<")) or (not text and not lines):
-            continue
-        if not text:
-            break
-        lines.append(text)
-    paragraph = " ".join(lines)
-    return paragraph if len(paragraph) <= limit else paragraph[: limit - 1].rstrip() + "…"
-
-
 def source_of(version_source: str | None, source_url: str | None) -> str:
     """The repository URL: the version's source when it is one, else the module's, else ""."""
     if version_source and version_source.startswith(("https://", "http://")):
@@ -120,21 +110,35 @@ def source_of(version_source: str | None, source_url: str | None) -> str:
     return source_url or ""
 
 
+def owner_of(namespace: str, source_url: str) -> str:
+    """Who owns the module: the account of its repository (``https://host/OWNER/REPO``) when
+    known, else its namespace (the team that publishes into it)."""
+    parts = http_url(source_url)
+    owner = parts.path.strip("/").split("/")[0] if parts is not None else ""
+    return owner or namespace
+
+
+def is_verified(app: web.Application, namespace: str) -> bool:
+    """Namespaces listed in ``[browse] verified_namespaces`` (matched in any case) are verified."""
+    return namespace.lower() in {n.lower() for n in app[CONFIG].browse.verified_namespaces}
+
+
 def list_item(app: web.Application, summary: ModuleSummary) -> dict[str, object]:
     version = summary.version
     address = version.address
+    source = source_of(version.source, summary.source_url)
     return {
         "id": f"{address}/{version.version}",
-        "owner": "",
+        "owner": owner_of(address.namespace, source),
         "namespace": address.namespace,
         "name": address.name,
         "version": version.version,
         "provider": address.provider,
-        "description": first_paragraph(version.readme),
-        "source": source_of(version.source, summary.source_url),
+        "description": summary.description,
+        "source": source,
         "published_at": version.published_at,
         "downloads": summary.downloads + app[DOWNLOADS].unflushed(address),
-        "verified": False,
+        "verified": is_verified(app, address.namespace),
     }
 
 
@@ -155,16 +159,16 @@ def _query(request: web.Request, allowed: Sequence[str]) -> _Query:
     params = request.query
     problems: list[str] = []
 
-    def number(name: str, default: int, low: int, high: int | None) -> int:
+    def number(name: str, default: int, low: int, high: int) -> int:
         text = params.get(name, "")
         if name not in allowed or text == "":
             return default
-        if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
-            problems.append(f"{name} must be an integer from {low}" + (f" to {high}" if high else " up"))
+        if not (text.isascii() and text.isdigit() and len(text) <= 10) or not low <= int(text) <= high:
+            problems.append(f"{name} must be an integer from {low} to {high}")
             return default
         return int(text)
 
-    offset = number("offset", 0, 0, None)
+    offset = number("offset", 0, 0, MAX_OFFSET)
     limit = number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     provider = params.get("provider") if "provider" in allowed else None
     if provider is not None and not valid_provider(provider):
@@ -220,30 +224,21 @@ async def find_modules(
     """Modules with a live version, sorted by address: all of ``namespace`` (None: every one),
     of ``provider``, whose namespace, name, provider or description contains ``q`` (any case),
     and verified or not. The caller has checked that the namespace may be seen."""
-    summaries = await app[STORE].latest_versions(namespace=namespace, provider=provider)
-    if q:
-        needle = q.lower()
-        summaries = [
-            s
-            for s in summaries
-            if any(
-                needle in text.lower()
-                for text in (
-                    s.version.address.namespace,
-                    s.version.address.name,
-                    s.version.address.provider,
-                    first_paragraph(s.version.readme),
-                )
-            )
-        ]
-    if verified:  # nothing is verified
-        summaries = []
-    end = offset + limit
-    return ModulePage(
-        items=[list_item(app, s) for s in summaries[offset:end]],
+    verified_namespaces = app[CONFIG].browse.verified_namespaces
+    summaries, more = await app[STORE].browse_modules(
+        namespace=namespace,
+        provider=provider,
+        query=q,
+        only_namespaces=verified_namespaces if verified else None,
+        exclude_namespaces=verified_namespaces if verified is False else (),
         offset=offset,
         limit=limit,
-        next_offset=end if end < len(summaries) else None,
+    )
+    return ModulePage(
+        items=[list_item(app, s) for s in summaries],
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if more else None,
         prev_offset=max(0, offset - limit) if offset > 0 else None,
     )
 

@@ -14,10 +14,12 @@ from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.blobs import archive_key, is_sha256
+from mirror.domain.readme import first_paragraph
 from mirror.domain.versions import latest, normalize
 from mirror.errors import NotFound, Unauthorized
 from mirror.keys import BLOBS, CATALOG, CONFIG, LOCATOR, STORE
-from mirror.registry.browse_api import DOWNLOADS, first_paragraph, source_of
+from mirror.metrics import METRICS
+from mirror.registry.browse_api import DOWNLOADS, is_verified, owner_of, source_of
 from mirror.registry.common import authorize, module_address
 from mirror.services.downloads import ARCHIVE_ROUTE_PREFIX, archive_path
 from mirror.storage.local import LocalBlobStore
@@ -50,6 +52,7 @@ async def download(request: web.Request) -> web.Response:
         raise NotFound(f"version {version} of module {address} not found")
     answer = await request.app[LOCATOR].answer(found)
     request.app[DOWNLOADS].hit(address, version)  # counted in memory, flushed in the background
+    request.app[METRICS].downloads += 1
     return web.Response(body=answer.body, content_type="application/json", headers={"X-Terraform-Get": answer.location})
 
 
@@ -90,18 +93,19 @@ async def detail_body(app: web.Application, address: ModuleAddress, version: str
     store = app[STORE]
     analysis = await store.version_analysis(address, version) or {}
     summaries = await store.latest_versions(namespace=address.namespace, name=address.name, provider=address.provider)
+    source = source_of(found.source, summaries[0].source_url if summaries else None)
     return {
         "id": f"{address}/{version}",
-        "owner": "",
+        "owner": owner_of(address.namespace, source),
         "namespace": address.namespace,
         "name": address.name,
         "provider": address.provider,
         "version": version,
         "description": first_paragraph(found.readme),
-        "source": source_of(found.source, summaries[0].source_url if summaries else None),
+        "source": source,
         "published_at": found.published_at,
         "downloads": (summaries[0].downloads if summaries else 0) + app[DOWNLOADS].unflushed(address),
-        "verified": False,
+        "verified": is_verified(app, address.namespace),
         "root": analysis.get("root", {}),
         "submodules": analysis.get("submodules", []),
         "analysis_errors": analysis.get("errors", []),

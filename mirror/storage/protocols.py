@@ -6,7 +6,7 @@ structurally (no inheritance); ``mirror.storage.factory`` picks a backend by nam
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,6 +82,7 @@ class ModuleSummary:
     version: ModuleVersion  # the latest live version (highest release, else highest prerelease)
     source_url: str | None  # the module's repository, when known
     downloads: int  # stored download count of all its versions (revoked ones included)
+    description: str  # the latest version's README, first paragraph
 
 
 class ModuleBrowser(Protocol):
@@ -91,6 +92,22 @@ class ModuleBrowser(Protocol):
         self, *, namespace: str | None = None, name: str | None = None, provider: str | None = None
     ) -> list[ModuleSummary]:
         """Matching modules that have a live version, each with its latest, sorted by address."""
+
+    async def browse_modules(
+        self,
+        *,
+        namespace: str | None = None,
+        provider: str | None = None,
+        query: str = "",
+        only_namespaces: Collection[str] | None = None,
+        exclude_namespaces: Collection[str] = (),
+        offset: int = 0,
+        limit: int = 15,
+    ) -> tuple[list[ModuleSummary], bool]:
+        """A page of modules with a live version, sorted by address, and whether more follow.
+
+        ``query`` matches a substring (any case) of the namespace, name, provider or description.
+        The summaries' versions carry no README (lists show the description)."""
 
     async def add_downloads(self, counts: Mapping[tuple[ModuleAddress, str], int]) -> None:
         """Add ``counts`` (per module and normalized version) to the stored totals in one write."""

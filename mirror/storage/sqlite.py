@@ -12,7 +12,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +34,7 @@ from mirror.domain.models import (
     TokenRecord,
     WebhookSubscription,
 )
+from mirror.domain.readme import first_paragraph
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import Version
 from mirror.errors import Conflict, MirrorError, StorageUnavailable
@@ -151,7 +152,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE versions ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX modules_provider ON modules (provider);
     """,
+    # What lists and search read, kept on the module row by every write that changes it (so a
+    # page of 10,000 modules is an index walk, not a pass over every version): the latest live
+    # version (SemVer order, chosen in Python), its README's first paragraph, and the download
+    # total. Filled for existing modules by ``_after_migration``.
+    """
+    ALTER TABLE modules ADD COLUMN latest_version_id INTEGER;
+    ALTER TABLE modules ADD COLUMN description TEXT NOT NULL DEFAULT '';
+    ALTER TABLE modules ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0;
+    UPDATE modules SET downloads = (SELECT COALESCE(SUM(downloads), 0) FROM versions WHERE module_id = modules.id);
+    """,
 )
+
+#: migrations after which ``_after_migration`` has Python work to do
+_REFRESH_LATEST_AFTER = 6
 
 _VERSION_COLUMNS = (
     "m.namespace, m.name, m.provider, v.version, v.raw_version, v.sha256, v.size, v.blob_key, "
@@ -215,6 +229,10 @@ class SqliteMetadataStore:
             try:
                 for statement in _split_statements(MIGRATIONS[number]):
                     await conn.execute(statement)
+                if number + 1 == _REFRESH_LATEST_AFTER:
+                    async with conn.execute("SELECT id FROM modules") as cursor:
+                        for (module_id,) in await cursor.fetchall():
+                            await _refresh_latest(conn, module_id)
                 await conn.execute(f"PRAGMA user_version = {number + 1}")
                 await conn.execute("COMMIT")
             except BaseException:
@@ -309,6 +327,7 @@ class SqliteMetadataStore:
                         "(SELECT id FROM modules m WHERE " + _MODULE_MATCH + ")",
                         (mv.version, addr.namespace, addr.name, addr.provider),
                     )
+                    await _refresh_latest(conn, await _module_id(conn, addr))
                     await self._append_events(conn, list(new.events), mv.published_at)
                     return PublishOutcome("created", replace(stored, revoked_at=None))
 
@@ -352,6 +371,7 @@ class SqliteMetadataStore:
                         _dumps(new.analysis) if new.analysis is not None else None,
                     ),
                 )
+                await _refresh_latest(conn, module_id)
                 await self._append_events(conn, events, now)
                 return PublishOutcome("created", mv)
         except sqlite3.Error as exc:
@@ -543,50 +563,61 @@ class SqliteMetadataStore:
         self, *, namespace: str | None = None, name: str | None = None, provider: str | None = None
     ) -> list[ModuleSummary]:
         """Each matching module with a live version, with its latest one (highest release, else
-        highest prerelease; SemVer order, so chosen in Python), sorted by address.
-
-        Cost: one read of every version row of the matching modules (small columns only, no
-        README) plus one read of the winners' full rows: O(versions) per call. Fine for thousands
-        of versions; beyond that, keep a ``latest_version_id`` on ``modules`` at publish/revoke.
-        """
-        where, params = [], []
+        highest prerelease), sorted by address: one indexed query through ``latest_version_id``."""
+        where, params = ["m.latest_version_id IS NOT NULL"], []
         for column, value in (("m.namespace", namespace), ("m.name", name), ("m.provider", provider)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         rows = await self._fetchall(
-            "SELECT m.id, m.source_url, v.id, v.version, v.revoked_at, v.downloads "
-            "FROM versions v JOIN modules m ON m.id = v.module_id" + (" WHERE " + " AND ".join(where) if where else ""),
+            f"SELECT {_VERSION_COLUMNS}, m.source_url, m.downloads, m.description FROM modules m "
+            f"JOIN versions v ON v.id = m.latest_version_id WHERE {' AND '.join(where)} "
+            "ORDER BY m.namespace, m.name, m.provider",
             params,
         )
-        downloads: dict[int, int] = {}
-        source_urls: dict[int, str | None] = {}
-        best: dict[int, tuple[tuple[bool, Version], int]] = {}
-        for module_id, source_url, version_id, version, revoked_at, count in rows:
-            downloads[module_id] = downloads.get(module_id, 0) + count
-            source_urls[module_id] = source_url
-            if revoked_at is not None:
-                continue
-            parsed = Version.parse(version)
-            key = (not parsed.is_prerelease, parsed)
-            if module_id not in best or key > best[module_id][0]:
-                best[module_id] = (key, version_id)
-        by_id = {version_id: module_id for module_id, (_, version_id) in best.items()}
-        summaries: list[ModuleSummary] = []
-        ids = list(by_id)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found = await self._fetchall(
-                f"SELECT {_VERSION_COLUMNS}, v.id FROM versions v JOIN modules m ON m.id = v.module_id "
-                f"WHERE v.id IN ({','.join('?' * len(chunk))})",
-                chunk,
+        return [_summary_from_row(row) for row in rows]
+
+    async def browse_modules(
+        self,
+        *,
+        namespace: str | None = None,
+        provider: str | None = None,
+        query: str = "",
+        only_namespaces: Collection[str] | None = None,
+        exclude_namespaces: Collection[str] = (),
+        offset: int = 0,
+        limit: int = 15,
+    ) -> tuple[list[ModuleSummary], bool]:
+        """A page in address order, walking the modules' unique index; a ``query`` is a
+        case-insensitive LIKE over four short columns (no README is read)."""
+        where, params = ["m.latest_version_id IS NOT NULL"], []
+        if namespace is not None:
+            where.append("m.namespace = ?")
+            params.append(namespace)
+        if provider is not None:
+            where.append("m.provider = ?")
+            params.append(provider)
+        if query:
+            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(
+                "(m.namespace LIKE ? ESCAPE '\\' OR m.name LIKE ? ESCAPE '\\' "
+                "OR m.provider LIKE ? ESCAPE '\\' OR m.description LIKE ? ESCAPE '\\')"
             )
-            for row in found:
-                module_id = by_id[row[-1]]
-                summary = ModuleSummary(_version_from_row(row[:-1]), source_urls[module_id], downloads[module_id])
-                summaries.append(summary)
-        summaries.sort(key=_address_order)
-        return summaries
+            params += [pattern] * 4
+        if only_namespaces is not None:
+            where.append(f"m.namespace IN ({','.join('?' * len(only_namespaces)) or 'NULL'})")
+            params += list(only_namespaces)
+        if exclude_namespaces:
+            where.append(f"m.namespace NOT IN ({','.join('?' * len(exclude_namespaces))})")
+            params += list(exclude_namespaces)
+        columns = _VERSION_COLUMNS.replace("v.readme", "NULL")
+        rows = await self._fetchall(
+            f"SELECT {columns}, m.source_url, m.downloads, m.description FROM modules m "
+            f"JOIN versions v ON v.id = m.latest_version_id WHERE {' AND '.join(where)} "
+            "ORDER BY m.namespace, m.name, m.provider LIMIT ? OFFSET ?",
+            [*params, limit + 1, offset],
+        )
+        return [_summary_from_row(row) for row in rows[:limit]], len(rows) > limit
 
     async def add_downloads(self, counts: Mapping[tuple[ModuleAddress, str], int]) -> None:
         """Add counted downloads to their versions, in one write transaction."""
@@ -597,6 +628,12 @@ class SqliteMetadataStore:
                 "UPDATE versions SET downloads = downloads + ? WHERE version = ? AND module_id = "
                 "(SELECT id FROM modules m WHERE " + _MODULE_MATCH + ")",
                 [(count, version, *_parts(address)) for (address, version), count in counts.items()],
+            )
+            await conn.executemany(
+                "UPDATE modules SET downloads = downloads + ? WHERE id = (SELECT id FROM modules m WHERE "
+                + _MODULE_MATCH
+                + ")",
+                [(count, *_parts(address)) for (address, _), count in counts.items()],
             )
 
     # -- modules, namespaces, installations ------------------------------------------------
@@ -681,6 +718,7 @@ class SqliteMetadataStore:
             )
             if cursor.rowcount == 0:
                 return False
+            await _refresh_latest(conn, await _module_id(conn, address))
             await self._append_events(conn, [("module.version_revoked", {**_address_data(address), "version": version})], now)
             return True
 
@@ -874,9 +912,36 @@ def _module_from_row(row: Sequence[Any]) -> ModuleRecord:
     return ModuleRecord(ModuleAddress(namespace, name, provider), created_at, source_url, repository_id)
 
 
-def _address_order(summary: ModuleSummary) -> tuple[str, str, str]:
-    address = summary.version.address
-    return (address.namespace.lower(), address.name.lower(), address.provider)
+def _summary_from_row(row: Sequence[Any]) -> ModuleSummary:
+    *version, source_url, downloads, description = row
+    return ModuleSummary(_version_from_row(version), source_url, downloads, description)
+
+
+async def _module_id(conn: aiosqlite.Connection, address: ModuleAddress) -> int:
+    return (await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address)))[0]
+
+
+async def _refresh_latest(conn: aiosqlite.Connection, module_id: int) -> None:
+    """Point the module at its latest live version (highest release, else highest prerelease)
+    and keep that version's description; inside the write that changed its versions."""
+    async with conn.execute(
+        "SELECT id, version FROM versions WHERE module_id = ? AND revoked_at IS NULL", (module_id,)
+    ) as cursor:
+        live = await cursor.fetchall()
+    best: tuple[tuple[bool, Version], int] | None = None
+    for version_id, text in live:
+        parsed = Version.parse(text)
+        key = (not parsed.is_prerelease, parsed)
+        if best is None or key > best[0]:
+            best = (key, version_id)
+    if best is None:
+        await conn.execute("UPDATE modules SET latest_version_id = NULL, description = '' WHERE id = ?", (module_id,))
+        return
+    readme = await _one(conn, "SELECT readme FROM versions WHERE id = ?", (best[1],))
+    await conn.execute(
+        "UPDATE modules SET latest_version_id = ?, description = ? WHERE id = ?",
+        (best[1], first_paragraph(readme[0]), module_id),
+    )
 
 
 def _parts(address: ModuleAddress) -> tuple[str, str, str]:
