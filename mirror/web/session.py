@@ -1,0 +1,82 @@
+"""How a browser is authenticated: the token itself in an HttpOnly cookie.
+
+A page takes the same credential as the API: the ``Authorization`` header when there is one,
+else the ``mirror_token`` cookie (as ``Bearer <token>``), else none (anonymous, allowed only
+with ``[auth] anonymous_read``). The cookie is set only after the token was verified, is
+``HttpOnly`` and ``SameSite=Strict`` (so no other site can make the browser send it), and
+``Secure`` when the registry is reached over https. It is never logged: request lines carry the
+path only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from yarl import URL
+
+COOKIE = "mirror_token"
+COOKIE_MAX_AGE = 12 * 3600
+LOGIN_PATH = "/login"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a request authenticates with, as an ``Authorization`` header value."""
+
+    authorization: str | None
+    from_cookie: bool
+
+
+def credential(request: web.Request) -> Credential:
+    """The ``Authorization`` header, else the cookie's token, else anonymous."""
+    header = request.headers.get("Authorization")
+    if header:
+        return Credential(header, from_cookie=False)
+    token = request.cookies.get(COOKIE, "").strip()
+    if token:
+        return Credential(f"Bearer {token}", from_cookie=True)
+    return Credential(None, from_cookie=False)
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` when it is a path on this site, else ``/``: it must start with a single ``/``,
+    and hold only printable ASCII without backslashes (browsers read ``/\\host`` and
+    ``/<tab>/host`` as ``//host``, another site)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if any(not "\x21" <= char <= "\x7e" or char == "\\" for char in target):
+        return "/"
+    return target
+
+
+def login_url(request: web.Request) -> str:
+    """``/login?next=<this page>``."""
+    return str(URL(LOGIN_PATH).with_query(next=str(request.rel_url)))
+
+
+def is_secure(request: web.Request, public_url: str | None) -> bool:
+    """Reached over https: directly, or behind a proxy that terminates TLS for ``public_url``."""
+    return request.secure or (public_url is not None and urlsplit(public_url).scheme == "https")
+
+
+def set_token_cookie(response: web.StreamResponse, token: str, *, secure: bool) -> None:
+    response.set_cookie(
+        COOKIE, token, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="Strict", secure=secure
+    )
+
+
+def clear_token_cookie(response: web.StreamResponse, *, secure: bool) -> None:
+    response.del_cookie(COOKIE, path="/", httponly=True, samesite="Strict", secure=secure)
+
+
+def same_origin(request: web.Request, public_url: str | None) -> bool:
+    """A form post from this site: no ``Origin`` header (older clients), or one naming this host
+    (as the request reached it, or as ``public_url`` names it). Refusing other origins keeps
+    other sites from logging a browser in with their own token, or out."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    host = urlsplit(origin).netloc
+    return bool(host) and host in {request.host, urlsplit(public_url or "").netloc}
