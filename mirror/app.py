@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from mirror import metrics
 from mirror.config import Config
 from mirror.domain.archive import ArchiveLimits
 from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, PayloadTooLarge, StorageUnavailable
@@ -25,6 +26,7 @@ from mirror.github.integration import setup_github
 from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
 from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, openapi, webhooks_api
 from mirror.logs import AccessLog, structlog_access_log
+from mirror.metrics import METRICS, Metrics
 from mirror.registry.middleware import RequestWrapper
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
@@ -33,6 +35,7 @@ from mirror.services.eventlog import EventLogWriter
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobQueue
 from mirror.storage.factory import make_blob_store, make_metadata_store
+from mirror.web import pages
 
 SIGNING_KEY_SETTING = "downloads.signing_key"
 #: errors that retrying cannot fix: such a job fails at once
@@ -43,6 +46,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     app = web.Application()
     app[CONFIG] = config
     app[JOB_HANDLERS] = {}
+    app[METRICS] = Metrics(config.downloads.mode)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_event_log)
     app.cleanup_ctx.append(_services)
@@ -51,12 +55,15 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
         setup_github(app)  # registers its job handlers; closes after the queue has stopped
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(webhooks_api.webhooks_context)
-    wrapper = RequestWrapper(access_log)
+    wrapper = RequestWrapper(access_log, app[METRICS].http if config.metrics.enabled else None)
     wrapper.register(app.router, modules_v1.routes())  # Terraform's hot routes first; browse patterns never overlap them
     for routes in (browse_api.routes(), api.routes(), jobs_api.routes(), webhooks_api.routes(), events_api.routes()):
         wrapper.register(app.router, routes)
     if config.github.enabled:
         wrapper.register(app.router, github_webhook.routes())
+    if config.metrics.enabled:
+        wrapper.register(app.router, metrics.routes())
+    wrapper.register(app.router, pages.routes())  # the web UI: HTML pages and their static files
     wrapper.register(app.router, openapi.routes())
     wrapper.register_fallback(app.router)  # last: 404 and 405 in the error shape
     return app
@@ -120,6 +127,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             max_unpacked_bytes=limits.max_unpacked_bytes,
             max_files=limits.max_files,
         ),
+        on_outcome=app[METRICS].ingest.count,
     )
     yield
 
@@ -136,6 +144,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         backoff_base=jobs.backoff_base,
         backoff_max=jobs.backoff_max,
         permanent=PERMANENT_JOB_ERRORS,
+        on_outcome=app[METRICS].jobs.count,
     )
     app[JOBS] = queue
     for kind, handler in app[JOB_HANDLERS].items():

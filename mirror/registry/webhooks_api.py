@@ -17,6 +17,7 @@ from aiohttp import web
 from mirror.domain.timeutil import now_rfc3339
 from mirror.errors import BadRequest, NotFound
 from mirror.keys import CONFIG, STORE
+from mirror.metrics import METRICS
 from mirror.registry.common import authorize
 from mirror.services.webhooks import WebhookDispatcher, failure_to_json, new_subscription
 
@@ -36,6 +37,7 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
             backoff_base=config.backoff_base,
             backoff_max=config.backoff_max,
             allow_private=config.allow_private,
+            on_delivery=app[METRICS].webhooks.count,
         )
         app[WEBHOOKS] = dispatcher
         app[STORE].add_event_listener(dispatcher.wake)  # deliver as soon as an event is committed

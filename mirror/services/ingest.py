@@ -7,6 +7,7 @@ content address, and recorded with its events in one metadata transaction.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,15 @@ from mirror.domain.blobs import archive_key
 from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import normalize
-from mirror.errors import Conflict
+from mirror.errors import Conflict, MirrorError
 from mirror.services.catalog import ModuleCatalog
 from mirror.storage.protocols import BlobStore, ModuleIndex, ModulePublisher
 
 log = structlog.get_logger("mirror.ingest")
+
+#: told each offered version's origin ("upload" or "github") and outcome ("created", "unchanged",
+#: "rejected" when the version or archive is refused, "failed" otherwise), for ``/metrics``
+IngestOutcomeCounter = Callable[[str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +48,15 @@ class Ingestor:
         blobs: BlobStore,
         catalog: ModuleCatalog,
         limits: ArchiveLimits,
+        *,
+        on_outcome: IngestOutcomeCounter = lambda origin, outcome: None,
     ) -> None:
         self._index = index
         self._publisher = publisher
         self._blobs = blobs
         self._catalog = catalog
         self._limits = limits
+        self._on_outcome = on_outcome
 
     async def publish(
         self,
@@ -65,6 +73,18 @@ class Ingestor:
         other bytes: Conflict (versions are immutable). Raises InvalidArchive / PayloadTooLarge
         before anything is stored.
         """
+        origin = "upload" if source == "upload" else "github"  # GitHub tags carry their repository's URL
+        try:
+            outcome = await self._publish(address, raw_version, archive, source=source, commit_sha=commit_sha)
+        except Exception as exc:  # counted, not handled
+            self._on_outcome(origin, "rejected" if isinstance(exc, MirrorError) and exc.status < 500 else "failed")
+            raise
+        self._on_outcome(origin, outcome.status)
+        return outcome
+
+    async def _publish(
+        self, address: ModuleAddress, raw_version: str, archive: Archive, *, source: str | None, commit_sha: str | None
+    ) -> PublishOutcome:
         version = normalize(raw_version)
         existing = await self._index.get_version(address, version)
         if existing is not None:

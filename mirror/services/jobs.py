@@ -23,6 +23,8 @@ from mirror.errors import Conflict, MirrorError, NotFound
 from mirror.storage.protocols import JobStore
 
 JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
+#: told each run's kind and outcome: "succeeded", "retried" or "failed" (for ``/metrics``)
+JobOutcomeCounter = Callable[[str, str], None]
 
 log = structlog.get_logger("mirror.jobs")
 
@@ -77,6 +79,7 @@ class JobQueue:
         permanent: tuple[type[BaseException], ...] = (),
         poll_interval: float = 1.0,
         random: Callable[[], float] = _random.random,
+        on_outcome: JobOutcomeCounter = lambda kind, outcome: None,
     ) -> None:
         self._store = store
         self._workers = workers
@@ -87,6 +90,7 @@ class JobQueue:
         self._permanent = permanent
         self._poll_interval = poll_interval
         self._random = random
+        self._on_outcome = on_outcome
         self._handlers: dict[str, JobHandler] = {}
         self._wake_event = asyncio.Event()
         self._stopping = False
@@ -184,6 +188,7 @@ class JobQueue:
             await self._on_error(job, exc)
         else:
             await self._record(self._store.finish_job(job.id))
+            self._on_outcome(job.kind, "succeeded")
             log.info("job done", attempts=job.attempts, ms=round((time.monotonic() - started) * 1000, 2))
 
     async def _run(self, job: Job, handler: JobHandler) -> None:
@@ -211,10 +216,12 @@ class JobQueue:
         else:
             delay = retry_delay(job.attempts, base=self._backoff_base, maximum=self._backoff_max, jitter=self._random())
             await self._record(self._store.retry_job(job.id, error, time.time() + delay))
+            self._on_outcome(job.kind, "retried")
             log.warning("job will be retried", attempts=job.attempts, error=error, delay=round(delay, 3))
 
     async def _fail(self, job: Job, error: str) -> None:
         await self._record(self._store.fail_job(job.id, error))
+        self._on_outcome(job.kind, "failed")
         log.error("job failed", attempts=job.attempts, error=error)
 
     async def _put_back(self, job: Job) -> None:

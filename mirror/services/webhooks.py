@@ -32,13 +32,13 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 
 from mirror.domain.models import Consumer, DeliveryFailure, Event, WebhookSubscription
 from mirror.domain.timeutil import now_rfc3339
+from mirror.domain.urls import http_url
 from mirror.errors import BadRequest, Conflict, MirrorError, NotFound
 from mirror.services.jobs import describe_error, retry_delay
 from mirror.storage.protocols import ConsumerStore, EventReader, WebhookStore
@@ -103,8 +103,7 @@ def new_subscription(
 
 
 def validate_subscription_fields(url: str, secret: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if http_url(url) is None:
         raise BadRequest(f"url must be an http(s) URL, not {url!r}")
     if len(secret) < MIN_SECRET_CHARS:
         raise BadRequest(f"secret must have at least {MIN_SECRET_CHARS} characters")
@@ -166,19 +165,16 @@ async def check_destination(url: str, *, allow_private: bool) -> None:
     resolves to is a public one: no private, loopback, link-local, multicast, reserved or
     unspecified address (server-side request forgery). Checked when a subscription is created and
     before each delivery, since DNS answers change."""
-    parts = urlsplit(url)
+    parts = http_url(url)
+    if parts is None:
+        raise BadRequest(f"webhook url must be an http(s) URL with a valid host and port, not {url!r}")
     host = parts.hostname
-    if parts.scheme not in ("http", "https") or not host:
-        raise BadRequest(f"webhook url must be an http(s) URL, not {url!r}")
     if allow_private:
         return
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as exc:
-            raise BadRequest(f"webhook url {url!r} has an invalid port") from exc
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
@@ -306,7 +302,10 @@ class WebhookDispatcher:
         allow_private: bool,
         poll_interval: float = 0.5,
         random: Callable[[], float] = _random.random,
+        on_delivery: Callable[[str], None] = lambda outcome: None,
     ) -> None:
+        """``on_delivery`` is told each attempt's outcome, for ``/metrics``: "delivered",
+        "failed", and "dead_lettered" when a failed event is parked."""
         self._store = store
         self._session = session
         self._timeout = timeout
@@ -316,6 +315,7 @@ class WebhookDispatcher:
         self._allow_private = allow_private
         self._poll_interval = poll_interval
         self._random = random
+        self._on_delivery = on_delivery
         self._workers: dict[str, _Worker] = {}
         self._counters: dict[str, _Counters] = {}
         self._wake = asyncio.Event()
@@ -520,9 +520,11 @@ class WebhookDispatcher:
             error = str(exc)
             attempts = state.attempts + 1
             counters.failed_attempts += 1
+            self._on_delivery("failed")
             if attempts >= self._max_attempts:
                 await self._store.add_delivery_failure(subscription.id, event.serial, attempts, error)
                 counters.parked += 1
+                self._on_delivery("dead_lettered")
                 bound.error("webhook delivery parked", attempts=attempts, error=error)
                 return _moved(state, event.serial, last_error=error)
             jitter = self._random()
@@ -532,6 +534,7 @@ class WebhookDispatcher:
             return Consumer(state.name, state.serial, attempts, next_at, error, state.updated_at)
         await self._store.advance_consumer(name, event.serial)
         counters.delivered += 1
+        self._on_delivery("delivered")
         bound.info("webhook delivered", attempts=state.attempts + 1)
         return _moved(state, event.serial)
 
