@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mirror.config import Config, load_config
 from mirror.errors import MirrorError
+
+if TYPE_CHECKING:
+    from mirror.services.ingest import Ingestor
 
 CONFIG_ENV = "MIRROR_CONFIG"
 T = TypeVar("T")
@@ -61,6 +66,52 @@ async def with_store(config: Config, action: Callable[..., Awaitable[T]], *extra
     try:
         return await action(store, *extra)
     finally:
+        await store.close()
+
+
+@dataclass(frozen=True)
+class OfflineRegistry:
+    """The stores and an Ingestor on them, for commands that write modules without a server
+    (import, sync): the same archive checks, analysis, immutability and events as a publish."""
+
+    config: Config
+    store: Any  # the configured MetadataStore
+    blobs: Any  # the configured BlobStore
+    ingestor: Ingestor
+
+
+@asynccontextmanager
+async def offline_registry(config: Config) -> AsyncIterator[OfflineRegistry]:
+    """Open the config's stores (checking the blob store answers), yield them, close them.
+
+    A running server sees what was written here like another replica's writes: new versions at
+    once, its caches within ``[metadata] cache_seconds``, the events through its event log."""
+    from mirror.domain.archive import ArchiveLimits
+    from mirror.services.catalog import ModuleCatalog
+    from mirror.services.ingest import Ingestor
+    from mirror.storage.factory import make_blob_store, make_metadata_store
+
+    store = make_metadata_store(config)
+    await store.open()
+    blobs = make_blob_store(config)
+    try:
+        await blobs.open_client()
+        await blobs.check()
+        limits = config.limits
+        ingestor = Ingestor(
+            store,
+            store,
+            blobs,
+            ModuleCatalog(store, ttl_seconds=0),
+            ArchiveLimits(
+                max_archive_bytes=limits.max_archive_bytes,
+                max_unpacked_bytes=limits.max_unpacked_bytes,
+                max_files=limits.max_files,
+            ),
+        )
+        yield OfflineRegistry(config, store, blobs, ingestor)
+    finally:
+        await blobs.close()
         await store.close()
 
 

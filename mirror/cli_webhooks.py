@@ -60,7 +60,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 
 def _failure_id(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 2**63:
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or not 0 < int(text) < 2**63:
         raise argparse.ArgumentTypeError(f"invalid failure id {text!r}")
     return int(text)
 

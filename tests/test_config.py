@@ -82,3 +82,26 @@ def test_bad_toml_and_missing_file(tmp_path: Path):
 def test_the_example_config_loads_and_shows_the_defaults():
     example = Path(__file__).parent.parent / "config" / "mirror.example.toml"
     assert load_config(example, {}) == Config()
+
+
+def test_malformed_urls_and_lists_are_problems_not_crashes(tmp_path: Path):
+    found = problems(
+        "[server]\npublic_url = 'http://[registry'\n"
+        "[s3]\nendpoint_url = 'http://minio:99999'\n"
+        "[browse]\nverified_namespaces = ['acme', 'not a namespace']\n"
+        "[[webhooks.subscriptions]]\nurl = 'https://[x'\nsecret = 'ssssssssssssssssssss'\n",
+        tmp_path,
+        {"MIRROR_BROWSE_VERIFIED_NAMESPACES": ""},  # the environment wins: an empty list is fine
+    )
+    text = "\n".join(found)
+    assert len(found) == 3, found
+    for fragment in ("[server] public_url", "[s3] endpoint_url", "url must be an http(s) URL"):
+        assert fragment in text, fragment
+    assert problems("[browse]\nverified_namespaces = [1]\n", tmp_path) == [
+        "[browse] verified_namespaces: must be an array of strings, not [1]"
+    ]
+
+
+def test_verified_namespaces_from_the_environment(tmp_path: Path):
+    config = load_config(None, {"MIRROR_BROWSE_VERIFIED_NAMESPACES": "acme, infra"})
+    assert config.browse.verified_namespaces == ("acme", "infra")

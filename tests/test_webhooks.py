@@ -284,6 +284,10 @@ async def test_private_destinations_are_refused(start, receiver, module_archive)
         "http://[::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",
         "ftp://example.com/hook",
+        "http://[93.184.216.34/hook",  # urlsplit raises on it: still a 400
+        "https://\U0004fd60\\©[x",
+        "http://93.184.216.34:99999/hook",  # no such port
+        "https://\u0089\u008c/hook",  # a host name IDNA cannot encode
     ):
         response = await registry.client.post("/api/v1/webhooks", json={"url": url, "secret": SECRET}, headers=admin)
         assert response.status == 400, url

@@ -26,9 +26,9 @@ SPOOL_CHUNK = 256 * 1024
 async def publish(request: web.Request) -> web.Response:
     """``PUT /api/v1/modules/:ns/:name/:provider/:version`` with a ``.tar.gz`` body."""
     address = module_address(request)
+    await authorize(request, address.namespace, "publish")
     raw_version = request.match_info["version"]
     normalize(raw_version)  # a bad version is a 400 before the body is read
-    await authorize(request, address.namespace, "publish")
     limit = request.app[CONFIG].limits.max_archive_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"archive is {request.content_length} bytes; the limit is {limit}")

@@ -35,8 +35,9 @@ async def list_events(request: web.Request) -> web.Response:
     auth.check(record, namespace or "*", "read")
     after = _integer(request.query.get("after", "0"), "after", 0, MAX_SERIAL)
     limit = _integer(request.query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
-    types = tuple(dict.fromkeys(request.query.getall("type", [])))
-    if len(types) > MAX_TYPES or any(not t or len(t) > 100 for t in types):
+    given = request.query.getall("type", [])
+    types = tuple(dict.fromkeys(given))
+    if len(given) > MAX_TYPES or any(not t or len(t) > 100 for t in types):
         raise BadRequest(f"give at most {MAX_TYPES} non-empty 'type' values of at most 100 characters")
     store = request.app[STORE]
     latest = await store.latest_serial()

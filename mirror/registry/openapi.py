@@ -69,6 +69,21 @@ _PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")},
         }
     },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics (when `metrics.enabled`): requests by route template and status, "
+            "latency, downloads, ingests, jobs, webhook deliveries; never module names or tokens",
+            "tags": ["operations"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The Prometheus text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
     "/.well-known/terraform.json": {
         "get": {
             "operationId": "discovery",
@@ -204,7 +219,7 @@ _PATHS: dict[str, dict[str, Any]] = {
                     "in": "query",
                     "required": True,
                     "description": "The search text (not blank)",
-                    "schema": {"type": "string", "minLength": 1},
+                    "schema": {"type": "string", "minLength": 1, "pattern": "\\S"},
                 },
                 *_LIST_FILTERS,
                 {
@@ -426,7 +441,11 @@ _PATHS: dict[str, dict[str, Any]] = {
                             "type": "object",
                             "required": ["url", "secret"],
                             "properties": {
-                                "url": {"type": "string", "description": "An http(s) URL on a public host"},
+                                "url": {
+                                    "type": "string",
+                                    "pattern": "^https?://[^/?#]+",
+                                    "description": "An http(s) URL on a public host",
+                                },
                                 "secret": {"type": "string", "description": "HMAC key for the deliveries"},
                                 "events": {"type": "array", "items": {"type": "string", "minLength": 1}},
                                 "namespaces": {"type": "array", "items": {"type": "string", "minLength": 1}},
@@ -594,6 +613,120 @@ def _error_response(description: str) -> dict[str, Any]:
     return _json(_ref("Errors"), description)
 
 
+# -- the web UI: HTML pages, documented so that every route is (and fuzzed like the API) ---------
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _html_errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): _html(f"An error page ({status})") for status in statuses}
+
+
+_TO_LOGIN = {
+    "303": {
+        "description": "No usable credential: to the login form, with `next` set to this page",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    }
+}
+_PAGE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"cookieAuth": []}, {}]
+_UI_NOTE = (
+    "Read scope, from the bearer header, else the `mirror_token` cookie set by `/login`, else "
+    "anonymous when `auth.anonymous_read` is on."
+)
+_MODULE_PAGE = {
+    "operationId": "uiModule",
+    "summary": "A module's page: README, inputs, outputs, versions, submodules, usage snippet",
+    "description": _UI_NOTE,
+    "tags": ["ui"],
+    "security": _PAGE_SECURITY,
+    "responses": {"200": _html("The module page"), **_TO_LOGIN, **_html_errors(400, 403, 404)},
+}
+_UI_PATHS: dict[str, dict[str, Any]] = {
+    "/": {
+        "get": {
+            "operationId": "uiIndex",
+            "summary": "The module list, with search and a provider filter",
+            "description": _UI_NOTE,
+            "tags": ["ui"],
+            "security": _PAGE_SECURITY,
+            "parameters": [
+                {"name": "q", "in": "query", "schema": {"type": "string"}},
+                {"name": "provider", "in": "query", "schema": {"type": "string", "pattern": "^[0-9a-z]{0,64}$"}},
+                _param("offset"),
+            ],
+            "responses": {"200": _html("The list"), **_TO_LOGIN, **_html_errors(400, 403)},
+        }
+    },
+    "/modules/{namespace}/{name}/{provider}": {"get": {**_MODULE_PAGE, "parameters": _MODULE_PARAMS}},
+    "/modules/{namespace}/{name}/{provider}/{version}": {
+        "get": {**_MODULE_PAGE, "operationId": "uiModuleVersion", "parameters": [*_MODULE_PARAMS, _param("version")]}
+    },
+    "/login": {
+        "get": {
+            "operationId": "uiLoginForm",
+            "summary": "The login form",
+            "tags": ["ui"],
+            "security": [],
+            "parameters": [{"name": "next", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": _html("The form")},
+        },
+        "post": {
+            "operationId": "uiLogin",
+            "summary": "Check a token and keep it in an HttpOnly, SameSite=Strict cookie",
+            "tags": ["ui"],
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["token"],
+                            "properties": {"token": {"type": "string"}, "next": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "303": {
+                    "description": "Logged in: to `next` (a local path only, else `/`)",
+                    "headers": {"Set-Cookie": {"schema": {"type": "string"}}},
+                },
+                **_html_errors(400, 401, 403),
+            },
+        },
+    },
+    "/logout": {
+        "post": {
+            "operationId": "uiLogout",
+            "summary": "Clear the login cookie",
+            "tags": ["ui"],
+            "security": [],
+            "responses": {"303": {"description": "Logged out: to `/`"}, **_html_errors(403)},
+        }
+    },
+    "/static/{name}": {
+        "get": {
+            "operationId": "uiStatic",
+            "summary": "The UI's stylesheet and script (only those two files)",
+            "tags": ["ui"],
+            "security": [],
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {
+                    "description": "The file",
+                    "content": {"text/css": {"schema": {"type": "string"}}, "text/javascript": {"schema": {"type": "string"}}},
+                },
+                **_html_errors(404),
+            },
+        }
+    },
+}
+_PATHS.update(_UI_PATHS)
+
+
 _SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -613,6 +746,7 @@ _SPEC: dict[str, Any] = {
         {"name": "events"},
         {"name": "webhooks", "description": "Outbound webhook subscriptions"},
         {"name": "operations"},
+        {"name": "ui", "description": "The web UI's HTML pages"},
     ],
     "security": [{"bearerAuth": []}],
     "paths": _PATHS,
@@ -622,7 +756,13 @@ _SPEC: dict[str, Any] = {
                 "type": "http",
                 "scheme": "bearer",
                 "description": "A registry token (scopes read, publish or admin, on a namespace or `*`)",
-            }
+            },
+            "cookieAuth": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "mirror_token",
+                "description": "The web UI's login cookie (holds a registry token)",
+            },
         },
         "parameters": {
             "namespace": {
@@ -657,7 +797,7 @@ _SPEC: dict[str, Any] = {
             "offset": {
                 "name": "offset",
                 "in": "query",
-                "schema": {"type": "integer", "minimum": 0, "default": 0},
+                "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 0},
             },
             "limit": {
                 "name": "limit",

@@ -91,6 +91,6 @@ class DownloadLocator:
         return f"{self._base}{path}?{query}"
 
     def verify(self, path: str, expires: str | None, signature: str | None) -> bool:
-        if not expires or not signature or not expires.isdigit():
+        if not expires or not signature or not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
             return False
         return signatures.verify(self._key, path, int(expires), signature, time.time())
