@@ -38,12 +38,16 @@ from mirror.storage.factory import make_blob_store, make_metadata_store
 from mirror.web import pages
 
 SIGNING_KEY_SETTING = "downloads.signing_key"
+MAX_REQUEST_LINE = 32 * 1024
 #: errors that retrying cannot fix: such a job fails at once
 PERMANENT_JOB_ERRORS = (BadRequest, InvalidArchive, PayloadTooLarge, Conflict, NotFound, GitHubError)
 
 
 def create_app(config: Config, access_log: AccessLog | None = structlog_access_log) -> web.Application:
-    app = web.Application()
+    # A request line as long as the documented query parameters allow (20 event types of 100
+    # characters, percent-encoded UTF-8) must reach a handler: aiohttp's parser answers a longer
+    # one itself, in plain text, with its default of 8190 bytes.
+    app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[CONFIG] = config
     app[JOB_HANDLERS] = {}
     app[METRICS] = Metrics(config.downloads.mode)

@@ -279,3 +279,13 @@ async def test_version_detail_carries_the_module_analysis(registry, module_archi
     assert detail["analysis_errors"] == []
     assert (await registry.client.get(f"/v1/modules/{ADDR}/9.9.9", headers=admin)).status == 404
     assert (await registry.client.get(f"/v1/modules/{ADDR}/1.0.0")).status == 401
+
+
+async def test_a_long_request_line_reaches_the_handlers(registry):
+    """The event feed's documented maximum (20 types of 100 characters, percent-encoded UTF-8) is
+    answered by the registry in its error shape, not by the HTTP parser in plain text."""
+    admin = await registry.auth()
+    types = "&".join("type=" + "%F0%9F%90%8D" * 100 for _ in range(21))
+    response = await registry.client.get(f"/api/v1/events?{types}", headers=admin)
+    assert response.status == 400 and response.content_type == "application/json"
+    assert "at most 20" in (await response.json())["errors"][0]
