@@ -71,6 +71,7 @@ def test_no_server_error_and_answers_match_the_document(tmp_path: Path) -> None:
             text=True,
             timeout=MAX_SECONDS + 120,
         )  # fmt: skip
+        (tmp_path / "schemathesis.txt").write_text(result.stdout + result.stderr)  # kept for a failed run
         assert result.returncode == 0, result.stdout[-20_000:] + result.stderr[-5_000:]
         assert "Server error" not in result.stdout
     finally:
