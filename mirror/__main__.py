@@ -96,11 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     jobs_retry.add_argument("job_id", metavar="ID", type=_job_id)
     jobs_retry.set_defaults(handler=_cmd_jobs_retry)
 
+    from mirror.cli_bundles import add_commands as add_bundle_commands
     from mirror.cli_events import add_commands as add_event_commands
+    from mirror.cli_sync import add_commands as add_sync_commands
     from mirror.cli_webhooks import add_commands as add_webhook_commands
 
     add_event_commands(sub, common)
     add_webhook_commands(sub, common)
+    add_sync_commands(sub, common)
+    add_bundle_commands(sub, common)
 
     github = sub.add_parser("github", help="the GitHub integration").add_subparsers(
         dest="github_command", required=True, metavar="ACTION"
@@ -191,7 +195,7 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def _job_id(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 2**63:
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or not 0 < int(text) < 2**63:
         raise argparse.ArgumentTypeError(f"invalid job id {text!r}")
     return int(text)
 

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from mirror.domain.addresses import valid_namespace
-from mirror.errors import ConfigError
+from mirror.domain.urls import http_url
+from mirror.errors import BadRequest, ConfigError
+from mirror.upstream.specs import ModuleSpec, registry_base_url
 
 MiB = 1024 * 1024
 
@@ -169,6 +170,22 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """One ``[[upstreams]]`` table: a registry ``mirror sync`` copies modules from."""
+
+    #: ``registry.terraform.io`` (https) or a full ``http(s)://HOST[:PORT]`` URL
+    host: str
+    #: bearer token sent to that registry only (never to download locations) ...
+    token: str | None = field(default=None, repr=False)
+    #: ... or the environment variable holding it (read once, when the config is loaded)
+    token_env: str | None = None
+    #: ``"NAMESPACE/NAME/PROVIDER [CONSTRAINT]"``, e.g. ``"hashicorp/consul/aws >= 0.1"``
+    modules: tuple[str, ...] = ()
+    #: copy into this namespace instead of the upstream's (``hashicorp/consul/aws`` -> ``NS/consul/aws``)
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
@@ -184,6 +201,8 @@ class Config:
     browse: BrowseConfig = field(default_factory=BrowseConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    #: ``[[upstreams]]``: registries ``mirror sync`` copies from (an array of tables, not a section)
+    upstreams: tuple[UpstreamConfig, ...] = ()
 
 
 ENV_PREFIX = "MIRROR_"
@@ -215,8 +234,10 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
 
-    sections: dict[str, Any] = {}
+    sections: dict[str, Any] = {"upstreams": _build_upstreams(raw.pop("upstreams", []), environ, problems)}
     for section_field in dataclasses.fields(Config):
+        if section_field.name == "upstreams":
+            continue
         section_cls = _hints(Config)[section_field.name]
         values = raw.pop(section_field.name, {})
         if not isinstance(values, dict):
@@ -332,8 +353,7 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
     if not 0 <= server.port <= 65535:
         problems.append(f"[server] port must be between 0 and 65535, not {server.port}")
     if server.public_url is not None:
-        parts = urlsplit(server.public_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if http_url(server.public_url) is None:
             problems.append(f"[server] public_url must be an http(s) URL, not {server.public_url!r}")
     if (server.tls_cert is None) != (server.tls_key is None):
         problems.append("[server] tls_cert and tls_key must be set together")
@@ -353,8 +373,7 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
     if config.blobs.backend == "s3" and not config.s3.bucket:
         problems.append("[s3] bucket is required when [blobs] backend = \"s3\"")
     if config.s3.endpoint_url is not None:
-        parts = urlsplit(config.s3.endpoint_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if http_url(config.s3.endpoint_url) is None:
             problems.append(f"[s3] endpoint_url must be an http(s) URL, not {config.s3.endpoint_url!r}")
 
     if downloads.mode in ("s3", "presigned") and config.blobs.backend != "s3":
@@ -371,6 +390,7 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
             problems.append(f"[limits] {key} must be positive")
     problems.extend(_validate_github(config.github))
     problems.extend(_validate_webhooks(config.webhooks))
+    problems.extend(_validate_upstreams(config.upstreams))
     if config.events.log_max_bytes < 1024:
         problems.append("[events] log_max_bytes must be at least 1024")
     jobs = config.jobs
@@ -424,8 +444,7 @@ def _validate_webhooks(webhooks: WebhooksConfig) -> list[str]:
         if unknown:
             problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         url = subscription.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        if http_url(url) is None:
             problems.append(f"{where}: url must be an http(s) URL")
         secret = subscription.get("secret")
         if not isinstance(secret, str) or len(secret) < 16:
@@ -434,4 +453,59 @@ def _validate_webhooks(webhooks: WebhooksConfig) -> list[str]:
             value = subscription.get(key, [])
             if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
                 problems.append(f"{where}: {key} must be a list of strings")
+    return problems
+
+
+_UPSTREAM_KEYS = frozenset({"host", "token", "token_env", "modules", "namespace"})
+
+
+def _build_upstreams(raw: Any, environ: Mapping[str, str], problems: list[str]) -> tuple[UpstreamConfig, ...]:
+    """``[[upstreams]]`` tables as UpstreamConfig; a ``token_env`` is read from ``environ`` here."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        problems.append("upstreams must be an array of tables ([[upstreams]])")
+        return ()
+    built = []
+    for number, table in enumerate(raw, start=1):
+        where = f"[[upstreams]] #{number}"
+        unknown = set(table) - _UPSTREAM_KEYS
+        if unknown:
+            problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        host = table.get("host")
+        if not isinstance(host, str) or not host:
+            problems.append(f"{where}: host is required (e.g. \"registry.terraform.io\")")
+            continue
+        values: dict[str, Any] = {}
+        for key in ("token", "token_env", "namespace"):
+            value = table.get(key)
+            if value is not None and not isinstance(value, str):
+                problems.append(f"{where} ({host}): {key} must be a string")
+            elif value:
+                values[key] = value
+        modules = table.get("modules", [])
+        if not isinstance(modules, list) or not all(isinstance(item, str) for item in modules):
+            problems.append(f"{where} ({host}): modules must be a list of strings")
+            modules = []
+        if "token" in values and "token_env" in values:
+            problems.append(f"{where} ({host}): set token or token_env, not both")
+        elif "token_env" in values:
+            values["token"] = environ.get(values["token_env"]) or None
+        built.append(UpstreamConfig(host=host, modules=tuple(modules), **values))
+    return tuple(built)
+
+
+def _validate_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
+    problems = []
+    for number, upstream in enumerate(upstreams, start=1):
+        where = f"[[upstreams]] #{number} ({upstream.host})"
+        try:
+            registry_base_url(upstream.host)
+        except ValueError as exc:
+            problems.append(f"{where}: host {exc}")
+        if upstream.namespace is not None and not valid_namespace(upstream.namespace):
+            problems.append(f"{where}: namespace {upstream.namespace!r} is not a valid namespace")
+        for spec in upstream.modules:
+            try:
+                ModuleSpec.parse(spec)
+            except BadRequest as exc:
+                problems.append(f"{where}: modules: {exc}")
     return problems

@@ -12,6 +12,7 @@ precedence instead (and go-version's normalization).
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from functools import total_ordering
@@ -87,3 +88,115 @@ def latest(versions: list[str]) -> str | None:
     releases = [v for v in parsed if not v.is_prerelease]
     pool = releases or parsed
     return str(max(pool)) if pool else None
+
+
+# Version constraints ---------------------------------------------------------------------------
+#
+# Terraform's module installer checks a release against ``required`` with hashicorp/go-version
+# (``Constraints.Check``: every comma-separated constraint must hold), and a prerelease with
+# apparentlymart/go-versions, which admits a prerelease only when a constraint names it exactly.
+# Build metadata never takes part in a comparison.
+
+_CONSTRAINT_RE = re.compile(
+    r"^\s*(?P<op>~>|>=|<=|!=|=|>|<)?\s*"
+    r"(?P<version>v?(?:0|[1-9]\d*)(?P<minor>\.(?:0|[1-9]\d*))?(?P<patch>\.(?:0|[1-9]\d*))?"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)\s*$"
+)
+
+
+def _precedence(version: Version) -> tuple:
+    """What comparisons use: the SemVer precedence, without build metadata."""
+    return version._key()[:-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """One ``OP VERSION`` term; ``segments`` is how many of MAJOR.MINOR.PATCH were written
+    (``~>`` lets only the last written one grow)."""
+
+    op: str
+    version: Version
+    segments: int
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.version}"
+
+    def exact(self, version: Version) -> bool:
+        return self.op == "=" and _precedence(version) == _precedence(self.version)
+
+    def allows_release(self, version: Version) -> bool:
+        """go-version's check of a version without a prerelease part."""
+        if self.op == "~>" and self.version.is_prerelease:  # a pessimistic prerelease admits prereleases only
+            return False
+        return self.holds(version)
+
+    def holds(self, version: Version) -> bool:
+        """The term's ordering alone. ``~>``: at least the constraint, with every written segment
+        but the last unchanged (so ``~> 1`` is ``>= 1.0.0``, as in go-version)."""
+        v, c = _precedence(version), _precedence(self.version)
+        if self.op == "~>":
+            keep = self.segments - 1
+            written = (self.version.major, self.version.minor, self.version.patch)[:keep]
+            return v >= c and (version.major, version.minor, version.patch)[:keep] == written
+        return _OPERATORS[self.op](v, c)
+
+
+_OPERATORS = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """A Terraform version constraint string: ``">= 1.2, < 2.0"``, ``"~> 1.2"``, ``"1.0.0"``.
+
+    No terms (an empty string) admits every release. A prerelease is admitted only when a term
+    names it exactly (``= 1.0.0-beta.1`` or ``1.0.0-beta.1``) and every other term holds too.
+    """
+
+    terms: tuple[Constraint, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Constraints:
+        if len(text) > 4 * _MAX_LEN:
+            raise BadRequest(f"version constraint {text[:_MAX_LEN]!r}... is too long")
+        if not text.strip():
+            return cls(())
+        terms = []
+        for part in text.split(","):
+            match = _CONSTRAINT_RE.match(part)
+            if match is None:
+                raise BadRequest(
+                    f"invalid version constraint {text!r}: {part.strip()!r} is not OPERATOR VERSION "
+                    "(operators: =, !=, >, >=, <, <=, ~>; e.g. \">= 1.2.0, < 2.0.0\" or \"~> 1.2\")"
+                )
+            segments = 1 + bool(match["minor"]) + bool(match["patch"])
+            terms.append(Constraint(match["op"] or "=", Version.parse(match["version"]), segments))
+        return cls(tuple(terms))
+
+    def allows(self, version: Version) -> bool:
+        if version.is_prerelease:
+            return any(term.exact(version) for term in self.terms) and all(term.holds(version) for term in self.terms)
+        return all(term.allows_release(version) for term in self.terms)
+
+    def __str__(self) -> str:
+        return ", ".join(str(term) for term in self.terms)
+
+
+def matching(versions: list[str], constraints: Constraints) -> list[str]:
+    """The versions (as given) that ``constraints`` admit, lowest first, one spelling per
+    normalized version; versions that do not parse are left out."""
+    found: dict[str, tuple[Version, str]] = {}
+    for text in versions:
+        try:
+            parsed = Version.parse(text)
+        except BadRequest:
+            continue
+        if constraints.allows(parsed):
+            found.setdefault(str(parsed), (parsed, text))
+    return [text for _, text in sorted(found.values())]
