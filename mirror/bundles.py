@@ -511,7 +511,12 @@ async def _ingest(
         archive = Archive(path=spooled[version.sha256], sha256=version.sha256, size=version.size)
         try:
             outcome = await ingestor.publish(
-                version.address, version.raw_version, archive, source=version.source, commit_sha=version.commit_sha
+                version.address,
+                version.raw_version,
+                archive,
+                source=version.source,
+                commit_sha=version.commit_sha,
+                origin="bundle",
             )
         except MirrorError as exc:
             raise MirrorError(

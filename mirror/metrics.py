@@ -45,7 +45,7 @@ UNMATCHED = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead_lettered")
-INGEST_SOURCES = ("upload", "github")
+INGEST_SOURCES = ("upload", "github", "sync", "bundle")
 INGEST_OUTCOMES = ("created", "unchanged", "rejected", "failed")
 
 

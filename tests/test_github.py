@@ -157,7 +157,7 @@ async def test_tag_events_ingest_and_revoke(world: GitHubWorld):
     await world.deliver("installation", installation_payload(world.fake, "created", 7))
     await world.settle()
 
-    world.fake.add_tag("acme-corp", network.name, "v1.2.0", module_files("net-1.2.0"))
+    first_sha = world.fake.add_tag("acme-corp", network.name, "v1.2.0", module_files("net-1.2.0"))
     assert (await world.deliver("create", create_tag_payload(network, "v1.2.0"))).status == 202
     sha = world.fake.add_tag("acme-corp", network.name, "v1.3.0", module_files("net-1.3.0"))
     assert (await world.deliver("push", push_tag_payload(network, "v1.3.0", before=None, after=sha))).status == 202
@@ -172,6 +172,16 @@ async def test_tag_events_ingest_and_revoke(world: GitHubWorld):
     gone = await world.registry.client.get("/v1/modules/acme-corp/network/aws/1.2.0/download", headers=auth)
     assert gone.status == 404
     assert (await world.event_types()).count("module.version_revoked") == 1
+
+    # the tag pushed back at the same commit releases the same version again
+    released = (await world.event_types()).count("module.version_released")
+    world.fake.add_tag("acme-corp", network.name, "v1.2.0", module_files("net-1.2.0"), commit_sha=first_sha)
+    assert (await world.deliver("create", create_tag_payload(network, "v1.2.0"))).status == 202
+    await world.settle()
+    assert await world.versions("acme-corp/network/aws") == ["1.3.0", "1.2.0", "1.1.0", "1.0.0"]
+    back = await world.registry.client.get("/v1/modules/acme-corp/network/aws/1.2.0/download", headers=auth)
+    assert back.status == 200
+    assert (await world.event_types()).count("module.version_released") == released + 1
 
 
 async def test_the_same_delivery_ten_times_makes_one_version(world: GitHubWorld):

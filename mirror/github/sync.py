@@ -267,7 +267,9 @@ class GitHubSync:
             archive = await self._fetch(repository, tag, installation_id, Path(tmp))
             # the module is recorded only once its archive is in hand: a failed fetch leaves nothing
             await self._store.ensure_module(address, source_url=repository.html_url, repository_id=repository.id)
-            outcome = await self._ingestor.publish(address, tag, archive, source=repository.html_url, commit_sha=commit_sha)
+            outcome = await self._ingestor.publish(
+                address, tag, archive, source=repository.html_url, commit_sha=commit_sha, origin="github", reinstate=True
+            )
         log.info("tag ingested", module=str(address), version=version, tag=tag, status=outcome.status)
 
     async def _commit_of(self, owner: str, name: str, tag: str, installation_id: int | None) -> str:

@@ -66,16 +66,23 @@ class Ingestor:
         *,
         source: str | None = None,
         commit_sha: str | None = None,
+        origin: str | None = None,
+        reinstate: bool = False,
     ) -> PublishOutcome:
         """Check, store and record one version.
 
-        Same version with the same bytes: ``unchanged`` and nothing is written. Same version with
-        other bytes: Conflict (versions are immutable). Raises InvalidArchive / PayloadTooLarge
-        before anything is stored.
+        Same version with the same bytes: ``unchanged`` and nothing is written; but a revoked one
+        is released again (``created``, ``module.version_released``) when ``reinstate`` is set,
+        as a GitHub tag pushed back at its commit is. Same version with other bytes: Conflict
+        (versions are immutable). Raises InvalidArchive / PayloadTooLarge before anything is
+        stored. ``origin`` labels the metrics (upload, github, sync, bundle).
         """
-        origin = "upload" if source == "upload" else "github"  # GitHub tags carry their repository's URL
+        if origin is None:
+            origin = "upload" if source == "upload" else "github"  # GitHub tags carry their repository's URL
         try:
-            outcome = await self._publish(address, raw_version, archive, source=source, commit_sha=commit_sha)
+            outcome = await self._publish(
+                address, raw_version, archive, source=source, commit_sha=commit_sha, reinstate=reinstate
+            )
         except Exception as exc:  # counted, not handled
             self._on_outcome(origin, "rejected" if isinstance(exc, MirrorError) and exc.status < 500 else "failed")
             raise
@@ -83,11 +90,20 @@ class Ingestor:
         return outcome
 
     async def _publish(
-        self, address: ModuleAddress, raw_version: str, archive: Archive, *, source: str | None, commit_sha: str | None
+        self,
+        address: ModuleAddress,
+        raw_version: str,
+        archive: Archive,
+        *,
+        source: str | None,
+        commit_sha: str | None,
+        reinstate: bool,
     ) -> PublishOutcome:
         version = normalize(raw_version)
         existing = await self._index.get_version(address, version)
         if existing is not None:
+            if reinstate and existing.revoked_at is not None and existing.sha256 == archive.sha256:
+                return await self._reinstate(existing)
             return self._same_or_conflict(existing, archive)
 
         info = await asyncio.to_thread(check_archive, archive.path, self._limits)
@@ -108,21 +124,34 @@ class Ingestor:
             source=source,
             commit_sha=commit_sha,
         )
-        released = {
-            "namespace": address.namespace,
-            "name": address.name,
-            "provider": address.provider,
-            "version": version,
-            "url": self._blobs.url(key),
-        }
         outcome = await self._publisher.publish_version(
-            NewVersion(record, [("module.version_released", released)], analysis=analysis)
+            NewVersion(record, [("module.version_released", self._released(record))], analysis=analysis)
         )
         self._catalog.invalidate(address)
         if outcome.status != "created":  # another writer recorded it first
             return self._same_or_conflict(outcome.version, archive)
         log.info("version published", module=str(address), version=version, sha256=archive.sha256, size=archive.size)
         return outcome
+
+    async def _reinstate(self, revoked: ModuleVersion) -> PublishOutcome:
+        """Release a revoked version again, as it was (same bytes, same record)."""
+        outcome = await self._publisher.publish_version(
+            NewVersion(revoked, [("module.version_released", self._released(revoked))])
+        )
+        self._catalog.invalidate(revoked.address)
+        log.info("version reinstated", module=str(revoked.address), version=revoked.version, sha256=revoked.sha256)
+        return outcome
+
+    def _released(self, version: ModuleVersion) -> dict[str, str]:
+        """The ``module.version_released`` event's data."""
+        address = version.address
+        return {
+            "namespace": address.namespace,
+            "name": address.name,
+            "provider": address.provider,
+            "version": version.version,
+            "url": self._blobs.url(version.blob_key),
+        }
 
     @staticmethod
     def _same_or_conflict(existing: ModuleVersion, archive: Archive) -> PublishOutcome:
