@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from mirror.errors import BadRequest
 
-_NAME_RE = re.compile(r"^[0-9A-Za-z](?:[0-9A-Za-z_-]{0,62}[0-9A-Za-z])?$")
-_PROVIDER_RE = re.compile(r"^[0-9a-z]{1,64}$")
+# \Z, not $: "$" also matches before a trailing newline, which let "acme\n" through
+_NAME_RE = re.compile(r"^[0-9A-Za-z](?:[0-9A-Za-z_-]{0,62}[0-9A-Za-z])?\Z")
+_PROVIDER_RE = re.compile(r"^[0-9a-z]{1,64}\Z")
 
 
 def valid_namespace(value: str) -> bool:

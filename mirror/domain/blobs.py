@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")  # \Z: "$" would also accept a trailing newline
 
 
 def archive_key(sha256: str) -> str:

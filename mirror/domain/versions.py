@@ -19,12 +19,15 @@ from functools import total_ordering
 
 from mirror.errors import BadRequest
 
+# ASCII digits only (re.ASCII: a bare \d also matches "٢", which int() reads as 2) and \Z, not $
+# (which also matches before a trailing newline)
 _VERSION_RE = re.compile(
     r"^v?(?P<major>0|[1-9]\d*)"
     r"(?:\.(?P<minor>0|[1-9]\d*))?"
     r"(?:\.(?P<patch>0|[1-9]\d*))?"
     r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
-    r"(?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+    r"(?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?\Z",
+    re.ASCII,
 )
 _MAX_LEN = 128
 
@@ -100,7 +103,8 @@ def latest(versions: list[str]) -> str | None:
 _CONSTRAINT_RE = re.compile(
     r"^\s*(?P<op>~>|>=|<=|!=|=|>|<)?\s*"
     r"(?P<version>v?(?:0|[1-9]\d*)(?P<minor>\.(?:0|[1-9]\d*))?(?P<patch>\.(?:0|[1-9]\d*))?"
-    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)\s*$"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)\s*\Z",
+    re.ASCII,
 )
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import structlog
 from gidgethub import routing, sansio
 
+from mirror.domain.addresses import valid_namespace
 from mirror.domain.archive import ArchiveLimits, strip_top_level_directory
 from mirror.domain.models import Installation, Job
 from mirror.domain.timeutil import now_rfc3339
-from mirror.errors import Conflict
+from mirror.errors import BadRequest, Conflict
 from mirror.github.api import GitHubClient, GitHubError, Repository
 from mirror.github.naming import Naming, tag_from_ref, version_for_tag
 from mirror.services.catalog import ModuleCatalog
@@ -98,9 +99,13 @@ class GitHubSync:
     async def _installation_created(self, event: sansio.Event) -> None:
         installation = event.data["installation"]
         account = installation["account"]["login"]
-        await self._store.record_installation(
-            Installation(installation["id"], account, self._naming.namespace_for(account), now_rfc3339())
-        )
+        namespace = self._naming.namespace_for(account)
+        if type(installation["id"]) is not int or not valid_namespace(namespace):  # (a bool is an int too)
+            raise BadRequest(  # permanent: the job fails at once, and nothing is recorded
+                f"installation {installation['id']!r} of account {account!r}: "
+                f"not a numeric id, or {namespace!r} is not a valid namespace"
+            )
+        await self._store.record_installation(Installation(installation["id"], account, namespace, now_rfc3339()))
         await self._backfill_installation(installation["id"])
 
     async def _backfill_installation(self, installation_id: int) -> None:

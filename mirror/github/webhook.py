@@ -38,6 +38,8 @@ async def webhook(request: web.Request) -> web.Response:
         if headers.get("Content-Type", "").startswith("application/json"):
             raise BadRequest("the body is not valid JSON") from None
         raise UnsupportedMediaType("deliveries must be sent with content type application/json") from None
+    except RecursionError:  # nested deeper than the JSON decoder goes
+        raise BadRequest("the body is not valid JSON: it is nested too deeply") from None
     if not isinstance(event.data, dict):
         raise BadRequest("the body must be a JSON object")
 

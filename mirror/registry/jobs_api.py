@@ -24,10 +24,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 def _limit(raw: str) -> int:
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
+    # ASCII digits only: int() also takes " 5 ", "1_0" and "١"
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else 0
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number between 1 and {MAX_LIMIT}, not {raw!r}")
     return limit
@@ -44,5 +42,5 @@ async def retry_job(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/v1/jobs", list_jobs),
-        web.post(r"/api/v1/jobs/{id:\d{1,18}}/retry", retry_job),
+        web.post(r"/api/v1/jobs/{id:[0-9]{1,18}}/retry", retry_job),  # [0-9]: \d matches "١" too
     ]

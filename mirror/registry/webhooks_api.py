@@ -107,7 +107,7 @@ async def redeliver(request: web.Request) -> web.Response:
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep for the decoder
         raise BadRequest("the body must be a JSON object") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
@@ -128,5 +128,6 @@ def routes() -> list[web.RouteDef]:
         web.get(f"/api/v1/webhooks/{_ID}", get_webhook),
         web.delete(f"/api/v1/webhooks/{_ID}", delete_webhook),
         web.get(f"/api/v1/webhooks/{_ID}/failures", list_failures),
-        web.post(rf"/api/v1/webhooks/{_ID}/failures/{{failure_id:\d{{1,18}}}}/redeliver", redeliver),
+        # [0-9]: \d also matches other scripts' digits ("١"), which int() accepts
+        web.post(rf"/api/v1/webhooks/{_ID}/failures/{{failure_id:[0-9]{{1,18}}}}/redeliver", redeliver),
     ]

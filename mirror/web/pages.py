@@ -33,7 +33,7 @@ from mirror.domain.addresses import ModuleAddress, valid_provider
 from mirror.domain.versions import latest, normalize
 from mirror.errors import BadRequest, Forbidden, MirrorError, NotFound, Unauthorized
 from mirror.keys import AUTH, CATALOG, CONFIG
-from mirror.registry.browse_api import find_modules, visible_namespace
+from mirror.registry.browse_api import MAX_OFFSET, find_modules, visible_namespace
 from mirror.registry.modules_v1 import detail_body
 from mirror.web import session
 from mirror.web.readme import markdown_renderer, render_readme
@@ -134,8 +134,8 @@ class ListQuery:
         problems = []
         if provider is not None and not valid_provider(provider):
             problems.append(f"invalid provider {provider!r} (lowercase letters and digits only)")
-        if not (offset.isascii() and offset.isdigit()):
-            problems.append("offset must be a whole number")
+        if not (offset.isascii() and offset.isdigit() and len(offset) <= 10 and int(offset) <= MAX_OFFSET):
+            problems.append(f"offset must be a whole number from 0 to {MAX_OFFSET}")
         if problems:
             raise BadRequest("; ".join(problems))
         return cls(q, provider, int(offset))
