@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     jobs_retry.set_defaults(handler=_cmd_jobs_retry)
 
     from mirror.cli_bundles import add_commands as add_bundle_commands
+    from mirror.cli_dynamodb import add_commands as add_dynamodb_commands
     from mirror.cli_events import add_commands as add_event_commands
     from mirror.cli_sync import add_commands as add_sync_commands
     from mirror.cli_webhooks import add_commands as add_webhook_commands
@@ -105,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     add_webhook_commands(sub, common)
     add_sync_commands(sub, common)
     add_bundle_commands(sub, common)
+    add_dynamodb_commands(sub, common)
 
     github = sub.add_parser("github", help="the GitHub integration").add_subparsers(
         dest="github_command", required=True, metavar="ACTION"

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from mirror import metrics
@@ -23,7 +24,7 @@ from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, Payloa
 from mirror.github.api import GitHubError
 from mirror.github import webhook as github_webhook
 from mirror.github.integration import setup_github
-from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, STORE
+from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, PULLTHROUGH, STORE
 from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, openapi, webhooks_api
 from mirror.logs import AccessLog, structlog_access_log
 from mirror.metrics import METRICS, Metrics
@@ -34,11 +35,14 @@ from mirror.services.downloads import DownloadLocator
 from mirror.services.eventlog import EventLogWriter
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobQueue
+from mirror.services.pullthrough import ProxiedUpstream, PullThrough
 from mirror.storage.factory import make_blob_store, make_metadata_store
 from mirror.web import pages
 
 SIGNING_KEY_SETTING = "downloads.signing_key"
 MAX_REQUEST_LINE = 32 * 1024
+#: seconds an upstream registry has to answer a pull-through look-up (Terraform waits 10 s for us)
+PULLTHROUGH_TIMEOUT = 8.0
 #: errors that retrying cannot fix: such a job fails at once
 PERMANENT_JOB_ERRORS = (BadRequest, InvalidArchive, PayloadTooLarge, Conflict, NotFound, GitHubError)
 
@@ -54,13 +58,17 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_event_log)
     app.cleanup_ctx.append(_services)
+    proxied = proxied_namespaces(config)
+    if proxied:
+        app.cleanup_ctx.append(_pull_through)
     app.cleanup_ctx.append(browse_api.downloads_context)  # flushes download counts before the store closes
     if config.github.enabled:
         setup_github(app)  # registers its job handlers; closes after the queue has stopped
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(webhooks_api.webhooks_context)
     wrapper = RequestWrapper(access_log, app[METRICS].http if config.metrics.enabled else None)
-    wrapper.register(app.router, modules_v1.routes())  # Terraform's hot routes first; browse patterns never overlap them
+    # Terraform's hot routes first; browse patterns never overlap them
+    wrapper.register(app.router, modules_v1.routes(proxied))
     for routes in (browse_api.routes(), api.routes(), jobs_api.routes(), webhooks_api.routes(), events_api.routes()):
         wrapper.register(app.router, routes)
     if config.github.enabled:
@@ -134,6 +142,45 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         on_outcome=app[METRICS].ingest.count,
     )
     yield
+
+
+def proxied_namespaces(config: Config) -> frozenset[str]:
+    """The namespaces (lowercase) that some ``[[upstreams]]`` proxies."""
+    return frozenset(namespace.lower() for upstream in config.upstreams for namespace in upstream.proxy_namespaces)
+
+
+async def _pull_through(app: web.Application) -> AsyncIterator[None]:
+    """The pull-through cache: one HTTP session (no cookie jar; no proxy settings or .netrc from
+    the environment), a registry client per proxied upstream, and a fetcher on the spool directory."""
+    from mirror.upstream.client import RegistryClient
+    from mirror.upstream.fetch import Fetcher
+
+    config = app[CONFIG]
+    limits = config.limits
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        fetcher = Fetcher(
+            session,
+            spool_dir=config.server.spool_dir,
+            limits=ArchiveLimits(limits.max_archive_bytes, limits.max_unpacked_bytes, limits.max_files),
+        )
+        upstreams = [
+            ProxiedUpstream(
+                RegistryClient(session, upstream.host, token=upstream.token, timeout=PULLTHROUGH_TIMEOUT),
+                frozenset(namespace.lower() for namespace in upstream.proxy_namespaces),
+                float(upstream.proxy_ttl_seconds),
+            )
+            for upstream in config.upstreams
+            if upstream.proxy_namespaces
+        ]
+        pull_through = PullThrough(
+            upstreams, store=app[STORE], catalog=app[CATALOG], ingestor=app[INGESTOR], fetcher=fetcher
+        )
+        app[PULLTHROUGH] = pull_through
+        try:
+            yield
+        finally:
+            await pull_through.close()
+            await fetcher.close()
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:

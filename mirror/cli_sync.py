@@ -129,13 +129,15 @@ def plans_from(
             )
         entry = config.upstreams[0]
         return [Plan(entry.host, token or _configured_token(entry, env_token), specs, namespace or entry.namespace)]
-    if not config.upstreams:
+    syncing = [entry for entry in config.upstreams if entry.modules or not entry.proxy_namespaces]
+    if not syncing:  # none configured, or only pull-through proxies (which have nothing to copy)
         raise UsageError(
-            "no upstreams are configured: add [[upstreams]] to the config, or give --upstream HOST MODULE_SPEC ..."
+            "no upstreams with modules to copy are configured: add [[upstreams]] modules = [...] to the config, "
+            "or give --upstream HOST MODULE_SPEC ..."
         )
-    if token and len(config.upstreams) > 1:
+    if token and len(syncing) > 1:
         raise UsageError("--token is one upstream's token: name that upstream with --upstream HOST")
-    return [_from_config(entry, token, None, namespace) for entry in config.upstreams]
+    return [_from_config(entry, token, None, namespace) for entry in syncing]
 
 
 def _plan_for(

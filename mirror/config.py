@@ -46,6 +46,11 @@ class MetadataConfig:
     path: Path = Path("mirror-data/mirror.db")
     #: how long this process serves a module's versions from memory; its own writes show at once
     cache_seconds: float = 2.0
+    #: backend "dynamodb": the table (``mirror dynamodb create-table`` makes it), its region, and an
+    #: endpoint for DynamoDB-compatible servers; credentials come from the standard AWS chain
+    table: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +176,8 @@ class LoggingConfig:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
-    """One ``[[upstreams]]`` table: a registry ``mirror sync`` copies modules from."""
+    """One ``[[upstreams]]`` table: a registry ``mirror sync`` copies modules from, and that
+    ``proxy_namespaces`` pull through from while the server runs."""
 
     #: ``registry.terraform.io`` (https) or a full ``http(s)://HOST[:PORT]`` URL
     host: str
@@ -183,6 +189,11 @@ class UpstreamConfig:
     modules: tuple[str, ...] = ()
     #: copy into this namespace instead of the upstream's (``hashicorp/consul/aws`` -> ``NS/consul/aws``)
     namespace: str | None = None
+    #: local namespaces that proxy this upstream (pull-through cache): a module unknown here is
+    #: looked up at the upstream under the same namespace, and a version is fetched on its first download
+    proxy_namespaces: tuple[str, ...] = ()
+    #: how long the server reuses an upstream's versions list of a proxied module
+    proxy_ttl_seconds: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +379,10 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
         problems.append(
             f"[metadata] backend must be one of {', '.join(sorted(metadata_backends))}, not {config.metadata.backend!r}"
         )
+    if config.metadata.backend == "dynamodb" and not config.metadata.table:
+        problems.append("[metadata] table is required when [metadata] backend = \"dynamodb\"")
+    if config.metadata.endpoint_url is not None and http_url(config.metadata.endpoint_url) is None:
+        problems.append(f"[metadata] endpoint_url must be an http(s) URL, not {config.metadata.endpoint_url!r}")
     if config.blobs.backend not in blob_backends:
         problems.append(f"[blobs] backend must be one of {', '.join(sorted(blob_backends))}, not {config.blobs.backend!r}")
     if config.blobs.backend == "s3" and not config.s3.bucket:
@@ -456,7 +471,11 @@ def _validate_webhooks(webhooks: WebhooksConfig) -> list[str]:
     return problems
 
 
-_UPSTREAM_KEYS = frozenset({"host", "token", "token_env", "modules", "namespace"})
+_UPSTREAM_KEYS = frozenset(
+    {"host", "token", "token_env", "modules", "namespace", "proxy_namespaces", "proxy_ttl_seconds"}
+)
+#: bounds of ``proxy_ttl_seconds``: a second to a day
+PROXY_TTL_RANGE = (1, 86400)
 
 
 def _build_upstreams(raw: Any, environ: Mapping[str, str], problems: list[str]) -> tuple[UpstreamConfig, ...]:
@@ -485,6 +504,17 @@ def _build_upstreams(raw: Any, environ: Mapping[str, str], problems: list[str]) 
         if not isinstance(modules, list) or not all(isinstance(item, str) for item in modules):
             problems.append(f"{where} ({host}): modules must be a list of strings")
             modules = []
+        proxied = table.get("proxy_namespaces", [])
+        if not isinstance(proxied, list) or not all(isinstance(item, str) for item in proxied):
+            problems.append(f"{where} ({host}): proxy_namespaces must be a list of strings")
+        else:
+            values["proxy_namespaces"] = tuple(proxied)
+        if "proxy_ttl_seconds" in table:
+            ttl = table["proxy_ttl_seconds"]
+            if isinstance(ttl, int) and not isinstance(ttl, bool):
+                values["proxy_ttl_seconds"] = ttl
+            else:
+                problems.append(f"{where} ({host}): proxy_ttl_seconds must be a whole number of seconds, not {ttl!r}")
         if "token" in values and "token_env" in values:
             problems.append(f"{where} ({host}): set token or token_env, not both")
         elif "token_env" in values:
@@ -495,6 +525,7 @@ def _build_upstreams(raw: Any, environ: Mapping[str, str], problems: list[str]) 
 
 def _validate_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
     problems = []
+    proxied_by: dict[str, int] = {}  # lowercased namespace -> the upstream's number
     for number, upstream in enumerate(upstreams, start=1):
         where = f"[[upstreams]] #{number} ({upstream.host})"
         try:
@@ -508,4 +539,24 @@ def _validate_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
                 ModuleSpec.parse(spec)
             except BadRequest as exc:
                 problems.append(f"{where}: modules: {exc}")
+        listed: set[str] = set()
+        for namespace in upstream.proxy_namespaces:
+            key = namespace.lower()
+            if not valid_namespace(namespace):
+                problems.append(f"{where}: proxy_namespaces: {namespace!r} is not a valid namespace")
+            elif key in listed:
+                problems.append(f"{where}: proxy_namespaces: {namespace!r} is listed twice")
+            elif key in proxied_by:
+                problems.append(
+                    f"{where}: proxy_namespaces: {namespace!r} is already proxied by [[upstreams]] "
+                    f"#{proxied_by[key]}; a namespace proxies one upstream"
+                )
+            else:
+                proxied_by[key] = number
+            listed.add(key)
+        low, high = PROXY_TTL_RANGE
+        if not low <= upstream.proxy_ttl_seconds <= high:
+            problems.append(
+                f"{where}: proxy_ttl_seconds must be between {low} and {high}, not {upstream.proxy_ttl_seconds}"
+            )
     return problems

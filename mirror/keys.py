@@ -10,6 +10,7 @@ from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobHandler, JobQueue
+from mirror.services.pullthrough import PullThrough
 from mirror.storage.protocols import BlobStore, MetadataStore
 
 CONFIG = web.AppKey("config", Config)
@@ -19,6 +20,8 @@ AUTH = web.AppKey("auth", Authenticator)
 LOCATOR = web.AppKey("locator", DownloadLocator)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CATALOG = web.AppKey("catalog", ModuleCatalog)
+#: set only when some ``[[upstreams]]`` has ``proxy_namespaces``
+PULLTHROUGH = web.AppKey("pullthrough", PullThrough)
 JOBS = web.AppKey("jobs", JobQueue)
 #: job kind -> handler, filled by feature contexts before the queue's workers start
 JOB_HANDLERS = web.AppKey("job_handlers", dict[str, JobHandler])

@@ -19,7 +19,7 @@ Series:
 - ``mirror_jobs_total{kind, outcome}``: ``succeeded``, ``retried`` or ``failed``;
 - ``mirror_webhook_deliveries_total{outcome}``: ``delivered``, ``failed`` (an attempt) or
   ``dead_lettered``;
-- ``mirror_ingest_total{source, outcome}``: ``upload`` or ``github``; ``created``, ``unchanged``,
+- ``mirror_ingest_total{source, outcome}``: ``upload``, ``github``, ``sync``, ``bundle`` or ``pullthrough``; ``created``, ``unchanged``,
   ``rejected`` (the archive or version was refused) or ``failed`` (storage failed);
 - the process (CPU, memory, file descriptors), Python's garbage collector and platform.
 """
@@ -45,7 +45,7 @@ UNMATCHED = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead_lettered")
-INGEST_SOURCES = ("upload", "github", "sync", "bundle")
+INGEST_SOURCES = ("upload", "github", "sync", "bundle", "pullthrough")
 INGEST_OUTCOMES = ("created", "unchanged", "rejected", "failed")
 
 

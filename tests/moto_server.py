@@ -1,8 +1,8 @@
 """moto in server mode on 127.0.0.1, for tests that talk to AWS services over real HTTP.
 
-One in-process ``ThreadedMotoServer`` on a free port serves every service moto emulates (S3
-now, DynamoDB too), so a test session starts it once and gives each test its own bucket or
-table. Clients are pointed at ``endpoint_url`` with dummy credentials; call
+One in-process moto server (moto's WSGI app on a threaded werkzeug server, as in
+``ThreadedMotoServer``) on a free port serves every service moto emulates (S3 and DynamoDB), so a
+test session starts it once and gives each test its own bucket or table. Clients are pointed at ``endpoint_url`` with dummy credentials; call
 ``isolate_aws_environment`` in each test so the developer's AWS settings never leak in (a stale
 ``AWS_CA_BUNDLE`` breaks even plain-http clients, and a real profile could reach real AWS).
 """
@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiobotocore.session import get_session
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 REGION = "us-east-1"
 ACCESS_KEY_ID = "testing"
@@ -65,15 +71,45 @@ class MotoServer:
 
 @contextmanager
 def run_moto_server() -> Iterator[MotoServer]:
-    """Serve moto on a free port of 127.0.0.1 until the block ends."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    """Serve moto on a free port of 127.0.0.1 until the block ends (a thread per request, as
+    moto's ThreadedMotoServer does, with DynamoDB requests made atomic: see ``AtomicDynamoDB``)."""
     with _quiet_request_log():
-        server.start()
+        app = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+        thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
+        thread.start()
         try:
-            host, port = server.get_host_and_port()
+            host, port = server.server_address[:2]
             yield MotoServer(endpoint_url=f"http://{host}:{port}")
         finally:
-            server.stop()
+            server.shutdown()
+            thread.join()
+
+
+class AtomicDynamoDB:
+    """WSGI wrapper that runs one DynamoDB request at a time.
+
+    DynamoDB applies every request atomically (a conditional write, a whole TransactWriteItems),
+    but moto's backend has no lock: a transaction deep-copies a table while a request on another
+    thread changes it. Tests of replicas racing each other need DynamoDB's guarantee, so
+    DynamoDB requests (``X-Amz-Target: DynamoDB_...``) take turns; the races between requests
+    stay real. S3 requests are passed through untouched."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            answer = self._app(environ, start_response)
+            try:
+                return [b"".join(answer)]
+            finally:
+                close = getattr(answer, "close", None)
+                if close is not None:
+                    close()
 
 
 def isolate_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,13 @@
 Discovery, the versions list (from the metadata store, never a bucket listing), the download
 answer (200 with a JSON ``location`` for OpenTofu AND ``X-Terraform-Get`` for Terraform), the
 latest-version redirect, and the signed archive route of ``proxy`` mode.
+
+Namespaces that proxy an upstream (``[[upstreams]] proxy_namespaces``) answer ``versions`` and
+``download`` through the pull-through cache (``mirror.services.pullthrough``): ``versions`` lists
+the upstream's versions too, and ``download`` of a version that is not here yet fetches it first.
+Other namespaces pay nothing for it: without proxied namespaces the handlers are the plain ones,
+and ``download`` only looks for a proxy after the catalog has missed. The latest-version redirect
+and the detail routes show what is here (versions already pulled through) only.
 """
 
 from __future__ import annotations
@@ -11,13 +18,15 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.blobs import archive_key, is_sha256
+from mirror.domain.models import ModuleVersion
 from mirror.domain.readme import first_paragraph
 from mirror.domain.versions import latest, normalize
 from mirror.errors import NotFound, Unauthorized
-from mirror.keys import BLOBS, CATALOG, CONFIG, LOCATOR, STORE
+from mirror.keys import BLOBS, CATALOG, CONFIG, LOCATOR, PULLTHROUGH, STORE
 from mirror.metrics import METRICS
 from mirror.registry.browse_api import DOWNLOADS, is_verified, owner_of, source_of
 from mirror.registry.common import authorize, module_address
@@ -43,17 +52,47 @@ async def versions(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+def proxied_versions(proxied: frozenset[str]) -> Handler:
+    """``versions`` for an app where the (lowercase) namespaces ``proxied`` pull through from an
+    upstream: theirs come from the pull-through cache, the rest as in ``versions``."""
+
+    async def versions_or_pull_through(request: web.Request) -> web.Response:
+        address = module_address(request)
+        await authorize(request, address.namespace, "read")
+        if address.namespace.lower() in proxied:
+            body = await request.app[PULLTHROUGH].versions_body(address)
+        else:
+            body = (await request.app[CATALOG].module(address)).versions_body
+            if body is None:
+                raise NotFound(f"module {address} not found")
+        return web.Response(body=body, content_type="application/json")
+
+    return versions_or_pull_through
+
+
 async def download(request: web.Request) -> web.Response:
     address = module_address(request)
     await authorize(request, address.namespace, "read")
     version = normalize(request.match_info["version"])
     found = await request.app[CATALOG].version(address, version)
     if found is None:
-        raise NotFound(f"version {version} of module {address} not found")
+        found = await _pull_through(request, address, version)
     answer = await request.app[LOCATOR].answer(found)
     request.app[DOWNLOADS].hit(address, version)  # counted in memory, flushed in the background
     request.app[METRICS].downloads += 1
     return web.Response(body=answer.body, content_type="application/json", headers={"X-Terraform-Get": answer.location})
+
+
+async def _pull_through(request: web.Request, address: ModuleAddress, version: str) -> ModuleVersion:
+    """A version the catalog does not have: fetched from the upstream when the namespace proxies
+    one and the upstream lists it (the first download of it), else NotFound."""
+    pull_through = request.app.get(PULLTHROUGH)
+    if pull_through is not None and pull_through.proxies(address.namespace):
+        await pull_through.ensure_version(address, version)
+        found = await request.app[CATALOG].version(address, version)
+        if found is not None:
+            return found
+    raise NotFound(f"version {version} of module {address} not found")
 
 
 async def download_latest(request: web.Request) -> web.Response:
@@ -146,12 +185,13 @@ async def archive(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def routes() -> list[web.RouteDef]:
+def routes(proxied: frozenset[str] = frozenset()) -> list[web.RouteDef]:
     """In the order the router tries them (all share the ``/v1/modules`` bucket, tried in order,
     each try a regex match): the two calls ``terraform init`` makes first. Only ``{version}``
-    overlaps others (``versions``, ``download``), so it comes after them."""
+    overlaps others (``versions``, ``download``), so it comes after them. ``proxied``: the
+    namespaces (lowercase) that pull through from an upstream."""
     return [
-        web.get(_MODULE + "/versions", versions),
+        web.get(_MODULE + "/versions", proxied_versions(proxied) if proxied else versions),
         web.get(_MODULE + "/{version}/download", download),
         web.get(_MODULE + "/download", download_latest),
         web.get(_MODULE, latest_detail),

@@ -39,6 +39,18 @@ _ADMIN_NOTE = "Admin scope on `*` (registry-wide admins only)."
 _NAME_PATTERN = r"^[0-9A-Za-z](?:[0-9A-Za-z_-]{0,62}[0-9A-Za-z])?$"
 _ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+_PULL_THROUGH_VERSIONS = (
+    "In a namespace that proxies an upstream registry (`[[upstreams]] proxy_namespaces`), the versions "
+    "here and those the upstream lists (its list is reused for `proxy_ttl_seconds`, and the last one "
+    "is served while the upstream cannot be reached); 502 when the module has no versions here and "
+    "the upstream has never answered for it."
+)
+_PULL_THROUGH_DOWNLOAD = (
+    "In a namespace that proxies an upstream registry, the first download of a version the upstream "
+    "lists fetches it into this registry (a publish, with its checks and events) before answering; "
+    "later downloads never ask the upstream. 502 when that fetch fails (the upstream cannot be "
+    "reached, or its archive is refused), 503 when this registry's storage fails."
+)
 
 _PATHS: dict[str, dict[str, Any]] = {
     "/healthz": {
@@ -107,17 +119,19 @@ _PATHS: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "listVersions",
             "summary": "A module's live versions, newest first",
-            "description": _READ_NOTE,
+            "description": _READ_NOTE + " " + _PULL_THROUGH_VERSIONS,
             "tags": ["terraform"],
             "parameters": _MODULE_PARAMS,
-            "responses": {"200": _json(_ref("VersionsList"), "The versions"), **_errors(400, 401, 403, 404)},
+            "responses": {"200": _json(_ref("VersionsList"), "The versions"), **_errors(400, 401, 403, 404, 502)},
         }
     },
     "/v1/modules/{namespace}/{name}/{provider}/{version}/download": {
         "get": {
             "operationId": "downloadVersion",
             "summary": "Where to download a version's archive (counts a download)",
-            "description": _READ_NOTE + " The location is also in the `X-Terraform-Get` header.",
+            "description": (
+                _READ_NOTE + " The location is also in the `X-Terraform-Get` header. " + _PULL_THROUGH_DOWNLOAD
+            ),
             "tags": ["terraform"],
             "parameters": [*_MODULE_PARAMS, _param("version")],
             "responses": {
@@ -127,7 +141,7 @@ _PATHS: dict[str, dict[str, Any]] = {
                         "X-Terraform-Get": {"description": "The archive's location", "schema": {"type": "string"}}
                     },
                 },
-                **_errors(400, 401, 403, 404),
+                **_errors(400, 401, 403, 404, 502, 503),
             },
         }
     },
@@ -832,7 +846,10 @@ _SPEC: dict[str, Any] = {
             "E413": _error_response("The body is too large"),
             "E415": _error_response("Unsupported media type"),
             "E422": _error_response("The archive failed a safety or shape check"),
-            "E502": _error_response("The subscriber did not accept the delivery"),
+            "E502": _error_response(
+                "Another server failed: the upstream registry a proxied namespace pulls through from, "
+                "or the webhook subscriber that did not accept the delivery"
+            ),
             "E503": _error_response("A backing store is unavailable"),
         },
         "schemas": {

@@ -24,6 +24,12 @@ def _sqlite(config: Config) -> MetadataStore:
     return SqliteMetadataStore(config.metadata.path)
 
 
+def _dynamodb(config: Config) -> MetadataStore:
+    from mirror.storage.dynamodb import DynamoMetadataStore
+
+    return DynamoMetadataStore.from_config(config)
+
+
 def _local(config: Config) -> BlobStore:
     from mirror.storage.local import LocalBlobStore
 
@@ -44,7 +50,7 @@ def _s3(config: Config) -> BlobStore:
     )
 
 
-METADATA_BACKENDS: dict[str, Callable[[Config], MetadataStore]] = {"sqlite": _sqlite}
+METADATA_BACKENDS: dict[str, Callable[[Config], MetadataStore]] = {"sqlite": _sqlite, "dynamodb": _dynamodb}
 BLOB_BACKENDS: dict[str, Callable[[Config], BlobStore]] = {"local": _local, "s3": _s3}
 
 
