@@ -19,7 +19,6 @@ from aiohttp import web
 
 from mirror import metrics
 from mirror.config import Config
-from mirror.domain.archive import ArchiveLimits
 from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, PayloadTooLarge, StorageUnavailable
 from mirror.github.api import GitHubError
 from mirror.github import webhook as github_webhook
@@ -43,8 +42,20 @@ SIGNING_KEY_SETTING = "downloads.signing_key"
 MAX_REQUEST_LINE = 32 * 1024
 #: seconds an upstream registry has to answer a pull-through look-up (Terraform waits 10 s for us)
 PULLTHROUGH_TIMEOUT = 8.0
-#: errors that retrying cannot fix: such a job fails at once
-PERMANENT_JOB_ERRORS = (BadRequest, InvalidArchive, PayloadTooLarge, Conflict, NotFound, GitHubError)
+#: errors that retrying cannot fix: such a job fails at once. KeyError, TypeError and ValueError
+#: come from a payload of the wrong shape (a signed delivery that is not what GitHub sends), or
+#: from a bug; neither goes away by running the same job again (``mirror jobs retry`` can).
+PERMANENT_JOB_ERRORS = (
+    BadRequest,
+    InvalidArchive,
+    PayloadTooLarge,
+    Conflict,
+    NotFound,
+    GitHubError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
 
 
 def create_app(config: Config, access_log: AccessLog | None = structlog_access_log) -> web.Application:
@@ -128,17 +139,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[AUTH] = Authenticator(store, anonymous_read=config.auth.anonymous_read)
     app[CATALOG] = catalog = ModuleCatalog(store, ttl_seconds=config.metadata.cache_seconds)
-    limits = config.limits
     app[INGESTOR] = Ingestor(
         store,
         store,
         blobs,
         catalog,
-        ArchiveLimits(
-            max_archive_bytes=limits.max_archive_bytes,
-            max_unpacked_bytes=limits.max_unpacked_bytes,
-            max_files=limits.max_files,
-        ),
+        config.limits.archive_limits(),
         on_outcome=app[METRICS].ingest.count,
     )
     yield
@@ -156,12 +162,11 @@ async def _pull_through(app: web.Application) -> AsyncIterator[None]:
     from mirror.upstream.fetch import Fetcher
 
     config = app[CONFIG]
-    limits = config.limits
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         fetcher = Fetcher(
             session,
             spool_dir=config.server.spool_dir,
-            limits=ArchiveLimits(limits.max_archive_bytes, limits.max_unpacked_bytes, limits.max_files),
+            limits=config.limits.archive_limits(),
         )
         upstreams = [
             ProxiedUpstream(

@@ -27,9 +27,7 @@ from mirror.bundles import (
     summarize_versions,
 )
 from mirror.cli_common import UsageError, config_of, offline_registry
-from mirror.config import Config
 from mirror.domain.addresses import valid_namespace
-from mirror.domain.archive import ArchiveLimits
 
 KEY_ENV = "MIRROR_BUNDLE_KEY"
 MIN_KEY_CHARS = 16
@@ -102,15 +100,6 @@ def _quiet_logs() -> None:
     )
 
 
-def _limits(config: Config) -> ArchiveLimits:
-    limits = config.limits
-    return ArchiveLimits(
-        max_archive_bytes=limits.max_archive_bytes,
-        max_unpacked_bytes=limits.max_unpacked_bytes,
-        max_files=limits.max_files,
-    )
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
     if args.namespace is not None and not valid_namespace(args.namespace):
         raise UsageError(f"invalid namespace {args.namespace!r}")
@@ -154,7 +143,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
                 registry.ingestor,
                 args.bundle,
                 spool_dir=config.server.spool_dir,
-                limits=_limits(config),
+                limits=config.limits.archive_limits(),
                 key=key,
                 dry_run=args.dry_run,
                 report=lambda line: print(line, flush=True),

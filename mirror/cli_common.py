@@ -86,7 +86,6 @@ async def offline_registry(config: Config) -> AsyncIterator[OfflineRegistry]:
 
     A running server sees what was written here like another replica's writes: new versions at
     once, its caches within ``[metadata] cache_seconds``, the events through its event log."""
-    from mirror.domain.archive import ArchiveLimits
     from mirror.services.catalog import ModuleCatalog
     from mirror.services.ingest import Ingestor
     from mirror.storage.factory import make_blob_store, make_metadata_store
@@ -97,17 +96,12 @@ async def offline_registry(config: Config) -> AsyncIterator[OfflineRegistry]:
     try:
         await blobs.open_client()
         await blobs.check()
-        limits = config.limits
         ingestor = Ingestor(
             store,
             store,
             blobs,
             ModuleCatalog(store, ttl_seconds=0),
-            ArchiveLimits(
-                max_archive_bytes=limits.max_archive_bytes,
-                max_unpacked_bytes=limits.max_unpacked_bytes,
-                max_files=limits.max_files,
-            ),
+            config.limits.archive_limits(),
         )
         yield OfflineRegistry(config, store, blobs, ingestor)
     finally:

@@ -219,17 +219,15 @@ async def _follow(config: Config, plan: Plan, args: argparse.Namespace) -> Any:
 async def _syncer(config: Config, args: argparse.Namespace) -> AsyncIterator[tuple[Any, aiohttp.ClientSession]]:
     """The stores, one HTTP session (no cookie jar; no proxy or .netrc taken from the
     environment), a fetcher on the spool directory, and a Syncer printing to stdout."""
-    from mirror.domain.archive import ArchiveLimits
     from mirror.sync import Syncer
     from mirror.upstream.fetch import Fetcher
 
     await asyncio.to_thread(_sweep_spool, config.server.spool_dir)
-    limits = config.limits
     async with offline_registry(config) as registry, aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         fetcher = Fetcher(
             session,
             spool_dir=config.server.spool_dir,
-            limits=ArchiveLimits(limits.max_archive_bytes, limits.max_unpacked_bytes, limits.max_files),
+            limits=config.limits.archive_limits(),
         )
         try:
             yield (

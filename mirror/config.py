@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mirror.domain.addresses import valid_namespace
+from mirror.domain.archive import ArchiveLimits
 from mirror.domain.urls import http_url
 from mirror.errors import BadRequest, ConfigError
 from mirror.upstream.specs import ModuleSpec, registry_base_url
@@ -92,6 +93,10 @@ class LimitsConfig:
     max_archive_bytes: int = 100 * MiB
     max_unpacked_bytes: int = 500 * MiB
     max_files: int = 10_000
+
+    def archive_limits(self) -> ArchiveLimits:
+        """These limits in the form the archive checks take."""
+        return ArchiveLimits(self.max_archive_bytes, self.max_unpacked_bytes, self.max_files)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ import structlog
 from aiohttp import web
 
 from mirror.config import GitHubConfig
-from mirror.domain.archive import ArchiveLimits
 from mirror.errors import ConfigError
 from mirror.github.api import AppCredentials, GitHubClient, GitHubCredentials, TokenCredentials
 from mirror.github.naming import Naming
@@ -50,11 +49,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
             client=client,
             enqueue=lambda *args, **kwargs: app[JOBS].enqueue(*args, **kwargs),  # the queue starts later
             naming=Naming(github.module_prefix, tuple(github.namespaces.items())),
-            limits=ArchiveLimits(
-                max_archive_bytes=config.limits.max_archive_bytes,
-                max_unpacked_bytes=config.limits.max_unpacked_bytes,
-                max_files=config.limits.max_files,
-            ),
+            limits=config.limits.archive_limits(),
             spool_dir=config.server.spool_dir,
             delete_archives_on_uninstall=github.on_uninstall == "delete",
         )
