@@ -129,7 +129,7 @@ def strip_top_level_directory(src: BinaryIO, dst: BinaryIO, limits: ArchiveLimit
     sha256 hex digest and size of what was written. On error, ``dst`` holds a partial archive the
     caller must discard.
     """
-    sink = _HashingWriter(dst)
+    sink = HashingWriter(dst)
     checker = _MemberChecker(limits)
     top = _TopLevelDirectory()
     with _open_tar_stream(src, limits) as tar, _deterministic_tar_writer(sink) as out:
@@ -167,7 +167,7 @@ class _CappedReader:
         return data
 
 
-class _StrictTarInfo(tarfile.TarInfo):
+class StrictTarInfo(tarfile.TarInfo):
     """A TarInfo that turns damaged headers into errors and caps extended headers.
 
     After the first member, tarfile silently ends the member list at a truncated or corrupt header,
@@ -211,7 +211,7 @@ def _open_tar_stream(raw: BinaryIO, limits: ArchiveLimits) -> Iterator[tarfile.T
                 f"archive decompresses to more than {_describe_size(limits.max_unpacked_bytes)}, "
                 "the limit for unpacked content",
             )
-            with tarfile.open(fileobj=unpacked, mode="r|", tarinfo=_StrictTarInfo) as tar:
+            with tarfile.open(fileobj=unpacked, mode="r|", tarinfo=StrictTarInfo) as tar:
                 yield tar
                 _read_trailer(tar)
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
@@ -422,7 +422,7 @@ def _is_terraform_config(name: str) -> bool:
 
 
 @contextmanager
-def _deterministic_tar_writer(out: BinaryIO | _HashingWriter) -> Iterator[tarfile.TarFile]:
+def _deterministic_tar_writer(out: BinaryIO | HashingWriter) -> Iterator[tarfile.TarFile]:
     """A streaming pax tar.gz writer whose gzip header has mtime 0 and no file name."""
     with (
         # Level 6 (zlib's default) packs text nearly as small as 9 at a fraction of its CPU.
@@ -489,7 +489,7 @@ def _packable_symlink_target(root: Path, rel: str) -> str:
     return target
 
 
-class _HashingWriter:
+class HashingWriter:
     """Passes writes through to ``out`` while hashing and counting them."""
 
     def __init__(self, out: BinaryIO) -> None:

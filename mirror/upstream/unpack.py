@@ -8,16 +8,14 @@ tree, devices), within the same ``[limits]``, before a byte lands outside the wo
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import tarfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
 
-from mirror.domain.archive import ArchiveLimits, _StrictTarInfo, pack_directory
+from mirror.domain.archive import ArchiveLimits, HashingWriter, StrictTarInfo, pack_directory
 from mirror.errors import InvalidArchive, PayloadTooLarge, StorageUnavailable
 
 _CHUNK = 64 * 1024
@@ -47,25 +45,9 @@ def module_root(tree: Path, subdir: str) -> Path:
 def pack(root: Path, out_path: Path) -> tuple[str, int]:
     """``pack_directory(root)`` into ``out_path``; its sha256 hex digest and size."""
     with out_path.open("wb") as raw:
-        sink = _HashingWriter(raw)
+        sink = HashingWriter(raw)
         pack_directory(root, sink)  # type: ignore[arg-type]
     return sink.sha256.hexdigest(), sink.size
-
-
-class _HashingWriter:
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._out.write(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._out.flush()
 
 
 class _Budget:
@@ -101,9 +83,9 @@ def _untar(path: Path, dest: Path, limits: ArchiveLimits) -> None:
         return tarfile.data_filter(member, dest_path)
 
     try:
-        # _StrictTarInfo: check_archive's member headers (damaged headers are errors, and pax or
+        # StrictTarInfo: check_archive's member headers (damaged headers are errors, and pax or
         # GNU long-name headers, which tarfile reads into memory whole, are capped)
-        with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|*", tarinfo=_StrictTarInfo) as tar:
+        with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|*", tarinfo=StrictTarInfo) as tar:
             tar.extractall(dest, filter=admit)
     except tarfile.FilterError as exc:
         raise InvalidArchive(f"archive member {exc.tarinfo.name!r}: {_filter_reason(exc)}") from None
