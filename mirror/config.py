@@ -156,6 +156,9 @@ class WebhooksConfig:
     max_attempts: int = 10
     backoff_base: float = 1.0
     backoff_max: float = 300.0
+    #: a dispatcher holds a subscriber's lease this long (renewed while it works); only the
+    #: holder delivers, so several replicas never deliver to one subscriber at once
+    lease_seconds: float = 30.0
     #: ``[[webhooks.subscriptions]]``: url, secret, events (list), namespaces (list)
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -458,6 +461,8 @@ def _validate_webhooks(webhooks: WebhooksConfig) -> list[str]:
         problems.append("[webhooks] timeout_seconds must be positive and max_attempts at least 1")
     if webhooks.backoff_base <= 0 or webhooks.backoff_max < webhooks.backoff_base:
         problems.append("[webhooks] 0 < backoff_base <= backoff_max is required")
+    if webhooks.lease_seconds <= webhooks.timeout_seconds:
+        problems.append("[webhooks] lease_seconds must be more than timeout_seconds (a delivery fits in a lease)")
     for number, subscription in enumerate(webhooks.subscriptions, start=1):
         where = f"[[webhooks.subscriptions]] #{number}"
         unknown = set(subscription) - {"url", "secret", "events", "namespaces"}

@@ -341,3 +341,37 @@ async def test_cli_lists_and_retries_failed_jobs(tmp_path: Path):
         assert calls == [{"tag": "v4"}]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("outcome", ["succeeds", "fails"])
+async def test_a_worker_that_lost_its_lease_drops_its_outcome(store: SqliteMetadataStore, outcome: str):
+    outcomes: list[tuple[str, str]] = []
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(payload: dict[str, Any]) -> None:
+        started.set()
+        await release.wait()
+        if outcome == "fails":
+            raise RuntimeError("too late")
+
+    queue = make_queue(store, workers=1, lease_seconds=0.3, on_outcome=lambda kind, result: outcomes.append((kind, result)))
+    queue.register("slow", slow)
+    async with running(queue):
+        job = await queue.enqueue("slow", {})
+        async with asyncio.timeout(5):
+            await started.wait()
+        await asyncio.sleep(0.25)  # the worker renews its lease meanwhile
+        assert await store.claim_job(time.time(), 60) is None
+        # another replica, whose clock is a second ahead, takes the job over
+        taken = await store.claim_job(time.time() + 1, 60)
+        assert taken.id == job.id and taken.attempts == 2
+        await asyncio.sleep(0.25)  # the first worker's renewals no longer apply
+        assert (await store.get_job(job.id)).lease_owner == taken.lease_owner
+        release.set()
+        await asyncio.sleep(0.2)
+        held = await store.get_job(job.id)
+        assert (held.state, held.attempts, held.last_error, held.lease_owner) == ("running", 2, None, taken.lease_owner)
+        assert outcomes == []  # neither "succeeded" nor "retried": the outcome was dropped
+        assert await store.claim_job(time.time() + 30, 60) is None  # the new holder's lease stands
+        assert await store.finish_job(job.id, owner=taken.lease_owner) is True
+        assert (await store.get_job(job.id)).state == "done"

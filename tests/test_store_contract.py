@@ -823,6 +823,87 @@ async def test_retry_fail_requeue(store: MetadataStore):
     assert await store.get_job(987654) is None
 
 
+async def test_a_lapsed_holder_cannot_clobber_the_new_one(backend: Backend, store: MetadataStore):
+    other = await backend.replica()
+    job = await store.enqueue_job("ingest", {"tag": "v3"})
+    now = time.time()
+    first = await store.claim_job(now, 10)
+    assert first.id == job.id and first.lease_owner
+    assert await store.renew_job_lease(job.id, now + 15, owner=first.lease_owner) is True
+    assert await other.claim_job(now + 12, 10) is None  # renewed by its holder
+    second = await other.claim_job(now + 16, 10)  # the first holder was too slow: taken over
+    assert second.id == job.id and second.attempts == 2 and second.lease_owner not in (None, first.lease_owner)
+    assert await store.renew_job_lease(job.id, now + 100, owner=first.lease_owner) is False
+    assert await store.finish_job(job.id, owner=first.lease_owner) is False
+    assert await store.retry_job(job.id, "late", now + 60, owner=first.lease_owner) is False
+    assert await store.fail_job(job.id, "late", owner=first.lease_owner) is False
+    held = await other.get_job(job.id)
+    assert (held.state, held.attempts, held.last_error, held.lease_owner) == ("running", 2, None, second.lease_owner)
+    assert await store.claim_job(now + 20, 10) is None  # the stale renewal did not touch the lease
+    assert await other.renew_job_lease(job.id, now + 40, owner=second.lease_owner) is True
+    assert await other.finish_job(job.id, owner=second.lease_owner) is True
+    done = await store.get_job(job.id)
+    assert (done.state, done.last_error, done.lease_owner) == ("done", None, None)
+    assert await other.finish_job(job.id, owner=second.lease_owner) is False  # its claim is over
+    assert await other.renew_job_lease(job.id, now + 50, owner=second.lease_owner) is False
+
+    # retry and fail of the current holder apply; a former holder's do not
+    job = await store.enqueue_job("ingest", {"tag": "v4"})
+    now = time.time()
+    claim = await store.claim_job(now, 10)
+    assert await store.retry_job(job.id, "boom", now, owner=claim.lease_owner) is True
+    assert await store.retry_job(job.id, "boom again", now, owner=claim.lease_owner) is False
+    again = await other.claim_job(now + 1, 10)
+    assert again.id == job.id and again.lease_owner != claim.lease_owner
+    assert await store.fail_job(job.id, "stale", owner=claim.lease_owner) is False
+    assert await other.fail_job(job.id, "bad archive", owner=again.lease_owner) is True
+    failed = await store.get_job(job.id)
+    assert (failed.state, failed.attempts, failed.last_error) == ("failed", 2, "bad archive")
+    assert await store.finish_job(987654, owner="nobody") is False
+
+
+async def test_consumer_leases(backend: Backend, store: MetadataStore):
+    other = await backend.replica()
+    await store.consumer("webhook:a", start_serial=3)
+    now = time.time()
+    assert await store.acquire_consumer_lease("nobody", "A", now + 10, now) is False  # unknown consumer
+    assert [c.name for c in await store.list_consumers()] == ["webhook:a"]
+    assert await store.acquire_consumer_lease("webhook:a", "A", now + 10, now) is True  # free
+    assert await other.acquire_consumer_lease("webhook:a", "B", now + 15, now + 5) is False  # A's runs
+    assert await store.acquire_consumer_lease("webhook:a", "A", now + 20, now + 5) is True  # renewed
+    assert await other.acquire_consumer_lease("webhook:a", "B", now + 25, now + 15) is False  # renewal holds
+    assert await store.advance_consumer("webhook:a", 5, owner="A") is True
+    assert await other.advance_consumer("webhook:a", 9, owner="B") is False
+    assert await other.record_consumer_failure("webhook:a", 1, 9.0, "x", owner="B") is False
+    assert await other.add_delivery_failure("a", 6, 3, "x", owner="B") is False
+    cursor = await other.consumer("webhook:a")
+    assert (cursor.serial, cursor.attempts, cursor.last_error) == (5, 0, None)
+    assert await other.list_delivery_failures("a") == []
+
+    # A's lease lapses: B takes over, and A's writes no longer apply
+    assert await other.acquire_consumer_lease("webhook:a", "B", now + 31, now + 21) is True
+    assert await store.advance_consumer("webhook:a", 7, owner="A") is False
+    assert await store.record_consumer_failure("webhook:a", 2, 1.0, "late", owner="A") is False
+    assert await store.add_delivery_failure("a", 6, 3, "late", owner="A") is False
+    assert await store.acquire_consumer_lease("webhook:a", "A", now + 40, now + 22) is False
+    assert await other.record_consumer_failure("webhook:a", 1, 50.0, "HTTP 500", owner="B") is True
+    failing = await store.consumer("webhook:a")
+    assert (failing.serial, failing.attempts, failing.next_attempt_at, failing.last_error) == (5, 1, 50.0, "HTTP 500")
+    assert await other.add_delivery_failure("a", 6, 3, "HTTP 500", owner="B") is True
+    assert (await store.consumer("webhook:a")).serial == 6
+    assert [(f.serial, f.last_error) for f in await store.list_delivery_failures("a")] == [(6, "HTTP 500")]
+
+    # released: free at once for another owner, and no longer B's
+    assert await store.release_consumer_lease("webhook:a", "A") is False  # not A's to release
+    assert await other.release_consumer_lease("webhook:a", "B") is True
+    assert await other.advance_consumer("webhook:a", 8, owner="B") is False
+    assert await store.acquire_consumer_lease("webhook:a", "A", now + 50, now + 23) is True
+    assert await store.advance_consumer("webhook:a", 8, owner="A") is True
+    assert await other.advance_consumer("webhook:a", 9) is True  # without an owner: unconditional
+    assert (await store.consumer("webhook:a")).serial == 9
+    assert await store.release_consumer_lease("nobody", "A") is False
+
+
 async def test_list_jobs(store: MetadataStore):
     now = time.time()
     jobs = [await store.enqueue_job(f"k{n}", {"n": n}, run_after=now - 100 + n) for n in range(6)]

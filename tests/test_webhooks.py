@@ -21,6 +21,7 @@ from gidgethub.sansio import validate_event
 from mirror.app import create_app
 from mirror.errors import BadRequest
 from mirror.keys import STORE
+from mirror.storage.sqlite import SqliteMetadataStore
 from mirror.registry.webhooks_api import WEBHOOKS
 from mirror.domain.timeutil import now_rfc3339
 from mirror.services.webhooks import (
@@ -462,3 +463,58 @@ async def test_cli_add_list_failures_redeliver_remove(tmp_path, receiver, module
     code, out, err = await cli("remove", sub, "--config", str(config_file), cwd=root)
     assert code == 0, err
     assert await store.get_subscription(sub) is None
+
+
+async def _lease_held(dispatcher: WebhookDispatcher, subscription_id: str) -> bool:
+    return (await dispatcher.status(subscription_id))[0]["lease_held"]
+
+
+async def test_two_dispatchers_deliver_each_event_once_and_take_over(start, receiver, module_archive):
+    """Two replicas' dispatchers on one SQLite file: one subscriber's lease, one delivery per event."""
+    registry = await start()
+    await registry.app[WEBHOOKS].stop()  # this test runs two dispatchers of its own, as two replicas
+    store = registry.app[STORE]
+    replica = SqliteMetadataStore(store.path)  # another process's store on the same file
+    await replica.open()
+    hook = await receiver(lambda call, envelope: 0.03)  # a slow subscriber: a backlog builds up
+    sub = new_subscription(hook.url, SECRET, [], [], now_rfc3339())
+    await create_subscription(store, sub, allow_private=True)
+    name = consumer_name(sub.id)
+    # a replica that died holding the lease: nobody delivers until it lapses
+    assert await store.acquire_consumer_lease(name, "dead-replica", time.time() + 0.8, time.time())
+    async with aiohttp.ClientSession() as session:
+
+        def dispatcher(on: Any) -> WebhookDispatcher:
+            return WebhookDispatcher(
+                on, session, timeout=0.5, max_attempts=3, backoff_base=0.02, backoff_max=0.1,
+                allow_private=True, poll_interval=0.02, lease_seconds=1.0,
+            )
+
+        first, second = dispatcher(store), dispatcher(replica)
+        assert first.owner != second.owner
+        try:
+            await first.start()
+            await publish(registry, module_archive, "acme/net/aws", "1.0.0", "1.0.1")
+            await asyncio.sleep(0.3)
+            assert hook.calls == []  # the dead replica's lease still runs
+            async with asyncio.timeout(5):
+                while not await _lease_held(first, sub.id):
+                    await asyncio.sleep(0.01)
+            await second.start()
+            await publish(registry, module_archive, "acme/net/aws", *(f"1.1.{n}" for n in range(12)))
+            expected = await serials_after(registry, 0)
+            await until(lambda: len(hook.received) >= 4)
+            assert not await _lease_held(second, sub.id)
+            await first.stop()  # the holder stops mid-backlog and releases the lease
+            await until(lambda: hook.serials[-1:] == expected[-1:], timeout=10)
+            assert await _lease_held(second, sub.id)
+            assert hook.serials == expected  # every event once, in order, across both dispatchers
+            assert [d.serial for d in hook.calls] == expected  # never delivered twice
+            (by_first,), (by_second,) = await first.status(sub.id), await second.status(sub.id)
+            assert by_first["delivered"] >= 4 and by_second["delivered"] >= 1
+            assert by_first["delivered"] + by_second["delivered"] == len(expected)
+            assert (await store.consumer(name)).serial == expected[-1]
+        finally:
+            await first.stop()
+            await second.stop()
+            await replica.close()

@@ -85,6 +85,9 @@ class Job:
     updated_at: str
     last_error: str | None = None
     dedupe_key: str | None = None
+    #: the token of the claim that returned this job (random per claim); the lease holder's
+    #: renew/finish/retry/fail apply only while the job still carries it
+    lease_owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1018,6 +1018,10 @@ _SPEC: dict[str, Any] = {
                             "failed_attempts": {"type": "integer"},
                             "parked": {"type": "integer"},
                             "running": {"type": "boolean"},
+                            "lease_held": {
+                                "type": "boolean",
+                                "description": "whether this process holds the subscriber's lease (delivers to it)",
+                            },
                         },
                     },
                 ]

@@ -37,6 +37,7 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
             backoff_base=config.backoff_base,
             backoff_max=config.backoff_max,
             allow_private=config.allow_private,
+            lease_seconds=config.lease_seconds,
             on_delivery=app[METRICS].webhooks.count,
         )
         app[WEBHOOKS] = dispatcher

@@ -6,6 +6,11 @@ the handler runs: a job whose worker died runs again once its lease lapses. A cl
 attempt. Failures are retried with exponential backoff and jitter until ``max_attempts``; errors
 listed as ``permanent`` (a bad archive, a conflict) fail at once. Failed jobs stay visible and can be
 queued again (``requeue_failed_job``).
+
+Each claim carries an owner token (``Job.lease_owner``) and every later write for the job (renew,
+finish, retry, fail) is conditional on it: a worker whose lease lapsed while it was slow, and whose
+job another worker or replica has claimed since, cannot clobber the new holder. Its outcome is
+logged and dropped, and it stops renewing.
 """
 
 from __future__ import annotations
@@ -187,25 +192,32 @@ class JobQueue:
         except Exception as exc:  # a handler may raise anything; the worker must survive it
             await self._on_error(job, exc)
         else:
-            await self._record(self._store.finish_job(job.id))
-            self._on_outcome(job.kind, "succeeded")
-            log.info("job done", attempts=job.attempts, ms=round((time.monotonic() - started) * 1000, 2))
+            if await self._record(self._store.finish_job(job.id, owner=job.lease_owner)):
+                self._on_outcome(job.kind, "succeeded")
+                log.info("job done", attempts=job.attempts, ms=round((time.monotonic() - started) * 1000, 2))
 
     async def _run(self, job: Job, handler: JobHandler) -> None:
         """Run the handler while renewing the job's lease every third of it."""
-        renewer = asyncio.create_task(self._keep_lease(job.id))
+        renewer = asyncio.create_task(self._keep_lease(job))
         try:
             await handler(job.payload)
         finally:
             renewer.cancel()
 
-    async def _keep_lease(self, job_id: int) -> None:
+    async def _keep_lease(self, job: Job) -> None:
+        """Renew every third of the lease; stop once the lease is lost (another claim took the job)."""
         while True:
             await asyncio.sleep(self._lease_seconds / 3)
             try:
-                await self._store.renew_job_lease(job_id, time.time() + self._lease_seconds)
+                renewed = await self._store.renew_job_lease(
+                    job.id, time.time() + self._lease_seconds, owner=job.lease_owner
+                )
             except MirrorError as exc:
                 log.warning("cannot renew the job's lease", error=str(exc))
+                continue
+            if not renewed:
+                log.warning("job's lease lost to another worker; no longer renewing")
+                return
 
     async def _on_error(self, job: Job, exc: BaseException) -> None:
         error = describe_error(exc)
@@ -215,26 +227,34 @@ class JobQueue:
             await self._fail(job, f"gave up after {job.attempts} attempts; {error}")
         else:
             delay = retry_delay(job.attempts, base=self._backoff_base, maximum=self._backoff_max, jitter=self._random())
-            await self._record(self._store.retry_job(job.id, error, time.time() + delay))
-            self._on_outcome(job.kind, "retried")
-            log.warning("job will be retried", attempts=job.attempts, error=error, delay=round(delay, 3))
+            retried = self._store.retry_job(job.id, error, time.time() + delay, owner=job.lease_owner)
+            if await self._record(retried):
+                self._on_outcome(job.kind, "retried")
+                log.warning("job will be retried", attempts=job.attempts, error=error, delay=round(delay, 3))
 
     async def _fail(self, job: Job, error: str) -> None:
-        await self._record(self._store.fail_job(job.id, error))
-        self._on_outcome(job.kind, "failed")
-        log.error("job failed", attempts=job.attempts, error=error)
+        if await self._record(self._store.fail_job(job.id, error, owner=job.lease_owner)):
+            self._on_outcome(job.kind, "failed")
+            log.error("job failed", attempts=job.attempts, error=error)
 
     async def _put_back(self, job: Job) -> None:
-        await self._record(self._store.retry_job(job.id, "interrupted by shutdown", time.time()))
-        log.warning("job interrupted by shutdown; queued again", attempts=job.attempts)
+        put_back = self._store.retry_job(job.id, "interrupted by shutdown", time.time(), owner=job.lease_owner)
+        if await self._record(put_back):
+            log.warning("job interrupted by shutdown; queued again", attempts=job.attempts)
 
     @staticmethod
-    async def _record(outcome: Awaitable[None]) -> None:
-        """Store a job's outcome; if the store fails, the lease lapses and the job runs again."""
+    async def _record(outcome: Awaitable[bool]) -> bool:
+        """Store a job's outcome; True when it was recorded. If the store fails, the lease lapses
+        and the job runs again; if the lease was lost (another claim holds the job), the outcome
+        is dropped: the new holder's run decides."""
         try:
-            await outcome
+            applied = await outcome
         except MirrorError as exc:
             log.error("cannot record the job's outcome", error=str(exc))
+            return False
+        if not applied:
+            log.warning("job's lease was lost to another worker; its outcome here is dropped")
+        return applied
 
 
 def _being_cancelled() -> bool:

@@ -14,7 +14,17 @@ process stopped is delivered again: receivers dedupe on ``X-Mirror-Delivery``, w
 A new subscription starts at the latest serial at the time it is created: it receives the events
 written from then on, not the history (a subscriber that wants the history reads the event feed).
 
-One dispatcher per metadata store is assumed (cursors are not leased).
+Several processes (replicas on one metadata store) may each run a dispatcher: a subscriber's
+cursor is leased, and only the dispatcher holding the lease delivers to it. Each dispatcher has a
+random owner id; its task per subscription acquires the consumer's lease (a conditional write that
+succeeds when the lease is free, expired or already its own), renews it while it works (before
+each delivery once a third of it has passed, or when less than a delivery's timeout is left) and
+releases it at shutdown, so another process's dispatcher takes over at once; after a crash it
+takes over once the lease lapses. Every write of the cursor (advance, retry state, parking an
+event) is itself conditional on still holding the lease, so a dispatcher that stalled past its
+lease cannot move a cursor the new holder owns: it notices, drops its state and waits as a
+standby. A delivery in flight while the lease was lost may be made again by the new holder (at
+least once, as after a restart).
 """
 
 from __future__ import annotations
@@ -41,7 +51,12 @@ from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.urls import http_url
 from mirror.errors import BadRequest, Conflict, MirrorError, NotFound
 from mirror.services.jobs import describe_error, retry_delay
-from mirror.storage.protocols import ConsumerStore, EventReader, WebhookStore
+from mirror.storage.protocols import (
+    ConsumerStore,
+    EventReader,
+    WebhookStore,
+    new_lease_owner,
+)
 
 log = structlog.get_logger("mirror.webhooks")
 
@@ -51,6 +66,8 @@ BATCH_SIZE = 100
 MIN_SECRET_CHARS = 16
 #: a stopping dispatcher gives deliveries in flight this long before cancelling them
 STOP_GRACE_SECONDS = 2.0
+#: how long a dispatcher holds a subscriber (``[webhooks] lease_seconds``)
+LEASE_SECONDS = 30.0
 _DELIVERY_NAMESPACE = uuid.UUID("6f1c2a53-7d0e-4a8e-9d35-0c7b8f0a51e2")
 
 
@@ -285,6 +302,8 @@ class _Worker:
     subscription: WebhookSubscription
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    #: until when (unix time) this process holds the subscriber's lease; 0 when it does not
+    lease_until: float = 0.0
 
 
 class WebhookDispatcher:
@@ -301,6 +320,8 @@ class WebhookDispatcher:
         backoff_max: float,
         allow_private: bool,
         poll_interval: float = 0.5,
+        lease_seconds: float = LEASE_SECONDS,
+        owner: str | None = None,
         random: Callable[[], float] = _random.random,
         on_delivery: Callable[[str], None] = lambda outcome: None,
     ) -> None:
@@ -314,6 +335,9 @@ class WebhookDispatcher:
         self._backoff_max = backoff_max
         self._allow_private = allow_private
         self._poll_interval = poll_interval
+        self._lease_seconds = lease_seconds
+        #: names this dispatcher in the subscribers' leases (one per process)
+        self.owner = owner or new_lease_owner()
         self._random = random
         self._on_delivery = on_delivery
         self._workers: dict[str, _Worker] = {}
@@ -342,14 +366,16 @@ class WebhookDispatcher:
         if supervisor is not None:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
-        tasks = [worker.task for worker in self._workers.values() if worker.task is not None]
+        workers = list(self._workers.values())
+        tasks = [worker.task for worker in workers if worker.task is not None]
         self._workers.clear()
-        if not tasks:
-            return
-        _, busy = await asyncio.wait(tasks, timeout=grace)
-        for task in busy:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, busy = await asyncio.wait(tasks, timeout=grace)
+            for task in busy:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in workers:  # another process's dispatcher takes these subscribers over now
+            await self._release(worker)
 
     def wake(self) -> None:
         """Deliver now: call after events were written (otherwise they are seen at the next poll).
@@ -422,6 +448,7 @@ class WebhookDispatcher:
                     "failed_attempts": counters.failed_attempts,
                     "parked": counters.parked,
                     "running": bool(worker and worker.task and not worker.task.done()),
+                    "lease_held": bool(worker and worker.lease_until),
                 }
             )
         return rows
@@ -464,6 +491,38 @@ class WebhookDispatcher:
         if worker is not None and worker.task is not None:
             worker.task.cancel()
             await asyncio.gather(worker.task, return_exceptions=True)
+        if worker is not None:
+            await self._release(worker)
+
+    async def _release(self, worker: _Worker) -> None:
+        if not worker.lease_until:
+            return
+        worker.lease_until = 0.0
+        try:
+            await self._store.release_consumer_lease(consumer_name(worker.subscription.id), self.owner)
+        except MirrorError as exc:  # it lapses on its own
+            log.warning("webhook lease not released", subscription_id=worker.subscription.id, error=str(exc))
+
+    async def _hold_lease(self, worker: _Worker) -> bool:
+        """Acquire the subscriber's lease, or renew it once a third of it has passed (or less
+        than a delivery's timeout is left); False when another dispatcher holds it."""
+        now = time.time()
+        if worker.lease_until - now >= max(self._lease_seconds * 2 / 3, self._timeout):
+            return True
+        name = consumer_name(worker.subscription.id)
+        if await self._store.acquire_consumer_lease(name, self.owner, now + self._lease_seconds, now):
+            if not worker.lease_until:
+                log.info("webhook lease acquired", subscription_id=worker.subscription.id, owner=self.owner)
+            worker.lease_until = now + self._lease_seconds
+            return True
+        self._lost(worker)
+        return False
+
+    def _lost(self, worker: _Worker) -> None:
+        """Another dispatcher holds the subscriber: forget the lease (and, at the caller, the state)."""
+        if worker.lease_until:
+            log.warning("webhook lease lost to another dispatcher", subscription_id=worker.subscription.id)
+        worker.lease_until = 0.0
 
     async def _run(self, worker: _Worker) -> None:
         subscription_id = worker.subscription.id
@@ -471,7 +530,16 @@ class WebhookDispatcher:
         state: Consumer | None = None
         while not self._stop.is_set():
             try:
-                if state is None:  # the store is the truth; this task is its only writer afterwards
+                if state is None:  # make sure the cursor exists before leasing it
+                    if await self._store.get_subscription(subscription_id) is None:
+                        await _wait(self._stop, self._poll_interval)  # deleted: the supervisor stops us
+                        continue
+                    await self._store.consumer(name, start_serial=await self._store.latest_serial())
+                if not await self._hold_lease(worker):  # a standby: another dispatcher delivers
+                    state = None
+                    await _wait(self._stop, max(self._poll_interval, self._lease_seconds / 6))
+                    continue
+                if state is None:  # read after acquiring: the store is the truth, we its only writer
                     state = await self._store.consumer(name, start_serial=await self._store.latest_serial())
                 state = await self._step(worker, state)
             except MirrorError as exc:  # the store failed: try again later from the stored state
@@ -479,16 +547,18 @@ class WebhookDispatcher:
                 state = None
                 await _wait(self._stop, self._poll_interval)
 
-    async def _step(self, worker: _Worker, state: Consumer) -> Consumer:
-        """Wait out a backoff, or handle the next events; returns the new consumer state."""
+    async def _step(self, worker: _Worker, state: Consumer) -> Consumer | None:
+        """Wait out a backoff, or handle the next events; returns the new consumer state, None
+        when the lease was lost (a write was refused)."""
+        renew_every = self._lease_seconds / 3  # waits are cut so that the lease is renewed
         delay = state.next_attempt_at - time.time()
         if delay > 0:
-            await _wait(self._stop, delay)
+            await _wait(self._stop, min(delay, renew_every))
             return state
         worker.wake.clear()
         events = await self._store.events_after(state.serial, BATCH_SIZE)
         if not events:
-            await _wait(worker.wake, self._poll_interval)
+            await _wait(worker.wake, min(self._poll_interval, renew_every))
             return state
         skipped_to = 0
         for event in events:
@@ -499,17 +569,33 @@ class WebhookDispatcher:
                 skipped_to = event.serial
                 continue
             if skipped_to:
-                await self._store.advance_consumer(consumer_name(subscription.id), skipped_to)
+                if not await self._advance(worker, skipped_to):
+                    return None
                 state, skipped_to = _moved(state, skipped_to), 0
-            state = await self._attempt(subscription, state, event)
+            if not await self._hold_lease(worker):
+                return None
+            moved = await self._attempt(worker, state, event)
+            if moved is None:
+                return None
+            state = moved
             if state.serial < event.serial:  # failed: back off before the next attempt
                 return state
         if skipped_to:
-            await self._store.advance_consumer(consumer_name(worker.subscription.id), skipped_to)
+            if not await self._advance(worker, skipped_to):
+                return None
             state = _moved(state, skipped_to)
         return state
 
-    async def _attempt(self, subscription: WebhookSubscription, state: Consumer, event: Event) -> Consumer:
+    async def _advance(self, worker: _Worker, serial: int) -> bool:
+        """Move the cursor while holding the lease; False (lease forgotten) when it was lost."""
+        name = consumer_name(worker.subscription.id)
+        if await self._store.advance_consumer(name, serial, owner=self.owner):
+            return True
+        self._lost(worker)
+        return False
+
+    async def _attempt(self, worker: _Worker, state: Consumer, event: Event) -> Consumer | None:
+        subscription = worker.subscription
         name = consumer_name(subscription.id)
         counters = self._counters.setdefault(subscription.id, _Counters())
         bound = log.bind(subscription_id=subscription.id, serial=event.serial, event_type=event.type)
@@ -522,17 +608,24 @@ class WebhookDispatcher:
             counters.failed_attempts += 1
             self._on_delivery("failed")
             if attempts >= self._max_attempts:
-                await self._store.add_delivery_failure(subscription.id, event.serial, attempts, error)
+                if not await self._store.add_delivery_failure(
+                    subscription.id, event.serial, attempts, error, owner=self.owner
+                ):
+                    self._lost(worker)
+                    return None
                 counters.parked += 1
                 self._on_delivery("dead_lettered")
                 bound.error("webhook delivery parked", attempts=attempts, error=error)
                 return _moved(state, event.serial, last_error=error)
             jitter = self._random()
             next_at = time.time() + retry_delay(attempts, base=self._backoff_base, maximum=self._backoff_max, jitter=jitter)
-            await self._store.record_consumer_failure(name, attempts, next_at, error)
+            if not await self._store.record_consumer_failure(name, attempts, next_at, error, owner=self.owner):
+                self._lost(worker)
+                return None
             bound.warning("webhook delivery failed; will retry", attempts=attempts, next_attempt_at=next_at, error=error)
             return Consumer(state.name, state.serial, attempts, next_at, error, state.updated_at)
-        await self._store.advance_consumer(name, event.serial)
+        if not await self._advance(worker, event.serial):
+            return None  # delivered, but the new holder will deliver it again (at least once)
         counters.delivered += 1
         self._on_delivery("delivered")
         bound.info("webhook delivered", attempts=state.attempts + 1)

@@ -74,7 +74,7 @@ from mirror.domain.readme import first_paragraph
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import Version
 from mirror.errors import Conflict, MirrorError, StorageUnavailable
-from mirror.storage.protocols import ModuleSummary
+from mirror.storage.protocols import ModuleSummary, new_lease_owner
 
 if TYPE_CHECKING:
     from mirror.config import Config
@@ -708,23 +708,28 @@ class DynamoMetadataStore:
     async def list_consumers(self) -> list[Consumer]:
         return [_consumer_from_item(item) for item in await self._query("CONSUMERS", prefix="CONSUMER#")]
 
-    async def advance_consumer(self, name: str, serial: int) -> None:
+    async def advance_consumer(self, name: str, serial: int, *, owner: str | None = None) -> bool:
         fresh = {"attempts": 0, "next_attempt_at": 0, "last_error": None, "updated_at": now_rfc3339()}
         key = _consumer_key(name)
+        held, values = _lease_held(owner)
         try:
             await self._update(
                 key,
                 set={**fresh, "serial": serial},
-                condition="attribute_exists(#PK) AND #serial < :target",
-                values={":target": serial},
+                condition=f"attribute_exists(#PK) AND #serial < :target{held}",
+                values={":target": serial, **values},
             )
         except _ConditionFailed:  # never backwards; the retry state starts afresh all the same
             try:
-                await self._update(key, set=fresh, condition="attribute_exists(#PK)")
+                await self._update(key, set=fresh, condition=f"attribute_exists(#PK){held}", values=values or None)
             except _ConditionFailed:
-                pass
+                return False
+        return True
 
-    async def record_consumer_failure(self, name: str, attempts: int, next_attempt_at: float, error: str) -> None:
+    async def record_consumer_failure(
+        self, name: str, attempts: int, next_attempt_at: float, error: str, *, owner: str | None = None
+    ) -> bool:
+        held, values = _lease_held(owner)
         try:
             await self._update(
                 _consumer_key(name),
@@ -734,10 +739,38 @@ class DynamoMetadataStore:
                     "last_error": error,
                     "updated_at": now_rfc3339(),
                 },
-                condition="attribute_exists(#PK)",
+                condition=f"attribute_exists(#PK){held}",
+                values=values or None,
             )
         except _ConditionFailed:
-            pass
+            return False
+        return True
+
+    async def acquire_consumer_lease(self, name: str, owner: str, until: float, now: float) -> bool:
+        """A conditional update: the lease is free, expired, or already ``owner``'s."""
+        try:
+            await self._update(
+                _consumer_key(name),
+                set={"lease_owner": owner, "lease_until": until},
+                condition="attribute_exists(#PK) AND (attribute_not_exists(#lease_owner) OR #lease_owner = :owner "
+                "OR #lease_until < :now)",
+                values={":owner": owner, ":now": now},
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
+    async def release_consumer_lease(self, name: str, owner: str) -> bool:
+        try:
+            await self._update(
+                _consumer_key(name),
+                set={"lease_owner": None, "lease_until": 0},
+                condition="attribute_exists(#PK) AND #lease_owner = :owner",
+                values={":owner": owner},
+            )
+        except _ConditionFailed:
+            return False
+        return True
 
     async def delete_consumer(self, name: str) -> None:
         await self._delete(_consumer_key(name))
@@ -775,8 +808,11 @@ class DynamoMetadataStore:
 
     # -- dead letters --------------------------------------------------------------------------
 
-    async def add_delivery_failure(self, subscription_id: str, serial: int, attempts: int, error: str) -> None:
-        """Park an event the subscriber did not take, and move its cursor past it, in one transaction."""
+    async def add_delivery_failure(
+        self, subscription_id: str, serial: int, attempts: int, error: str, *, owner: str | None = None
+    ) -> bool:
+        """Park an event the subscriber did not take, and move its cursor past it, in one transaction
+        (with ``owner``: conditional on its holding the consumer's lease; False when it does not)."""
         failure_id = await self._next_id("FAILURES")
         now = now_rfc3339()
         failure = {
@@ -792,7 +828,10 @@ class DynamoMetadataStore:
         pointer = {"PK": f"FAILURE#{failure_id}", "SK": "FAILURE", "subscription_id": subscription_id}
         key = _consumer_key(f"webhook:{subscription_id}")
         for attempt in range(COMMIT_ATTEMPTS):
-            cursor = await self._get(key, ("serial",))
+            cursor = await self._get(key, ("serial", "lease_owner"))
+            if owner is not None and (cursor is None or cursor.get("lease_owner") != owner):
+                return False
+            held, values = _lease_held(owner)
             items = [self._tx_put(failure), self._tx_put(pointer)]
             if cursor is not None:
                 items.append(
@@ -805,13 +844,13 @@ class DynamoMetadataStore:
                             "last_error": error,
                             "updated_at": now,
                         },
-                        condition="#serial = :seen",
-                        values={":seen": cursor["serial"]},
+                        condition=f"#serial = :seen{held}",
+                        values={":seen": cursor["serial"], **values},
                     )
                 )
             try:
                 await self._transact(items)
-                return
+                return True
             except _Cancelled:
                 await asyncio.sleep(_backoff(attempt))
         raise StorageUnavailable(f"DynamoDB table {self.table!r} is too busy to park a failed delivery")
@@ -1277,6 +1316,7 @@ class DynamoMetadataStore:
                         set={
                             "state": "running",
                             "lease_until": until,
+                            "lease_owner": new_lease_owner(),
                             "updated_at": now_rfc3339(),
                             **_job_index("running", job_id, until),
                         },
@@ -1291,38 +1331,49 @@ class DynamoMetadataStore:
                 return _job_from_item(item)
         return None
 
-    async def renew_job_lease(self, job_id: int, until: float) -> None:
+    async def renew_job_lease(self, job_id: int, until: float, *, owner: str | None = None) -> bool:
+        held, values = _lease_held(owner)
         try:
             await self._update(
                 (_job_pk(job_id), "JOB"),
                 set={"lease_until": until, **_job_index("running", job_id, until)},
-                condition="#state = :running",
-                values={":running": "running"},
+                condition=f"#state = :running{held}",
+                values={":running": "running", **values},
             )
         except _ConditionFailed:
-            pass
+            return False
+        return True
 
-    async def finish_job(self, job_id: int) -> None:
-        await self._set_job(job_id, "done", None, None)
+    async def finish_job(self, job_id: int, *, owner: str | None = None) -> bool:
+        return await self._set_job(job_id, "done", None, None, owner)
 
-    async def retry_job(self, job_id: int, error: str, run_after: float) -> None:
-        await self._set_job(job_id, "queued", error, run_after)
+    async def retry_job(self, job_id: int, error: str, run_after: float, *, owner: str | None = None) -> bool:
+        return await self._set_job(job_id, "queued", error, run_after, owner)
 
-    async def fail_job(self, job_id: int, error: str) -> None:
-        await self._set_job(job_id, "failed", error, None)
+    async def fail_job(self, job_id: int, error: str, *, owner: str | None = None) -> bool:
+        return await self._set_job(job_id, "failed", error, None, owner)
 
-    async def _set_job(self, job_id: int, state: str, error: str | None, run_after: float | None) -> None:
+    async def _set_job(
+        self, job_id: int, state: str, error: str | None, run_after: float | None, owner: str | None
+    ) -> bool:
+        """A conditional update: the job exists (and, with ``owner``, still carries that claim)."""
         changes: dict[str, Any] = {"state": state, "updated_at": now_rfc3339(), **_job_index(state, job_id, run_after)}
         if error is not None:
             changes["last_error"] = error
         if run_after is not None:
             changes["run_after"] = run_after
+        held, values = _lease_held(owner)
         try:
             await self._update(
-                (_job_pk(job_id), "JOB"), set=changes, remove=["lease_until"], condition="attribute_exists(#PK)"
+                (_job_pk(job_id), "JOB"),
+                set=changes,
+                remove=["lease_until", "lease_owner"],
+                condition=f"attribute_exists(#PK){held}",
+                values=values or None,
             )
         except _ConditionFailed:
-            pass
+            return False
+        return True
 
     async def requeue_job(self, job_id: int) -> bool:
         """Put a failed job back in the queue with fresh attempts; False unless it had failed."""
@@ -1337,7 +1388,7 @@ class DynamoMetadataStore:
                     "updated_at": now_rfc3339(),
                     **_job_index("queued", job_id, now),
                 },
-                remove=["lease_until"],
+                remove=["lease_until", "lease_owner"],
                 condition="#state = :failed",
                 values={":failed": "failed"},
             )
@@ -1403,6 +1454,14 @@ def _browse_key(namespace: str, name: str, provider: str) -> str:
 
 def _blob_key(blob_key: str) -> tuple[str, str]:
     return (f"BLOB#{blob_key}", "BLOB")
+
+
+def _lease_held(owner: str | None) -> tuple[str, dict[str, Any]]:
+    """The condition (to append) and values that a write applies only while ``owner`` holds the
+    item's lease; nothing when no owner is given."""
+    if owner is None:
+        return "", {}
+    return " AND #lease_owner = :lease_owner", {":lease_owner": owner}
 
 
 def _consumer_key(name: str) -> tuple[str, str]:
@@ -1649,6 +1708,7 @@ def _job_from_item(item: dict[str, Any]) -> Job:
         item["updated_at"],
         item.get("last_error"),
         item.get("dedupe_key"),
+        item.get("lease_owner"),
     )
 
 

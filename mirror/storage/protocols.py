@@ -6,6 +6,7 @@ structurally (no inheritance); ``mirror.storage.factory`` picks a backend by nam
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ from mirror.domain.models import (
     TokenRecord,
     WebhookSubscription,
 )
+
+
+def new_lease_owner() -> str:
+    """A random token naming one lease holder (a job's claim, a dispatcher process)."""
+    return secrets.token_hex(16)
 
 
 class BlobStore(Protocol):
@@ -139,15 +145,32 @@ class EventReader(Protocol):
 
 
 class ConsumerStore(Protocol):
-    """Cursors of the event log's consumers, with each one's retry state."""
+    """Cursors of the event log's consumers, with each one's retry state.
+
+    A consumer can be leased (webhook dispatchers of several processes: one delivers per
+    subscriber at a time). Writes given an ``owner`` apply only while that owner holds the lease
+    (it is the consumer's recorded ``lease_owner``: nobody acquired it since, expired or not) and
+    return False otherwise; without ``owner`` they apply unconditionally (single-writer consumers
+    such as the JSONL log). Writes to unknown consumers do nothing and return False.
+    """
 
     async def consumer(self, name: str, *, start_serial: int = 0) -> Consumer: ...
 
     async def list_consumers(self) -> list[Consumer]: ...
 
-    async def advance_consumer(self, name: str, serial: int) -> None: ...
+    async def advance_consumer(self, name: str, serial: int, *, owner: str | None = None) -> bool:
+        """Move the cursor up to ``serial`` (never back) and reset the retry state."""
 
-    async def record_consumer_failure(self, name: str, attempts: int, next_attempt_at: float, error: str) -> None: ...
+    async def record_consumer_failure(
+        self, name: str, attempts: int, next_attempt_at: float, error: str, *, owner: str | None = None
+    ) -> bool: ...
+
+    async def acquire_consumer_lease(self, name: str, owner: str, until: float, now: float) -> bool:
+        """A conditional write: take or renew the lease until ``until`` when it is free, expired
+        (``lease_until < now``) or already ``owner``'s; False otherwise (or no such consumer)."""
+
+    async def release_consumer_lease(self, name: str, owner: str) -> bool:
+        """Free the lease if ``owner`` holds it (another owner may acquire it at once)."""
 
     async def delete_consumer(self, name: str) -> None: ...
 
@@ -163,7 +186,11 @@ class WebhookStore(Protocol):
 
     async def delete_subscription(self, subscription_id: str) -> bool: ...
 
-    async def add_delivery_failure(self, subscription_id: str, serial: int, attempts: int, error: str) -> None: ...
+    async def add_delivery_failure(
+        self, subscription_id: str, serial: int, attempts: int, error: str, *, owner: str | None = None
+    ) -> bool:
+        """Park the event and move the subscriber's cursor past it, atomically; with ``owner``,
+        only while it holds the subscriber's consumer lease (False and nothing written otherwise)."""
 
     async def list_delivery_failures(self, subscription_id: str, *, pending_only: bool = True) -> list[DeliveryFailure]: ...
 
@@ -206,7 +233,14 @@ class InstallationStore(Protocol):
 
 
 class JobStore(Protocol):
-    """A durable queue: jobs are claimed with a lease, so a dead worker's job runs again."""
+    """A durable queue: jobs are claimed with a lease, so a dead worker's job runs again.
+
+    Each claim records a new random owner token, returned as ``Job.lease_owner``. Given that
+    ``owner``, ``renew_job_lease``, ``finish_job``, ``retry_job`` and ``fail_job`` are conditional
+    writes that apply only while the job still carries the token (no other claim took it over
+    after the lease lapsed) and return whether they applied. Without ``owner`` (operators, tests)
+    they apply to the job whatever holds it. Unknown jobs are left alone (False).
+    """
 
     async def enqueue_job(
         self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None, run_after: float | None = None
@@ -214,13 +248,14 @@ class JobStore(Protocol):
 
     async def claim_job(self, now: float, lease_seconds: float) -> Job | None: ...
 
-    async def renew_job_lease(self, job_id: int, until: float) -> None: ...
+    async def renew_job_lease(self, job_id: int, until: float, *, owner: str | None = None) -> bool:
+        """Extend a running job's lease; False when it is not running (or not ``owner``'s)."""
 
-    async def finish_job(self, job_id: int) -> None: ...
+    async def finish_job(self, job_id: int, *, owner: str | None = None) -> bool: ...
 
-    async def retry_job(self, job_id: int, error: str, run_after: float) -> None: ...
+    async def retry_job(self, job_id: int, error: str, run_after: float, *, owner: str | None = None) -> bool: ...
 
-    async def fail_job(self, job_id: int, error: str) -> None: ...
+    async def fail_job(self, job_id: int, error: str, *, owner: str | None = None) -> bool: ...
 
     async def requeue_job(self, job_id: int) -> bool: ...
 

@@ -38,7 +38,7 @@ from mirror.domain.readme import first_paragraph
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import Version
 from mirror.errors import Conflict, MirrorError, StorageUnavailable
-from mirror.storage.protocols import ModuleSummary
+from mirror.storage.protocols import ModuleSummary, new_lease_owner
 
 # Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -161,6 +161,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE modules ADD COLUMN description TEXT NOT NULL DEFAULT '';
     ALTER TABLE modules ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0;
     UPDATE modules SET downloads = (SELECT COALESCE(SUM(downloads), 0) FROM versions WHERE module_id = modules.id);
+    """,
+    # Leases with owners: a job's claim token (its holder's later writes are conditional on it),
+    # and a consumer's lease (one webhook dispatcher per subscriber across processes).
+    """
+    ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE consumers ADD COLUMN lease_owner TEXT;
+    ALTER TABLE consumers ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
     """,
 )
 
@@ -458,21 +465,49 @@ class SqliteMetadataStore:
     async def list_consumers(self) -> list[Consumer]:
         return [_consumer_from_row(row) for row in await self._fetchall(_CONSUMER_SELECT + " ORDER BY name", ())]
 
-    async def advance_consumer(self, name: str, serial: int) -> None:
-        """The consumer handled everything up to ``serial``; its retry state starts afresh."""
+    async def advance_consumer(self, name: str, serial: int, *, owner: str | None = None) -> bool:
+        """The consumer handled everything up to ``serial``; its retry state starts afresh.
+        With ``owner``, only while ``owner`` holds the consumer's lease; False when not applied."""
+        where, params = _owned(name, owner)
         async with self._writing() as conn:
-            await conn.execute(
+            cursor = await conn.execute(
                 "UPDATE consumers SET serial = MAX(serial, ?), attempts = 0, next_attempt_at = 0, last_error = NULL, "
-                "updated_at = ? WHERE name = ?",
-                (serial, now_rfc3339(), name),
+                f"updated_at = ? WHERE {where}",
+                (serial, now_rfc3339(), *params),
             )
+            return cursor.rowcount > 0
 
-    async def record_consumer_failure(self, name: str, attempts: int, next_attempt_at: float, error: str) -> None:
+    async def record_consumer_failure(
+        self, name: str, attempts: int, next_attempt_at: float, error: str, *, owner: str | None = None
+    ) -> bool:
+        where, params = _owned(name, owner)
         async with self._writing() as conn:
-            await conn.execute(
-                "UPDATE consumers SET attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE name = ?",
-                (attempts, next_attempt_at, error, now_rfc3339(), name),
+            cursor = await conn.execute(
+                f"UPDATE consumers SET attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE {where}",
+                (attempts, next_attempt_at, error, now_rfc3339(), *params),
             )
+            return cursor.rowcount > 0
+
+    async def acquire_consumer_lease(self, name: str, owner: str, until: float, now: float) -> bool:
+        """Hold the consumer's lease until ``until`` when it is free, expired, or already
+        ``owner``'s (so this renews too); False when another holder's lease runs or there is no
+        such consumer."""
+        async with self._writing() as conn:
+            cursor = await conn.execute(
+                "UPDATE consumers SET lease_owner = ?, lease_until = ? "
+                "WHERE name = ? AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+                (owner, until, name, owner, now),
+            )
+            return cursor.rowcount > 0
+
+    async def release_consumer_lease(self, name: str, owner: str) -> bool:
+        """Give the lease up (only ``owner``'s own); another holder may take it at once."""
+        async with self._writing() as conn:
+            cursor = await conn.execute(
+                "UPDATE consumers SET lease_owner = NULL, lease_until = 0 WHERE name = ? AND lease_owner = ?",
+                (name, owner),
+            )
+            return cursor.rowcount > 0
 
     async def delete_consumer(self, name: str) -> None:
         async with self._writing() as conn:
@@ -514,10 +549,21 @@ class SqliteMetadataStore:
 
     # -- dead letters --------------------------------------------------------------------------
 
-    async def add_delivery_failure(self, subscription_id: str, serial: int, attempts: int, error: str) -> None:
-        """Park an event the subscriber did not take, and move its cursor past it, in one transaction."""
+    async def add_delivery_failure(
+        self, subscription_id: str, serial: int, attempts: int, error: str, *, owner: str | None = None
+    ) -> bool:
+        """Park an event the subscriber did not take, and move its cursor past it, in one transaction.
+        With ``owner``, only while ``owner`` holds the consumer's lease (False, nothing written, otherwise)."""
         async with self._writing() as conn:
             now = now_rfc3339()
+            if owner is not None:
+                held = await _one(
+                    conn,
+                    "SELECT 1 FROM consumers WHERE name = ? AND lease_owner = ?",
+                    (f"webhook:{subscription_id}", owner),
+                )
+                if held is None:
+                    return False
             await conn.execute(
                 "INSERT INTO webhook_failures (subscription_id, serial, attempts, last_error, failed_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -528,6 +574,7 @@ class SqliteMetadataStore:
                 "updated_at = ? WHERE name = ?",
                 (serial, error, now, f"webhook:{subscription_id}"),
             )
+            return True
 
     async def list_delivery_failures(self, subscription_id: str, *, pending_only: bool = True) -> list[DeliveryFailure]:
         where = " AND redelivered_at IS NULL" if pending_only else ""
@@ -806,31 +853,35 @@ class SqliteMetadataStore:
             if row is None:
                 return None
             await conn.execute(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?, updated_at = ? "
-                "WHERE id = ?",
-                (now + lease_seconds, now_rfc3339(), row[0]),
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?, lease_owner = ?, "
+                "updated_at = ? WHERE id = ?",
+                (now + lease_seconds, new_lease_owner(), now_rfc3339(), row[0]),
             )
             return _job_from_row(await _one(conn, _JOB_SELECT + " WHERE id = ?", (row[0],)))
 
-    async def renew_job_lease(self, job_id: int, until: float) -> None:
+    async def renew_job_lease(self, job_id: int, until: float, *, owner: str | None = None) -> bool:
+        where, params = _job_owned(job_id, owner)
         async with self._writing() as conn:
-            await conn.execute("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'", (until, job_id))
+            cursor = await conn.execute(
+                f"UPDATE jobs SET lease_until = ? WHERE {where} AND state = 'running'", (until, *params)
+            )
+            return cursor.rowcount > 0
 
-    async def finish_job(self, job_id: int) -> None:
-        await self._set_job(job_id, "done", None, None)
+    async def finish_job(self, job_id: int, *, owner: str | None = None) -> bool:
+        return await self._set_job(job_id, "done", None, None, owner)
 
-    async def retry_job(self, job_id: int, error: str, run_after: float) -> None:
-        await self._set_job(job_id, "queued", error, run_after)
+    async def retry_job(self, job_id: int, error: str, run_after: float, *, owner: str | None = None) -> bool:
+        return await self._set_job(job_id, "queued", error, run_after, owner)
 
-    async def fail_job(self, job_id: int, error: str) -> None:
-        await self._set_job(job_id, "failed", error, None)
+    async def fail_job(self, job_id: int, error: str, *, owner: str | None = None) -> bool:
+        return await self._set_job(job_id, "failed", error, None, owner)
 
     async def requeue_job(self, job_id: int) -> bool:
         """Put a failed job back in the queue with fresh attempts; False unless it had failed."""
         async with self._writing() as conn:
             cursor = await conn.execute(
-                "UPDATE jobs SET state = 'queued', attempts = 0, run_after = ?, lease_until = NULL, updated_at = ? "
-                "WHERE id = ? AND state = 'failed'",
+                "UPDATE jobs SET state = 'queued', attempts = 0, run_after = ?, lease_until = NULL, lease_owner = NULL, "
+                "updated_at = ? WHERE id = ? AND state = 'failed'",
                 (time.time(), now_rfc3339(), job_id),
             )
             return cursor.rowcount > 0
@@ -844,13 +895,17 @@ class SqliteMetadataStore:
         rows = await self._fetchall(f"{_JOB_SELECT} {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         return [_job_from_row(row) for row in rows]
 
-    async def _set_job(self, job_id: int, state: str, error: str | None, run_after: float | None) -> None:
+    async def _set_job(
+        self, job_id: int, state: str, error: str | None, run_after: float | None, owner: str | None
+    ) -> bool:
+        where, params = _job_owned(job_id, owner)
         async with self._writing() as conn:
-            await conn.execute(
-                "UPDATE jobs SET state = ?, last_error = COALESCE(?, last_error), "
-                "run_after = COALESCE(?, run_after), lease_until = NULL, updated_at = ? WHERE id = ?",
-                (state, error, run_after, now_rfc3339(), job_id),
+            cursor = await conn.execute(
+                "UPDATE jobs SET state = ?, last_error = COALESCE(?, last_error), run_after = COALESCE(?, run_after), "
+                f"lease_until = NULL, lease_owner = NULL, updated_at = ? WHERE {where}",
+                (state, error, run_after, now_rfc3339(), *params),
             )
+            return cursor.rowcount > 0
 
     async def _delete_module(self, conn: aiosqlite.Connection, address: ModuleAddress, now: str) -> list[str]:
         row = await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
@@ -905,13 +960,24 @@ def _subscription_from_row(row: Sequence[Any]) -> WebhookSubscription:
 
 
 _JOB_SELECT = (
-    "SELECT id, kind, payload, state, attempts, run_after, created_at, updated_at, last_error, dedupe_key FROM jobs"
+    "SELECT id, kind, payload, state, attempts, run_after, created_at, updated_at, last_error, dedupe_key, "
+    "lease_owner FROM jobs"
 )
 
 
 def _job_from_row(row: Sequence[Any]) -> Job:
-    job_id, kind, payload, state, attempts, run_after, created, updated, error, dedupe = row
-    return Job(job_id, kind, json.loads(payload), state, attempts, run_after, created, updated, error, dedupe)
+    job_id, kind, payload, state, attempts, run_after, created, updated, error, dedupe, owner = row
+    return Job(job_id, kind, json.loads(payload), state, attempts, run_after, created, updated, error, dedupe, owner)
+
+
+def _job_owned(job_id: int, owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE of a write to a job: by id, and by its lease's owner when one is given."""
+    return ("id = ?", (job_id,)) if owner is None else ("id = ? AND lease_owner = ?", (job_id, owner))
+
+
+def _owned(name: str, owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE of a write to a consumer: by name, and by its lease's owner when one is given."""
+    return ("name = ?", (name,)) if owner is None else ("name = ? AND lease_owner = ?", (name, owner))
 
 
 def _module_from_row(row: Sequence[Any]) -> ModuleRecord:
