@@ -106,9 +106,7 @@ import os
 import platform
 import random
 import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -122,7 +120,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 import structlog  # noqa: E402
-from benchlib import OtherLoad, json_safe, percentile  # noqa: E402
+from benchlib import OtherLoad, interrupt_on_sigterm, json_safe, percentile, work_directory  # noqa: E402
 
 from mirror.domain.addresses import ModuleAddress  # noqa: E402
 from mirror.domain.blobs import archive_key  # noqa: E402
@@ -850,21 +848,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    interrupt_on_sigterm()
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus = None
     if not args.no_pin and len(cpus) >= 2:
         server_cpus = {cpus[0]}
         os.sched_setaffinity(0, set(cpus[1:]))  # the client; the servers are pinned when started
-    with contextlib.ExitStack() as stack:
-        if args.workdir:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            workdir = args.workdir.resolve()
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-browse-")))
+    with work_directory(args.workdir, "bench-browse-") as workdir:
         settings = Settings(args.requests, args.warmup, args.modules, workdir, args.reuse, args.retries, server_cpus)
         pinned = f"server on CPU {cpus[0]}, client on CPU {cpus[1:]}" if server_cpus else "not pinned"
         print(f"machine: {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs; "

@@ -62,15 +62,13 @@ import json
 import math
 import os
 import platform
-import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from benchlib import json_safe
+from benchlib import interrupt_on_sigterm, json_safe, work_directory
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -392,16 +390,8 @@ def main(argv: list[str]) -> int:
 
     configure_logging("warning", "console")  # this process's own writers log at info: keep the table readable
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    with contextlib.ExitStack() as stack:
-        if args.workdir:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            work = args.workdir.resolve()
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-events-")))
+    interrupt_on_sigterm()
+    with work_directory(args.workdir, "bench-events-") as work:
         try:
             rows = asyncio.run(run(args, work))
         except KeyboardInterrupt:

@@ -81,10 +81,8 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -92,7 +90,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
-from benchlib import OtherLoad, json_safe, percentile
+from benchlib import OtherLoad, interrupt_on_sigterm, json_safe, percentile, work_directory
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -723,17 +721,9 @@ def main(argv: list[str]) -> int:
     if not args.no_pin and len(cpus) >= 2:
         server_cpus, loadgen_cpus = {cpus[0]}, set(cpus[1:])
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    interrupt_on_sigterm()
     servers = Servers()
-    with contextlib.ExitStack() as stack:
-        if args.workdir:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            workdir = args.workdir.resolve()
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-protocol-")))
+    with work_directory(args.workdir, "bench-protocol-") as workdir:
         settings = Settings(
             args.connections, args.duration, args.warmup, args.timeout, server_cpus, loadgen_cpus, workdir)
         wrk = shutil.which("wrk")

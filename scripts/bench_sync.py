@@ -36,14 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import aiohttp
+from benchlib import interrupt_on_sigterm, work_directory
 
 MiB = 1024 * 1024
 NAMESPACE = "bench"
@@ -261,16 +259,8 @@ def main(argv: list[str]) -> int:
 
     configure_logging("warning", "console")
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    with contextlib.ExitStack() as stack:
-        if args.workdir:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            work = args.workdir.resolve()
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-sync-")))
+    interrupt_on_sigterm()
+    with work_directory(args.workdir, "bench-sync-") as work:
         try:
             rows = asyncio.run(run(args, work))
         except KeyboardInterrupt:

@@ -5,9 +5,14 @@ The scripts are run as ``python scripts/<name>.py``, so this directory is on ``s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -81,3 +86,23 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [json_safe(v) for v in value]
     return value
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as Ctrl-C does (KeyboardInterrupt), so its servers are stopped."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+@contextlib.contextmanager
+def work_directory(given: Path | None, prefix: str) -> Iterator[Path]:
+    """``given`` (created if missing, kept afterwards), else a temporary directory removed at the end."""
+    if given:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+        yield Path(temporary)
