@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -290,6 +292,25 @@ async def test_jobs_api_lists_failed_jobs_and_retries_them(registry):
     assert conflict.status == 409 and "done" in (await conflict.json())["errors"][0]
     assert (await client.post("/api/v1/jobs/987654/retry", headers=admin)).status == 404
     assert (await client.post("/api/v1/jobs/abc/retry", headers=admin)).status == 404
+
+
+async def test_jobs_api_names_the_replica_running_a_job(registry):
+    client, app, admin = registry.client, registry.app, await registry.auth()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(payload: dict[str, Any]) -> None:
+        started.set()
+        await release.wait()
+
+    app[JOBS].register("slow", slow)
+    job = await app[JOBS].enqueue("slow", {})
+    await asyncio.wait_for(started.wait(), 5)
+    (running,) = (await (await client.get("/api/v1/jobs?state=running", headers=admin)).json())["jobs"]
+    assert running["id"] == job.id
+    assert running["claimed_by"] == f"{socket.gethostname()}:{os.getpid()}"  # HOST:PID, whatever the store
+    release.set()
+    done = await wait_for_state(app[STORE], job.id, "done")
+    assert done.to_json()["claimed_by"] is None
 
 
 # -- the CLI -----------------------------------------------------------------------------------

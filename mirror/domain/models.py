@@ -100,8 +100,16 @@ class Job:
             "updated_at": self.updated_at,
             "last_error": self.last_error,
             "dedupe_key": self.dedupe_key,
+            "claimed_by": self._claimed_by(),
             "payload": self.payload,
         }
+
+    def _claimed_by(self) -> str | None:
+        """Which replica runs the job (``HOST:PID``), while it is running."""
+        if self.state != "running" or not self.lease_owner:
+            return None
+        replica, slash, _ = self.lease_owner.rpartition("/")
+        return replica if slash and replica else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -976,6 +976,10 @@ _SPEC: dict[str, Any] = {
                     "updated_at": {"type": "string"},
                     "last_error": _NULLABLE_STRING,
                     "dedupe_key": _NULLABLE_STRING,
+                    "claimed_by": {
+                        **_NULLABLE_STRING,
+                        "description": "The replica running the job (HOST:PID) while it is running",
+                    },
                     "payload": {"type": "object"},
                 },
             },

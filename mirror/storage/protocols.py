@@ -6,7 +6,9 @@ structurally (no inheritance); ``mirror.storage.factory`` picks a backend by nam
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +30,16 @@ from mirror.domain.models import (
 )
 
 
+def replica_name() -> str:
+    """This process as an operator finds it: ``HOST:PID`` (a pod's name in Kubernetes)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def new_lease_owner() -> str:
-    """A random token naming one lease holder (a job's claim, a dispatcher process)."""
-    return secrets.token_hex(16)
+    """A token naming one lease holder (a job's claim, a dispatcher process): the replica that
+    holds it, then a random part unique to the claim (``HOST:PID/HEX``)."""
+    return f"{replica_name()}/{secrets.token_hex(12)}"
+
 
 
 class BlobStore(Protocol):
