@@ -8,7 +8,7 @@ Start it with aiohttp's ``aiohttp_server`` fixture; the server's base URL is the
 
 and drive it through its state: ``add_repository``, ``add_tag``, ``plain_tokens``, ``fail_next``,
 ``delay``, ``calls``... Route names (the keys of ``calls``, ``fail_next``, ``rate_limit_next`` and
-``delay``) are listed in ``ROUTES``.
+``delay``, ``together``) are listed in ``ROUTES``.
 
 Like GitHub, the API routes want ``Authorization: token X`` (or ``Bearer X``) with an installation
 token the fake issued or one of ``plain_tokens``, answer 404 for repositories the token cannot
@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -181,6 +181,9 @@ class FakeGitHub:
         self.fail_next: dict[str, int] = {}  # route -> answer 500 this many times
         self.rate_limit_next: dict[str, int] = {}  # route -> answer 403 "rate limit exceeded" this many times
         self.delay: dict[str, float] = {}  # route -> seconds to wait before answering
+        #: route -> hold its calls until this many are waiting, then answer them together (once)
+        self.together: dict[str, int] = {}
+        self._gathered: dict[str, tuple[asyncio.Event, list[None]]] = {}
         self.calls: collections.Counter[str] = collections.Counter()
         self._accounts: dict[str, Account] = {}
         self._codeload_tickets: dict[str, tuple[str, str, str, float]] = {}  # token -> (owner, repo, sha, expires)
@@ -288,6 +291,7 @@ class FakeGitHub:
         if route:
             self.calls[route] += 1
             await self._sleep(self.delay.get(route, 0.0))
+            await self._gather(route)
             if _take(self.fail_next, route):
                 return _error_response(500, "Server Error")
             if _take(self.rate_limit_next, route):
@@ -298,6 +302,23 @@ class FakeGitHub:
             return await handler(request)
         except _Refusal as refusal:
             return _error_response(refusal.status, refusal.message)
+
+    async def _gather(self, route: str) -> None:
+        """Hold this call until ``together[route]`` calls wait, then let them all go at once."""
+        wanted = self.together.get(route)
+        if not wanted:
+            return
+        released, waiting = self._gathered.setdefault(route, (asyncio.Event(), []))
+        waiting.append(None)
+        if len(waiting) >= wanted:
+            del self.together[route], self._gathered[route]
+            released.set()
+            return
+        wait = asyncio.ensure_future(released.wait())
+        closing = asyncio.ensure_future(self._closing.wait())
+        await asyncio.wait((wait, closing), return_when=asyncio.FIRST_COMPLETED)
+        wait.cancel()
+        closing.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -477,7 +498,7 @@ def _tag_json(repo: FakeRepo, tag: str, sha: str) -> dict[str, Any]:
 
 
 def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_tarball(top: str, sha: str, files: dict[str, bytes]) -> bytes:

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.request import urlopen
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], what: str, *, timeout: float, logs: Callable[[], str] = lambda: ""
+) -> T:
+    """Poll ``check`` every 50 ms until it returns something truthy, and return that; after
+    ``timeout`` seconds fail with the last value and ``logs()`` (the servers' logs)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}\n{logs()}")
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

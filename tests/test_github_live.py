@@ -29,7 +29,7 @@ from tests.fake_github import (
     installation_payload,
     webhook_delivery,
 )
-from tests.live import MirrorServer, free_port, run_cli, write_config
+from tests.live import MirrorServer, eventually, free_port, run_cli, write_config
 from tests.modules import ROOT_MAIN, SUBNETS_MAIN, write_root_config
 from tests.terraform import TERRAFORM_1_0, TERRAFORM_1_15, Terraform, base_env, cli_config, installed_modules
 
@@ -131,15 +131,7 @@ class LiveGitHub:
 
     async def eventually(self, check: Callable[[], Awaitable[T]], what: str, timeout: float = WAIT_SECONDS) -> T:
         """Poll ``check`` until it returns something truthy; fail with the server's logs after ``timeout``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            value = await check()
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}\n{self.logs()}")
-            await asyncio.sleep(0.05)
+        return await eventually(check, what, timeout=timeout, logs=self.logs)
 
     def terraform(self, tf: Terraform, root: Path, *args: str) -> Any:
         """Blocking: run it with ``asyncio.to_thread``."""
