@@ -8,6 +8,7 @@ speak of replicas open a second store on the same file or table: two processes s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -201,6 +202,9 @@ async def test_large_readme_and_analysis_round_trip(store: MetadataStore):
     assert (await store.get_version(addr(), "1.0.0")).readme == readme
     assert [v.readme for v in await store.list_versions(addr())] == [readme]
     assert await store.version_analysis(addr(), "1.0.0") == analysis
+    # The protocol's view leaves the README out, and only the README
+    (lean,) = await store.list_versions(addr(), readme=False)
+    assert lean.readme is None and dataclasses.replace(lean, readme=readme) == await store.get_version(addr(), "1.0.0")
 
 
 async def test_namespace_and_name_match_any_case_provider_does_not(store: MetadataStore):

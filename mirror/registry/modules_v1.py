@@ -14,6 +14,8 @@ and the detail routes show what is here (versions already pulled through) only.
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 from urllib.parse import quote
 
@@ -130,7 +132,10 @@ async def detail_body(app: web.Application, address: ModuleAddress, version: str
     if found is None:
         raise NotFound(f"version {version} of module {address} not found")
     store = app[STORE]
-    analysis = await store.version_analysis(address, version) or {}
+    stored, analysis = await asyncio.gather(  # the catalog keeps no READMEs
+        store.get_version(address, version), store.version_analysis(address, version)
+    )
+    analysis = analysis or {}
     summaries = await store.latest_versions(namespace=address.namespace, name=address.name, provider=address.provider)
     source = source_of(found.source, summaries[0].source_url if summaries else None)
     return {
@@ -140,7 +145,7 @@ async def detail_body(app: web.Application, address: ModuleAddress, version: str
         "name": address.name,
         "provider": address.provider,
         "version": version,
-        "description": first_paragraph(found.readme),
+        "description": first_paragraph(stored.readme if stored else None),
         "source": source,
         "published_at": found.published_at,
         "downloads": (summaries[0].downloads if summaries else 0) + app[DOWNLOADS].unflushed(address),

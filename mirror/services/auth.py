@@ -8,6 +8,7 @@ from typing import Any
 from mirror.domain.models import Scope, TokenRecord
 from mirror.domain.tokens import hash_token, token_allows
 from mirror.errors import Forbidden, Unauthorized
+from mirror.services.singleflight import SingleFlight
 from mirror.storage.protocols import TokenStore
 
 
@@ -19,6 +20,7 @@ class Authenticator:
     header, namespace and scope, and expire with the token lookup they came from: a repeated
     call (Terraform's ``versions`` and ``download``) then costs one dict lookup, hashing nothing.
     Those keys hold the header as the request did; expired ones are dropped by a later miss.
+    Concurrent misses of one token make one store lookup.
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class Authenticator:
         self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
         self._next_purge = 0.0
         self._granted: dict[tuple[str | None, str | None, Scope], tuple[float, TokenRecord | None]] = {}
+        self._lookups: SingleFlight[str, tuple[float, TokenRecord | None]] = SingleFlight()
 
     async def identify(self, authorization: str | None) -> TokenRecord | None:
         """The token record for the header, None when there is no header.
@@ -81,6 +84,10 @@ class Authenticator:
         cached = self._cache.get(token_hash)
         if cached is not None and cached[0] > time.monotonic():
             return cached
+        return await self._lookups.do(token_hash, lambda: self._fetch(token_hash))
+
+    async def _fetch(self, token_hash: str) -> tuple[float, TokenRecord | None]:
+        """One store lookup, shared by the requests that missed the cache at once."""
         record = await self._tokens.find_token(token_hash)
         entry = (time.monotonic() + self._cache_seconds, record)
         self._remember(self._cache, token_hash, entry)

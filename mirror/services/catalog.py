@@ -5,7 +5,9 @@ two answers are served from memory: one entry per module holds its live versions
 ``versions`` body already encoded. An entry lives ``ttl_seconds``; a write made through this
 process (publish, revoke) drops it at once, so what this process writes it reads back at once.
 Another process's writes show within ``ttl_seconds``, except a newly published version, which a
-``download`` finds at once (a miss falls through to the store).
+``download`` finds at once (a miss falls through to the store). Concurrent misses of one module
+make one store request (``SingleFlight``), and entries hold no README: the protocol never needs
+one. With ``ttl_seconds = 0`` nothing is kept.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.models import ModuleVersion
 from mirror.domain.versions import Version
+from mirror.services.singleflight import SingleFlight
 from mirror.storage.protocols import ModuleIndex
 
 
@@ -41,16 +44,24 @@ class ModuleCatalog:
         self._ttl = ttl_seconds
         self._max_entries = max_entries
         self._entries: dict[tuple[str, str, str], ModuleEntry] = {}
+        self._loads: SingleFlight[tuple[str, str, str], ModuleEntry] = SingleFlight()
+        #: counts this process's writes: a load that saw one start meanwhile is not kept
+        self._writes = 0
 
     async def module(self, address: ModuleAddress) -> ModuleEntry:
         key = _key(address)
         entry = self._entries.get(key)
         if entry is not None and entry.expires > time.monotonic():
             return entry
-        entry = self._build(address, await self._index.list_versions(address))
-        if len(self._entries) >= self._max_entries:
-            self._entries.clear()
-        self._entries[key] = entry
+        return await self._loads.do(key, lambda: self._load(key, address))
+
+    async def _load(self, key: tuple[str, str, str], address: ModuleAddress) -> ModuleEntry:
+        writes = self._writes
+        entry = self._build(address, await self._index.list_versions(address, readme=False))
+        if self._ttl > 0 and writes == self._writes:
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+            self._entries[key] = entry
         return entry
 
     async def version(self, address: ModuleAddress, version: str) -> ModuleVersion | None:
@@ -62,7 +73,11 @@ class ModuleCatalog:
         return found if found is not None and found.revoked_at is None else None
 
     def invalidate(self, address: ModuleAddress) -> None:
-        self._entries.pop(_key(address), None)
+        """After a write through this process: the next answer comes from the store."""
+        self._writes += 1
+        key = _key(address)
+        self._entries.pop(key, None)
+        self._loads.forget(key)
 
     def _build(self, address: ModuleAddress, live: list[ModuleVersion]) -> ModuleEntry:
         by_version = {v.version: v for v in live}

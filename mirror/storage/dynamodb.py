@@ -111,6 +111,7 @@ _VERSION_FIELDS = (
     "commit_sha",
     "revoked_at",
 )
+_VERSION_FIELDS_NO_README = tuple(f for f in _VERSION_FIELDS if f not in ("readme", "readme_z"))
 #: what the latest-version summary is computed from (no README, no analysis)
 _BRIEF_FIELDS = (
     "version",
@@ -512,12 +513,16 @@ class DynamoMetadataStore:
 
     # -- modules and versions ------------------------------------------------------------------
 
-    async def list_versions(self, address: ModuleAddress) -> list[ModuleVersion]:
-        return [v for v in await self.all_versions(address) if v.revoked_at is None]
+    async def list_versions(self, address: ModuleAddress, *, readme: bool = True) -> list[ModuleVersion]:
+        return [v for v in await self._versions(address, readme) if v.revoked_at is None]
 
     async def all_versions(self, address: ModuleAddress) -> list[ModuleVersion]:
         """Every version, revoked ones included: one query of the module's version prefix."""
-        items = await self._query(_ns_pk(address.namespace), prefix=_version_prefix(address), fields=_VERSION_FIELDS)
+        return await self._versions(address, readme=True)
+
+    async def _versions(self, address: ModuleAddress, readme: bool) -> list[ModuleVersion]:
+        fields = _VERSION_FIELDS if readme else _VERSION_FIELDS_NO_README
+        items = await self._query(_ns_pk(address.namespace), prefix=_version_prefix(address), fields=fields)
         return [_version_from_item(item) for item in items]
 
     async def get_version(self, address: ModuleAddress, version: str) -> ModuleVersion | None:

@@ -80,8 +80,9 @@ class BlobStore(Protocol):
 class ModuleIndex(Protocol):
     """Read side of modules and versions: what Terraform's protocol needs."""
 
-    async def list_versions(self, address: ModuleAddress) -> list[ModuleVersion]:
-        """Live (not revoked) versions of a module, any order; [] when unknown."""
+    async def list_versions(self, address: ModuleAddress, *, readme: bool = True) -> list[ModuleVersion]:
+        """Live (not revoked) versions of a module, any order; [] when unknown. With
+        ``readme=False`` each ``readme`` is None and is neither read nor decompressed."""
 
     async def get_version(self, address: ModuleAddress, version: str) -> ModuleVersion | None:
         """A version by its normalized string, revoked or not."""

@@ -178,6 +178,7 @@ _VERSION_COLUMNS = (
     "m.namespace, m.name, m.provider, v.version, v.raw_version, v.sha256, v.size, v.blob_key, "
     "v.published_at, v.readme, v.source, v.commit_sha, v.revoked_at"
 )
+_VERSION_COLUMNS_NO_README = _VERSION_COLUMNS.replace("v.readme", "NULL")
 _MODULE_MATCH = "m.namespace = ? AND m.name = ? AND m.provider = ?"
 
 
@@ -290,9 +291,9 @@ class SqliteMetadataStore:
 
     # -- modules and versions ------------------------------------------------------------------
 
-    async def list_versions(self, address: ModuleAddress) -> list[ModuleVersion]:
+    async def list_versions(self, address: ModuleAddress, *, readme: bool = True) -> list[ModuleVersion]:
         rows = await self._fetchall(
-            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN modules m ON m.id = v.module_id "
+            f"SELECT {_VERSION_COLUMNS if readme else _VERSION_COLUMNS_NO_README} FROM versions v JOIN modules m ON m.id = v.module_id "
             f"WHERE {_MODULE_MATCH} AND v.revoked_at IS NULL",
             (address.namespace, address.name, address.provider),
         )

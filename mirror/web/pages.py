@@ -32,7 +32,7 @@ from yarl import URL
 from mirror.domain.addresses import ModuleAddress, valid_provider
 from mirror.domain.versions import latest, normalize
 from mirror.errors import BadRequest, Forbidden, MirrorError, NotFound, Unauthorized
-from mirror.keys import AUTH, CATALOG, CONFIG
+from mirror.keys import AUTH, CATALOG, CONFIG, STORE
 from mirror.registry.browse_api import MAX_OFFSET, find_modules, visible_namespace
 from mirror.registry.modules_v1 import detail_body
 from mirror.web import session
@@ -234,7 +234,7 @@ class Pages:
         await request.app[AUTH].authorize(session.credential(request).authorization, address.namespace, "read")
         version = version or await self._latest(request.app, address)
         detail = await detail_body(request.app, address, version)
-        found = await request.app[CATALOG].version(address, version)
+        found = await request.app[STORE].get_version(address, version)  # with its README
         host = registry_host(request.app[CONFIG].server.public_url, request.host)
         return self._templates.render(
             request,
