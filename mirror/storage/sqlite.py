@@ -169,6 +169,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE consumers ADD COLUMN lease_owner TEXT;
     ALTER TABLE consumers ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
     """,
+    # The protocol's versions list without touching table rows: a README sits before the later
+    # columns in a row, so reading them walked its overflow pages (a covering index).
+    """
+    CREATE INDEX versions_live ON versions (
+        module_id, revoked_at, version, raw_version, sha256, size, blob_key, published_at, source, commit_sha
+    );
+    """,
 )
 
 #: migrations after which ``_after_migration`` has Python work to do
