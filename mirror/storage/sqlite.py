@@ -205,6 +205,7 @@ class SqliteMetadataStore:
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch(mode=0o600, exist_ok=True)  # a new database is 0600; SQLite gives -wal and -shm its mode
             self._writer = await self._connect()
             await self._writer.execute("PRAGMA journal_mode = WAL")
             await self._migrate(self._writer)
