@@ -346,12 +346,28 @@ class Manifest:
         return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
+#: containers inside containers in ``manifest.json``: room for what export writes (a variable's
+#: default value is its deepest part), far below the recursion limit of the JSON code that
+#: handles the manifest's parts later
+MAX_MANIFEST_DEPTH = 64
+
+
 def parse_manifest(data: bytes) -> Manifest:
     """Validate ``manifest.json`` strictly; raise BundleError naming the first problem."""
+    too_deep = BundleError(f"bundle refused: manifest.json is nested too deeply (the limit is {MAX_MANIFEST_DEPTH} levels)")
     try:
         raw = json.loads(data.decode("utf-8"))
+    except RecursionError:  # the decoder stops at Python's recursion limit: far past ours
+        raise too_deep from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise BundleError(f"bundle refused: manifest.json is not valid JSON ({_one_line(str(exc))})") from None
+    containers = [(raw, 1)]  # checked without recursion
+    while containers:
+        value, depth = containers.pop()
+        if depth > MAX_MANIFEST_DEPTH:
+            raise too_deep
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        containers.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise BundleError(f"bundle refused: manifest.json is not a {FORMAT} manifest")
     format_version = raw.get("format_version")
