@@ -8,6 +8,7 @@ passed down.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 import types
@@ -225,6 +226,11 @@ class Config:
 
 
 ENV_PREFIX = "MIRROR_"
+#: ``MIRROR_*`` variables that are not config keys: read by the command line (the config file,
+#: ``publish``'s token and registry, the bundle signing key, ``sync``'s upstream token)
+NON_CONFIG_VARIABLES = frozenset(
+    {"MIRROR_CONFIG", "MIRROR_TOKEN", "MIRROR_REGISTRY", "MIRROR_BUNDLE_KEY", "MIRROR_UPSTREAM_TOKEN"}
+)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -264,10 +270,11 @@ def load_config(
             values = {}
         sections[section_field.name] = _build_section(section_field.name, section_cls, values, environ, problems)
     for unknown in raw:
-        problems.append(f"unknown section [{unknown}]")
+        problems.append(f"unknown section [{unknown}]" + _did_you_mean(unknown, [f.name for f in dataclasses.fields(Config)]))
 
     # Fields that failed to parse kept their defaults, so validation still reports the rest.
     config = Config(**sections)
+    problems.extend(_unknown_variables(environ, config))
     problems.extend(_validate(config, metadata_backends, blob_backends))
     if problems:
         raise ConfigError(problems)
@@ -283,7 +290,7 @@ def _build_section(name: str, cls: type, values: dict[str, Any], environ: Mappin
     kwargs: dict[str, Any] = {}
     for key in values:
         if key not in hints:
-            problems.append(f"unknown key [{name}] {key}")
+            problems.append(f"unknown key [{name}] {key}" + _did_you_mean(key, list(hints)))
     for key, hint in hints.items():
         env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
         if env_name in environ:
@@ -297,6 +304,48 @@ def _build_section(name: str, cls: type, values: dict[str, Any], environ: Mappin
         except ValueError as exc:
             problems.append(f"{source}: {exc}")
     return cls(**kwargs)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _unknown_variables(environ: Mapping[str, str], config: Config) -> list[str]:
+    """A ``MIRROR_*`` variable that is no config key (a typo would otherwise be ignored silently),
+    not one the command line reads, and not named by a ``*_env`` key of the config."""
+    known = {
+        f"{ENV_PREFIX}{section.name.upper()}_{key.upper()}"
+        for section in dataclasses.fields(Config)
+        if section.name != "upstreams"
+        for key in _hints(_hints(Config)[section.name])
+    }
+    allowed = known | NON_CONFIG_VARIABLES | _named_variables(config)
+    return [
+        f"unknown variable {name}" + _did_you_mean(name.upper(), sorted(known | NON_CONFIG_VARIABLES))
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and name not in allowed
+    ]
+
+
+def _named_variables(value: Any) -> set[str]:
+    """Every string value of a key ending in ``_env`` anywhere in the config (the variables a
+    ``token_env`` and the like name)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if dataclasses.is_dataclass(item):
+            item = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and key.endswith("_env") and isinstance(child, str):
+                    found.add(child)
+                else:
+                    stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
 
 
 def _coerce(value: Any, hint: Any) -> Any:

@@ -35,7 +35,7 @@ def test_environment_overrides_the_file(tmp_path: Path):
             "MIRROR_AUTH_ANONYMOUS_READ": "yes",
             "MIRROR_SERVER_PUBLIC_URL": "https://registry.example.com",
             "MIRROR_LIMITS_MAX_FILES": "50",
-            "MIRROR_UNRELATED": "ignored",
+            "MIRROR_TOKEN": "read by the command line, not a config key",
         },
     )
     assert config.server.port == 9100
