@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 import tarfile
 import time
 from collections.abc import Callable
@@ -254,7 +255,7 @@ BROKEN_ARCHIVES = {
     "corrupt tar header": (lambda _: gzip.compress(MAIN_MEMBER + b"x" * 512), "not a valid .tar.gz: invalid header"),
     "corrupt pax header": (
         lambda _: gzip.compress(MAIN_MEMBER + raw_member(*pax_header(b"0 path=x\n")) + MAIN_MEMBER),
-        "not a valid .tar.gz: invalid header",
+        "archive member 'main.tf': has a malformed pax record at byte 0 of its pax header",
     ),
     "data after the end marker": (
         lambda _: gzip.compress(MAIN_MEMBER + bytes(512) + raw_member(*regular("hidden.tf")) + bytes(1024)),
@@ -491,3 +492,383 @@ def test_strip_top_level_directory_applies_the_limits() -> None:
         strip(tarball, max_unpacked_bytes=20_000)
     with pytest.raises(InvalidArchive, match="more than 1 members"):
         strip(tarball, max_files=1)
+
+
+# One reading: what Python's tarfile and Terraform's Go reader would read differently ------------
+
+
+def pax_member(name: str, records: dict[str, str], data: bytes = MAIN_TF) -> Member:
+    """A regular file whose pax header carries ``records`` as well as what the writer adds."""
+    info, data = regular(name, data)
+    info.pax_headers = records
+    return info, data
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """One "<length> <key>=<value>\\n" pax record, its length counting itself."""
+    body = f" {key}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def extended(type_: bytes, body: bytes) -> bytes:
+    info = tarfile.TarInfo("././@Extended")
+    info.type, info.size = type_, len(body)
+    return info.tobuf(tarfile.USTAR_FORMAT) + body + bytes(-len(body) % 512)
+
+
+def ustar_member(name: str, data: bytes = MAIN_TF, *, type_: bytes = tarfile.REGTYPE, linkname: str = "") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = type_, linkname, 0o644
+    if type_ in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        info.size = len(data)
+    else:
+        data = b""
+    return info.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % 512)
+
+
+def with_prefix(block: bytes, prefix: bytes, *, magic: bytes | None = None) -> bytes:
+    """``block`` (a header and its data) with bytes 345- of the header set, and the magic replaced."""
+    block = patched(block, 345, prefix)
+    return block if magic is None else patched(block, 257, magic)
+
+
+def patched(block: bytes, offset: int, value: bytes) -> bytes:
+    """``block`` (a header and its data) with ``value`` written at ``offset`` of the header."""
+    header = bytearray(block[:512])
+    header[offset : offset + len(value)] = value
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + block[512:]
+
+
+def raw_tar_gz(path: Path, *blocks: bytes) -> Path:
+    path.write_bytes(gzip.compress(b"".join(blocks) + bytes(1024)))
+    return path
+
+
+def tarfile_names(path: Path) -> list[str]:
+    """What Python's tarfile, left to itself, lists."""
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
+class StaticFiles:
+    """A plain HTTP server for one directory, standing in for an archive's download location."""
+
+    def __init__(self, root: Path) -> None:
+        import functools
+        import http.server
+        import threading
+
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        handler.log_message = lambda *args: None  # type: ignore[method-assign]
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StaticFiles:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def terraform_installs(archive: Path, tmp_path: Path) -> list[str]:
+    """The files ``terraform get`` (Go's archive/tar, through go-getter) installs from ``archive``."""
+    from tests.terraform import TERRAFORM_1_15, base_env
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "terraformrc").write_text("")
+    with StaticFiles(archive.parent) as files:
+        (root / "main.tf").write_text(f'module "m" {{\n  source = "{files.url}/{archive.name}"\n}}\n')
+        result = TERRAFORM_1_15.run(root, "get", "-no-color", env=base_env(tmp_path / "terraformrc", tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    installed = root / ".terraform" / "modules" / "m"
+    return sorted(str(p.relative_to(installed)) for p in installed.rglob("*") if p.is_file())
+
+
+@pytest.mark.terraform
+def test_gnu_sparse_name_on_a_regular_file_is_refused_as_terraform_reads_another_name(tmp_path: Path) -> None:
+    output_tf = b'output "id" {\n  value = "m"\n}\n'
+    (tmp_path / "web").mkdir()
+    archive = write_tar_gz(
+        tmp_path / "web" / "m.tar.gz", pax_member("main.tf", {"GNU.sparse.name": "shown.tf"}, output_tf)
+    )
+    # the two readings differ: tarfile honours GNU.sparse.name on any member, Go only on sparse ones
+    assert tarfile_names(archive) == ["shown.tf"]
+    assert terraform_installs(archive, tmp_path) == ["main.tf"]
+    refusal = "archive member 'main.tf': has pax key 'GNU.sparse.name', which tar readers disagree on"
+    with pytest.raises(InvalidArchive, match=re.escape(refusal)):
+        check(archive)
+
+
+TWO_READINGS = {
+    "GNU.sparse.name": (
+        [pax_member("main.tf", {"GNU.sparse.name": "other.tf"})],
+        "archive member 'main.tf': has pax key 'GNU.sparse.name', which tar readers disagree on",
+    ),
+    "GNU.sparse.realsize": ([pax_member("main.tf", {"GNU.sparse.realsize": "9"})], "pax key 'GNU.sparse.realsize'"),
+    "GNU.sparse.size": ([pax_member("main.tf", {"GNU.sparse.size": "9"})], "pax key 'GNU.sparse.size'"),
+    "GNU.sparse.major and minor": (
+        [pax_member("main.tf", {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"})],
+        "pax key 'GNU.sparse.m",
+    ),
+    "GNU.sparse.map": ([pax_member("main.tf", {"GNU.sparse.map": "0,5"})], "pax key 'GNU.sparse.map'"),
+    "an unknown pax key": (
+        [pax_member("main.tf", {"SUN.holesdata": " 0 5"})],
+        "pax key 'SUN.holesdata', which is not accepted",
+    ),
+    "an empty pax path": (
+        [pax_member("main.tf", {"path": ""})],
+        "pax key 'path' with a value tar readers would read differently",
+    ),
+    "a size tarfile reads and Go does not": (
+        [pax_member("main.tf", {"size": "3_6"})],
+        "pax key 'size' with a value tar readers would read differently",
+    ),
+}
+
+
+@pytest.mark.parametrize("members, message", TWO_READINGS.values(), ids=TWO_READINGS.keys())
+def test_pax_keys_that_tar_readers_disagree_on_are_refused(
+    tmp_path: Path, members: list[Member], message: str
+) -> None:
+    archive = write_tar_gz(tmp_path / "m.tar.gz", regular("variables.tf"), *members)
+    with pytest.raises(InvalidArchive, match=re.escape(message)):
+        check(archive)
+    rerooted = [(rename(info, f"{TOP}/{info.name}"), data) for info, data in members]
+    with pytest.raises(InvalidArchive, match=re.escape(message.replace("'main.tf'", f"'{TOP}/main.tf'"))):
+        strip(github_tarball(directory(TOP), *rerooted))
+
+
+def rename(info: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
+    info.name = name
+    return info
+
+
+def with_mode(member: Member, mode: int) -> Member:
+    member[0].mode = mode
+    return member
+
+
+def test_a_pax_record_tarfile_skips_and_go_reads_is_refused(tmp_path: Path) -> None:
+    # tarfile stops parsing at a length it cannot match ("+23"), so it keeps the ustar name;
+    # Go's strconv.ParseInt reads "+23" and renames the member to "evil.tf".
+    body = b"+17 path=evil.tf\n"
+    assert len(body) == 17
+    archive = raw_tar_gz(tmp_path / "m.tar.gz", extended(tarfile.XHDTYPE, body), ustar_member("main.tf"))
+    assert tarfile_names(archive) == ["main.tf"]
+    with pytest.raises(InvalidArchive, match="archive member 'main.tf': has a malformed pax record at byte 0"):
+        check(archive)
+
+
+STACKED_HEADERS = {
+    # tarfile: the first pax header wins; Go: only the last one counts
+    "two pax headers": (
+        [
+            extended(tarfile.XHDTYPE, pax_record("path", "first.tf")),
+            extended(tarfile.XHDTYPE, pax_record("path", "second.tf")),
+            ustar_member("main.tf"),
+        ],
+        ["first.tf"],
+        "archive member 'main.tf': has more than one pax extended header",
+    ),
+    # tarfile: the pax path wins over a GNU long name that follows it; Go: the long name wins
+    "a pax path and a GNU long name": (
+        [
+            extended(tarfile.XHDTYPE, pax_record("path", "pax.tf")),
+            extended(tarfile.GNUTYPE_LONGNAME, b"gnu.tf\0"),
+            ustar_member("main.tf"),
+        ],
+        ["pax.tf"],
+        "archive member 'main.tf': has both a pax 'path' and a GNU long name",
+    ),
+    # tarfile: the outer long name wins; Go: the last one
+    "two GNU long names": (
+        [
+            extended(tarfile.GNUTYPE_LONGNAME, b"first.tf\0"),
+            extended(tarfile.GNUTYPE_LONGNAME, b"second.tf\0"),
+            ustar_member("main.tf"),
+        ],
+        ["first.tf"],
+        "has more than one GNU long-name header",
+    ),
+    # tarfile names the member ""; Go ignores an empty long name
+    "an empty GNU long name": (
+        [extended(tarfile.GNUTYPE_LONGNAME, b"\0"), ustar_member("main.tf")],
+        [""],
+        "archive member 'main.tf': has an empty or non-UTF-8 GNU long-name header",
+    ),
+    # tarfile applies a global header's linkpath to later members; Go applies it to none
+    "a global header with a link target": (
+        [
+            extended(tarfile.XGLTYPE, pax_record("linkpath", "main.tf")),
+            ustar_member("main.tf"),
+            extended(tarfile.XHDTYPE, pax_record("mtime", "0")),
+            ustar_member("up", type_=tarfile.SYMTYPE, linkname="../../../etc/passwd"),
+        ],
+        ["main.tf", "up"],
+        "has a pax global header with key 'linkpath'",
+    ),
+    # Go returns a global header as an entry of its own: the pax header before it is lost
+    "a global header after a pax header": (
+        [
+            extended(tarfile.XHDTYPE, pax_record("path", "pax.tf")),
+            extended(tarfile.XGLTYPE, pax_record("comment", "x")),
+            ustar_member("main.tf"),
+        ],
+        ["pax.tf"],
+        "has a pax global header after another extended header",
+    ),
+    # Go knows no type 'X' and would install the header as a file
+    "a Solaris extended header": (
+        [extended(tarfile.SOLARIS_XHDTYPE, pax_record("path", "solaris.tf")), ustar_member("main.tf")],
+        ["solaris.tf"],
+        "has a Solaris extended header (type 'X')",
+    ),
+    # tarfile joins bytes 345- of any header to the name; Go only in a POSIX ustar header
+    "a name prefix in a GNU header": (
+        [with_prefix(ustar_member("main.tf"), b"hidden", magic=b"ustar  \0")],
+        ["hidden/main.tf"],
+        "archive member 'hidden/main.tf': its header has a name prefix outside a POSIX ustar header",
+    ),
+}
+
+
+@pytest.mark.parametrize("blocks, tarfile_reads, message", STACKED_HEADERS.values(), ids=STACKED_HEADERS.keys())
+def test_extended_headers_that_tar_readers_apply_differently_are_refused(
+    tmp_path: Path, blocks: list[bytes], tarfile_reads: list[str], message: str
+) -> None:
+    archive = raw_tar_gz(tmp_path / "m.tar.gz", ustar_member("variables.tf"), *blocks)
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()[1:]
+        if "up" in names:
+            assert tar.getmember("up").linkname == "main.tf"  # not what Go reads
+    assert names == tarfile_reads
+    with pytest.raises(InvalidArchive, match=re.escape(message)):
+        check(archive)
+
+
+def test_headers_both_readers_read_alike_are_accepted(tmp_path: Path) -> None:
+    long_name = "modules/" + "d" * 120 + "/main.tf"
+    archive = raw_tar_gz(
+        tmp_path / "m.tar.gz",
+        extended(tarfile.XGLTYPE, pax_record("comment", SHA)),  # GitHub's tarballs
+        extended(
+            tarfile.XHDTYPE,
+            pax_record("path", "main.tf")
+            + pax_record("mtime", "1700000000.123456789")
+            + pax_record("SCHILY.xattr.user.note", "\x01binary")
+            + pax_record("LIBARCHIVE.xattr.com.apple.quarantine", "MDA4MQ")
+            + pax_record("uname", "ünïcode"),
+        ),
+        ustar_member("ignored-ustar-name.tf"),
+        extended(tarfile.GNUTYPE_LONGNAME, long_name.encode() + b"\0"),
+        ustar_member("modules/short"),
+        with_prefix(ustar_member("x.tf"), b"modules"),  # a POSIX ustar prefix: both readers join it
+    )
+    info = check(archive)
+    assert info.root_tf_files == ("main.tf",)
+    assert tarfile_names(archive) == ["main.tf", long_name, "modules/x.tf"]
+
+
+CASE_VARIANTS = {
+    "a symlink reached through another spelling": (
+        [directory("x"), symlink("x/L", ".."), symlink("y", "X/l/../..")],
+        "archive member 'y': symlink target 'X/l/../..' points outside the module",
+    ),
+    "a hardlink to another spelling": (
+        [hardlink("copy.tf", "MAIN.TF")],
+        "archive member 'copy.tf': hardlink target 'MAIN.TF' differs only in letter case from an earlier regular file",
+    ),
+    "a file written through a link of another spelling": (
+        [directory("sub"), symlink("sub/Link", ".."), regular("sub/link/main.tf")],
+        "archive member 'sub/link/main.tf': path differs only in letter case from 'sub/Link'",
+    ),
+    "two spellings of one file": ([regular("Main.tf")], "path differs only in letter case from 'main.tf'"),
+    "two spellings of one directory": (
+        [regular("modules/a/main.tf"), regular("Modules/b/main.tf")],
+        "archive member 'Modules/b/main.tf': path differs only in letter case from 'modules'",
+    ),
+    "two Unicode compositions of one name": (
+        [regular("caf\u00e9.tf"), regular("cafe\u0301.tf")],
+        "differs only in letter case from 'caf\u00e9.tf'",
+    ),
+}
+
+
+@pytest.mark.parametrize("members, message", CASE_VARIANTS.values(), ids=CASE_VARIANTS.keys())
+def test_case_variant_names_and_link_targets_are_refused(
+    tmp_path: Path, members: list[Member], message: str
+) -> None:
+    archive = write_tar_gz(tmp_path / "m.tar.gz", regular("main.tf"), *members)
+    with pytest.raises(InvalidArchive, match=re.escape(message)):
+        check(archive)
+
+
+MODES = {
+    "setuid": (regular("tool.sh", b"#!/bin/sh\n", mode=0o4755), "archive member 'tool.sh': mode 4755 has setuid"),
+    "setgid directory": (with_mode(directory("shared"), 0o2755), "mode 2755 has setuid, setgid or sticky bits"),
+    "sticky": (regular("tmp.txt", b"x", mode=0o1644), "mode 1644 has setuid, setgid or sticky bits"),
+}
+
+
+@pytest.mark.parametrize("member, message", MODES.values(), ids=MODES.keys())
+def test_an_uploaded_archive_with_special_mode_bits_is_refused(tmp_path: Path, member: Member, message: str) -> None:
+    archive = write_tar_gz(tmp_path / "m.tar.gz", regular("main.tf"), member)
+    with pytest.raises(InvalidArchive, match=re.escape(message)):
+        check(archive)
+
+
+def test_a_regular_file_whose_mode_says_directory_is_refused(tmp_path: Path) -> None:
+    # Go's FileInfo().IsDir() reads the mode's type bits too, so go-getter makes a directory of it
+    directory_mode = patched(ustar_member("vars.tf"), 100, b"0040644\0")
+    archive = raw_tar_gz(tmp_path / "m.tar.gz", ustar_member("main.tf"), directory_mode)
+    with tarfile.open(archive) as tar:
+        assert tar.getmember("vars.tf").isreg()
+    with pytest.raises(InvalidArchive, match=re.escape("archive member 'vars.tf': mode 40644 names another file type")):
+        check(archive)
+
+
+def test_type_bits_matching_the_tar_type_are_accepted(tmp_path: Path) -> None:
+    archive = raw_tar_gz(tmp_path / "m.tar.gz", patched(ustar_member("main.tf"), 100, b"0100644\0"))
+    assert check(archive).root_tf_files == ("main.tf",)
+
+
+def test_strip_top_level_directory_drops_setuid_setgid_and_sticky_bits(tmp_path: Path) -> None:
+    setgid_dir = with_mode(directory(f"{TOP}/modules"), 0o2775)
+    stripped, _, _ = strip(
+        github_tarball(
+            directory(TOP),
+            regular(f"{TOP}/main.tf", mode=0o4755),
+            setgid_dir,
+            regular(f"{TOP}/modules/x.tf", mode=0o1644 | stat.S_IFREG),
+        )
+    )
+    with tarfile.open(fileobj=io.BytesIO(stripped)) as tar:
+        modes = {m.name: m.mode for m in tar.getmembers()}
+    assert modes == {"main.tf": 0o755, "modules": 0o755, "modules/x.tf": 0o644}
+    archive = tmp_path / "stripped.tar.gz"
+    archive.write_bytes(stripped)
+    check(archive)  # what is stored passes the checks an upload gets
+
+
+def test_unpacking_a_downloaded_archive_refuses_what_check_archive_refuses(tmp_path: Path) -> None:
+    from mirror.upstream.unpack import pack, unpack
+
+    sparse = write_tar_gz(tmp_path / "sparse.tar.gz", pax_member("main.tf", {"GNU.sparse.name": "other.tf"}))
+    with pytest.raises(InvalidArchive, match="pax key 'GNU.sparse.name'"):
+        unpack(sparse, "tar.gz", tmp_path / "a", ArchiveLimits())
+
+    setuid = write_tar_gz(tmp_path / "setuid.tar.gz", regular("main.tf", mode=0o4755))
+    unpack(setuid, "tar.gz", tmp_path / "b", ArchiveLimits())
+    pack(tmp_path / "b", tmp_path / "b.tar.gz")
+    with tarfile.open(tmp_path / "b.tar.gz") as tar:
+        assert tar.getmember("main.tf").mode == 0o755  # repacked canonically

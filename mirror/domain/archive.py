@@ -8,6 +8,13 @@ gzip and tar well-formedness, byte limits on both the compressed and the decompr
 a gzip bomb is refused after inflating at most ``max_unpacked_bytes``), a member count limit, safe
 relative paths, links that stay inside the module, no device or other special files, and at least
 one ``.tf`` file at the root.
+
+Every archive is also read the way Terraform's reader (Go's ``archive/tar``) reads it: headers that
+Python's ``tarfile`` and Go would read differently -- pax keys that rename a member or change its
+layout (``GNU.sparse.*``), pax records Go would parse otherwise, stacked or mixed extended headers,
+a global header carrying a name or size, a name prefix outside a POSIX ustar header -- are refused,
+so the file list checked here is the one Terraform installs. Names are also compared as
+case-insensitive file systems (macOS, Windows) see them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import os
 import re
 import stat
 import tarfile
+import unicodedata
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -49,6 +57,40 @@ _SPECIAL_TYPE_NAMES = {
     tarfile.GNUTYPE_SPARSE: "a sparse file",
 }
 _WINDOWS_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+#: pax keys that Go and tarfile both honour the same way: a member's name, link target and size
+_PAX_LAYOUT_KEYS = frozenset({"path", "linkpath", "size"})
+#: pax keys that only describe a member (ownership, times, comments, extended attributes)
+_PAX_METADATA_KEYS = frozenset(
+    {
+        "mtime",
+        "atime",
+        "ctime",
+        "uid",
+        "gid",
+        "uname",
+        "gname",
+        "comment",
+        "charset",
+        "hdrcharset",
+        "SCHILY.fflags",
+        "SCHILY.dev",
+        "SCHILY.ino",
+        "SCHILY.nlink",
+        "LIBARCHIVE.creationtime",
+    }
+)
+_PAX_METADATA_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.", "SCHILY.acl.")
+_PAX_DIGITS_RE = re.compile(rb"[0-9]{1,19}")  # size, uid, gid: what both strconv.ParseInt and int() read alike
+_PAX_TIME_RE = re.compile(rb"-?[0-9]{1,19}(\.[0-9]{1,30})?")
+#: mode bits that say what a member is; allowed only when they agree with its tar type
+_MODE_TYPE_BITS = {
+    tarfile.REGTYPE: stat.S_IFREG,
+    tarfile.AREGTYPE: stat.S_IFREG,
+    tarfile.CONTTYPE: stat.S_IFREG,
+    tarfile.DIRTYPE: stat.S_IFDIR,
+    tarfile.SYMTYPE: stat.S_IFLNK,
+    tarfile.LNKTYPE: stat.S_IFREG,
+}
 _README_NAMES = ("readme.md", "readme")  # lower-cased, best first
 _SKIPPED_NAMES = frozenset({".git", ".terraform", ".terraform.lock.hcl", ".DS_Store"})
 _SKIPPED_PATTERNS = ("*.tfstate", "*.tfstate.*")
@@ -83,7 +125,7 @@ def check_archive(path: Path, limits: ArchiveLimits) -> ArchiveInfo:
         raise PayloadTooLarge(
             f"archive is {_describe_size(size)}; the limit is {_describe_size(limits.max_archive_bytes)}"
         )
-    checker = _MemberChecker(limits)
+    checker = _MemberChecker(limits, stored_as_read=True)
     best_readme: tuple[tuple[int, str], str] | None = None  # (rank, text)
     with path.open("rb") as raw, _open_tar_stream(raw, limits) as tar:
         for member in tar:
@@ -130,7 +172,7 @@ def strip_top_level_directory(src: BinaryIO, dst: BinaryIO, limits: ArchiveLimit
     caller must discard.
     """
     sink = HashingWriter(dst)
-    checker = _MemberChecker(limits)
+    checker = _MemberChecker(limits, stored_as_read=False)  # modes are rewritten below
     top = _TopLevelDirectory()
     with _open_tar_stream(src, limits) as tar, _deterministic_tar_writer(sink) as out:
         for member in tar:
@@ -168,10 +210,14 @@ class _CappedReader:
 
 
 class StrictTarInfo(tarfile.TarInfo):
-    """A TarInfo that turns damaged headers into errors and caps extended headers.
+    """A TarInfo that turns damaged headers into errors, caps extended headers, and reads extended
+    headers as Go's ``archive/tar`` (Terraform's reader) does, refusing those the two would read
+    differently.
 
     After the first member, tarfile silently ends the member list at a truncated or corrupt header,
-    and it reads a pax / GNU long-name header body into memory whole.
+    and it reads a pax / GNU long-name header body into memory whole. Its pax parser also stops
+    quietly at a record it cannot parse, honours ``GNU.sparse.name`` on any member, applies global
+    headers to later members, and lets the first of stacked headers win; Go does none of these.
     """
 
     @classmethod
@@ -189,7 +235,201 @@ class StrictTarInfo(tarfile.TarInfo):
                 f"archive has a {_describe_size(info.size)} extended header; "
                 f"the limit is {_describe_size(_MAX_EXTENDED_HEADER_BYTES)}"
             )
+        if info.type not in tarfile.GNU_TYPES and buf[345] and not _go_reads_the_prefix(buf):
+            raise _refuse(
+                info,
+                "its header has a name prefix outside a POSIX ustar header, which tar readers "
+                "disagree on (Terraform's reader ignores it)",
+            )
         return info
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        """tarfile's documented hook for member types: extended headers are read here, not by tarfile."""
+        if self.type not in _EXTENDED_HEADER_TYPES:
+            return super()._proc_member(archive)
+        headers = _ExtendedHeaders()
+        header: tarfile.TarInfo = self
+        while header.type in _EXTENDED_HEADER_TYPES:
+            headers.add(header, _read_extended_body(archive, header))
+            header = _next_header(type(self), archive)
+        headers.refuse_if_needed(header)
+        member = header._proc_member(archive)
+        headers.apply(member, archive)
+        member.offset = self.offset
+        return member
+
+
+def _go_reads_the_prefix(buf: bytes) -> bool:
+    """Whether Go joins the ustar prefix field (bytes 345-500) to the name as tarfile does: only in a
+    POSIX ustar header, and, in a star header, only when the prefix fits star's shorter field."""
+    if buf[257:263] != b"ustar\0":
+        return False
+    return buf[508:512] != b"tar\0" or 0 in buf[345:476]
+
+
+def _read_extended_body(archive: tarfile.TarFile, header: tarfile.TarInfo) -> bytes:
+    stream = archive.fileobj
+    assert stream is not None
+    padded = -(-header.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    body = stream.read(padded)
+    if len(body) < padded:
+        raise InvalidArchive("archive is not a valid .tar.gz: it ends inside an extended header")
+    return body[: header.size]
+
+
+def _next_header(cls: type[StrictTarInfo], archive: tarfile.TarFile) -> tarfile.TarInfo:
+    """The header block after an extended header, without processing it."""
+    stream = archive.fileobj
+    assert stream is not None
+    buf = stream.read(tarfile.BLOCKSIZE)
+    try:
+        info = cls.frombuf(buf, archive.encoding, archive.errors)
+    except (tarfile.EOFHeaderError, tarfile.EmptyHeaderError):
+        raise InvalidArchive("archive is not a valid .tar.gz: it ends after an extended header") from None
+    except tarfile.HeaderError as exc:
+        raise _not_a_tar_gz(exc) from None
+    info.offset = stream.tell() - tarfile.BLOCKSIZE
+    return info
+
+
+class _ExtendedHeaders:
+    """The pax and GNU headers before one member, read strictly, and applied as Go applies them.
+
+    Go keeps only the last pax header of a run and lets a GNU long name override a pax ``path``;
+    tarfile lets the first pax header win and the pax ``path`` override. Go returns a global header
+    as an entry of its own and applies it to no member; tarfile applies it to every later member.
+    So each member may have at most one pax header, one GNU long name and one long link, never a
+    pax ``path`` beside a long name nor ``linkpath`` beside a long link, and a global header only
+    first, without a name, link or size. Problems are kept until the member's own header is read,
+    so the refusal can name it.
+    """
+
+    def __init__(self) -> None:
+        self._kinds: set[bytes] = set()
+        self._pax: dict[str, str] = {}
+        self._long_name: str | None = None
+        self._long_link: str | None = None
+        self._problem: str | None = None
+
+    def add(self, header: tarfile.TarInfo, body: bytes) -> None:
+        if self._problem is None:
+            self._problem = self._read(header.type, body)
+        self._kinds.add(header.type)
+
+    def refuse_if_needed(self, member: tarfile.TarInfo) -> None:
+        if self._problem is not None:
+            raise _refuse(member, self._problem)
+
+    def _read(self, kind: bytes, body: bytes) -> str | None:
+        if kind == tarfile.SOLARIS_XHDTYPE:
+            return "has a Solaris extended header (type 'X'), which Terraform's reader takes for a file"
+        if kind == tarfile.XGLTYPE:
+            if self._kinds:
+                return "has a pax global header after another extended header"
+            records, problem = _parse_pax(body)
+            if problem is None:
+                problem = next(
+                    (f"has a pax global header with key {k!r}" for k in records if k in _PAX_LAYOUT_KEYS), None
+                )
+            return problem
+        if kind in self._kinds:
+            return "has more than one " + ("pax extended header" if kind == tarfile.XHDTYPE else "GNU long-name header")
+        if kind == tarfile.XHDTYPE:
+            self._pax, problem = _parse_pax(body)
+            return problem
+        name = body.split(b"\0", 1)[0]
+        text = _utf8(name)
+        if not text:
+            return "has an empty or non-UTF-8 GNU long-name header"
+        if kind == tarfile.GNUTYPE_LONGNAME:
+            self._long_name = text
+        else:
+            self._long_link = text
+        return None
+
+    def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        pax = self._pax
+        if "path" in pax and self._long_name is not None:
+            raise _refuse(member, "has both a pax 'path' and a GNU long name, which tar readers order differently")
+        if "linkpath" in pax and self._long_link is not None:
+            raise _refuse(member, "has both a pax 'linkpath' and a GNU long link, which tar readers order differently")
+        name = pax.get("path", self._long_name)
+        if name is not None:
+            member.name = name.rstrip("/") if member.isdir() else name
+        link = pax.get("linkpath", self._long_link)
+        if link is not None:
+            member.linkname = link
+        for key in ("uid", "gid"):
+            if key in pax:
+                setattr(member, key, int(pax[key]))
+        if "mtime" in pax:
+            member.mtime = float(pax["mtime"])
+        for key in ("uname", "gname"):
+            if key in pax:
+                setattr(member, key, pax[key])
+        member.pax_headers = dict(pax)
+        if "size" in pax:
+            member.size = int(pax["size"])
+            if member.isreg() or member.type not in tarfile.SUPPORTED_TYPES:
+                archive.offset = member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+def _parse_pax(body: bytes) -> tuple[dict[str, str], str | None]:
+    """The records of a pax header body, and the first problem with them.
+
+    The grammar is ``"<length> <key>=<value>\\n"`` repeated to the end of the body, read as Go
+    reads it (tarfile stops quietly at the first record it cannot parse, and Go does not). Only keys
+    that both readers honour alike, or both ignore, are accepted; values are UTF-8 without NUL.
+    """
+    records: dict[str, str] = {}
+    position = 0
+    while position < len(body):
+        malformed = f"has a malformed pax record at byte {position} of its pax header"
+        space = body.find(b" ", position, position + 21)
+        if space < 0 or not _PAX_DIGITS_RE.fullmatch(body, position, space):
+            return records, malformed
+        end = position + int(body[position:space])
+        if end > len(body) or end <= space + 1 or body[end - 1] != 0x0A:
+            return records, malformed
+        raw_key, equals, raw_value = body[space + 1 : end - 1].partition(b"=")
+        position = end
+        key = _utf8(raw_key)
+        if not equals or not key:
+            return records, malformed
+        problem = _pax_value_problem(key, raw_value)
+        if problem:
+            return records, problem
+        records[key] = raw_value.decode("utf-8", "surrogateescape")
+    return records, None
+
+
+def _pax_value_problem(key: str, value: bytes) -> str | None:
+    if key.startswith(_PAX_METADATA_PREFIXES):
+        return None  # extended attributes: binary values, ignored by both readers
+    if key not in _PAX_LAYOUT_KEYS and key not in _PAX_METADATA_KEYS:
+        if key.startswith("GNU.sparse."):
+            return f"has pax key {key!r}, which tar readers disagree on (it can rename a member or change its data)"
+        return (
+            f"has pax key {key!r}, which is not accepted (only path, linkpath, size, times, ownership, "
+            "comments and extended attributes are)"
+        )
+    if key in ("size", "uid", "gid"):
+        ok = _PAX_DIGITS_RE.fullmatch(value) is not None
+    elif key in ("mtime", "atime", "ctime"):
+        ok = _PAX_TIME_RE.fullmatch(value) is not None
+    else:
+        ok = bool(value) and _utf8(value) is not None
+    return None if ok else f"has pax key {key!r} with a value tar readers would read differently"
+
+
+def _utf8(raw: bytes) -> str | None:
+    """``raw`` as UTF-8 text without NUL, or None."""
+    if 0 in raw:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 @contextmanager
@@ -258,10 +498,14 @@ class _MemberChecker:
     root itself. Its state grows with the member count, which ``max_files`` bounds.
     """
 
-    def __init__(self, limits: ArchiveLimits) -> None:
+    def __init__(self, limits: ArchiveLimits, *, stored_as_read: bool) -> None:
         self._limits = limits
+        #: the archive is kept byte for byte (an upload), not repacked with canonical modes
+        self._stored_as_read = stored_as_read
         self._paths: set[str] = set()
+        self._spellings = _Spellings()
         self._regular_files: set[str] = set()
+        self._folded_regular_files: set[str] = set()
         self._resolver = _SymlinkResolver()
         self.files = 0
         self.unpacked_bytes = 0
@@ -275,10 +519,22 @@ class _MemberChecker:
         if not path:
             if not member.isdir():
                 raise _refuse(member, "only a directory can stand for the archive root")
-            return
+        else:
+            self._admit_path(member, path)
+        if self._stored_as_read:
+            self._admit_mode(member)
+
+    def _admit_path(self, member: tarfile.TarInfo, path: str) -> None:
         if path in self._paths:
             raise _refuse(member, "appears more than once")
         self._paths.add(path)
+        clash = self._spellings.clash(path)
+        if clash:
+            raise _refuse(
+                member,
+                f"path differs only in letter case from {clash!r}, which case-insensitive file systems "
+                "(macOS, Windows) take for the same file",
+            )
         if member.type in _REGULAR_TYPES:
             self._admit_regular_file(member, path)
         elif member.issym():
@@ -288,13 +544,29 @@ class _MemberChecker:
             raise _refuse(member, f"is {kind}; only regular files, directories and links are allowed")
 
     def admit_hardlink_target(self, member: tarfile.TarInfo, target: str) -> None:
-        """Refuse a hardlink unless ``target`` (normalized, root-relative) is an earlier regular file."""
-        if target not in self._regular_files:
-            raise _refuse(member, f"hardlink target {member.linkname!r} is not an earlier regular file in the archive")
+        """Refuse a hardlink unless ``target`` (normalized, root-relative) is an earlier regular file,
+        spelled as that file is."""
+        if target in self._regular_files:
+            return
+        if _folded(target) in self._folded_regular_files:
+            raise _refuse(
+                member,
+                f"hardlink target {member.linkname!r} differs only in letter case from an earlier regular file",
+            )
+        raise _refuse(member, f"hardlink target {member.linkname!r} is not an earlier regular file in the archive")
+
+    def _admit_mode(self, member: tarfile.TarInfo) -> None:
+        """An archive stored as sent keeps its modes: refuse setuid, setgid and sticky bits, and file
+        type bits that disagree with the tar type (Go reads a member's type from both)."""
+        if member.mode & 0o7000:
+            raise _refuse(member, f"mode {member.mode:o} has setuid, setgid or sticky bits")
+        type_bits = stat.S_IFMT(member.mode)
+        if type_bits and type_bits != _MODE_TYPE_BITS.get(member.type):
+            raise _refuse(member, f"mode {member.mode:o} names another file type than the member's tar type")
 
     def finish(self) -> None:
         """The checks that need the whole archive: symlink chains, and a .tf file at the root."""
-        for path, target in self._resolver.links.items():
+        for path, target in self._resolver.links.values():
             if not self._resolver.stays_inside(path, target):
                 raise InvalidArchive(
                     f"archive member {path!r}: symlink target {target!r} points outside the module "
@@ -314,6 +586,7 @@ class _MemberChecker:
                 f"{_describe_size(self._limits.max_unpacked_bytes)} limit"
             )
         self._regular_files.add(path)
+        self._folded_regular_files.add(_folded(path))
         if "/" not in path and _is_terraform_config(path):
             self.root_tf_files.append(path)
 
@@ -321,7 +594,7 @@ class _MemberChecker:
         problem = _symlink_problem(path, member.linkname, self._resolver)
         if problem:
             raise _refuse(member, f"symlink target {member.linkname!r} {problem}")
-        self._resolver.links[path] = member.linkname
+        self._resolver.links[_folded(path)] = (path, member.linkname)
 
 
 def _refuse(member: tarfile.TarInfo, problem: str) -> InvalidArchive:
@@ -360,17 +633,49 @@ def _absolute_path_problem(raw: str) -> str | None:
     return None
 
 
+def _folded(path: str) -> str:
+    """``path`` as case-insensitive file systems compare names (case and Unicode composition)."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+class _Spellings:
+    """The archive's paths as a tree of components folded by ``_folded``, each node keeping the
+    first spelling met: ``Modules/a.tf`` after ``modules/b.tf`` is a clash on ``Modules``.
+
+    Linear in the number of path components, however long the paths.
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[tuple[int, str], tuple[int, str]] = {}  # (parent, folded part) -> (id, part)
+
+    def clash(self, path: str) -> str | None:
+        """The earlier spelling that ``path`` (or one of its directories) differs from only in case."""
+        parent = 0
+        spelled: list[str] = []
+        for part in path.split("/"):
+            key = (parent, _folded(part))
+            node = self._nodes.get(key)
+            if node is None:
+                node = self._nodes[key] = (len(self._nodes) + 1, part)
+            spelled.append(node[1])
+            if node[1] != part:
+                return "/".join(spelled)
+            parent = node[0]
+        return None
+
+
 class _SymlinkResolver:
     """Resolves symlink targets component by component from the root, as the OS will after
     extraction, expanding the archive's symlinks met on the way: ``a -> b/..`` looks harmless, but
-    not next to ``b -> .``.
+    not next to ``b -> .``. Links are looked up as case-insensitive file systems would find them,
+    so that ``A/x`` reaches a link at ``a/X``.
 
     All resolutions share one budget of steps, so that loops and absurd chains cannot make checking
     an archive slow.
     """
 
     def __init__(self) -> None:
-        self.links: dict[str, str] = {}  # path -> target
+        self.links: dict[str, tuple[str, str]] = {}  # folded path -> (path, target)
         self._steps_left = _MAX_RESOLVE_STEPS
 
     def stays_inside(self, link_path: str, target: str) -> bool:
@@ -392,11 +697,11 @@ class _SymlinkResolver:
                 resolved.pop()
                 continue
             prefix = f"{resolved[-1]}/{part}" if resolved else part
-            expansion = self.links.get(prefix)
-            if expansion is None:
+            link = self.links.get(_folded(prefix))
+            if link is None:
                 resolved.append(prefix)
             else:
-                pending.extendleft(reversed(expansion.split("/")))
+                pending.extendleft(reversed(link[1].split("/")))
         return True
 
 
