@@ -7,11 +7,14 @@ Clients (metadata store, blob store) are created once in a ``cleanup_ctx`` and c
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import secrets
 import shutil
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -19,11 +22,23 @@ from aiohttp import web
 
 from mirror import metrics
 from mirror.config import Config
-from mirror.errors import BadRequest, Conflict, InvalidArchive, NotFound, PayloadTooLarge, StorageUnavailable
+from mirror.errors import BadRequest, Conflict, InvalidArchive, MirrorError, NotFound, PayloadTooLarge, StorageUnavailable
 from mirror.github.api import GitHubError
 from mirror.github import webhook as github_webhook
 from mirror.github.integration import setup_github
-from mirror.keys import AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, LOCATOR, PULLTHROUGH, STORE
+from mirror.keys import (
+    AUTH,
+    BLOBS,
+    CATALOG,
+    CONFIG,
+    INGESTOR,
+    JOB_HANDLERS,
+    JOBS,
+    LOCATOR,
+    PULLTHROUGH,
+    READINESS,
+    STORE,
+)
 from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, openapi, webhooks_api
 from mirror.logs import AccessLog, structlog_access_log
 from mirror.metrics import METRICS, Metrics
@@ -35,6 +50,7 @@ from mirror.services.eventlog import EventLogWriter
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobQueue
 from mirror.services.pullthrough import ProxiedUpstream, PullThrough
+from mirror.services.singleflight import SingleFlight
 from mirror.storage.factory import make_blob_store, make_metadata_store
 from mirror.web import pages
 
@@ -66,6 +82,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     app[CONFIG] = config
     app[JOB_HANDLERS] = {}
     app[METRICS] = Metrics(config.downloads.mode)
+    app[READINESS] = SingleFlight()
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_event_log)
     app.cleanup_ctx.append(_services)
@@ -211,16 +228,84 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 
 
 def prepare_spool(spool: Path, stale_after: float = 3600) -> None:
-    """Create the spool directory and remove what crashed processes left there (older than an
-    hour, so another process's work in progress is left alone)."""
+    """Create the spool directory (0700: only this user reads what is being checked) and remove
+    what crashed processes left there (older than an hour, so another process's work in
+    progress is left alone)."""
     try:
-        spool.mkdir(parents=True, exist_ok=True)
+        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         cutoff = time.time() - stale_after
         for entry in spool.iterdir():
             if entry.stat().st_mtime < cutoff:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     except OSError as exc:
         raise StorageUnavailable(f"spool directory {spool} is not usable: {exc}") from exc
+
+
+@contextmanager
+def lock_local_data(config: Config) -> Iterator[None]:
+    """Hold, while a server runs, an exclusive ``flock`` on the local data that one server at a
+    time may use: the SQLite database (through ``<database>.lock``, holding the owner's pid) and
+    the spool directory. Replicas on DynamoDB and S3 each have their own spool, so they run side
+    by side. Another holder is a MirrorError at once (the lock is never waited for)."""
+    held: list[int] = []
+    try:
+        if config.metadata.backend == "sqlite":
+            database = config.metadata.path
+            held.append(_lock(database.with_name(database.name + ".lock"), f"the database {database}", directory=False))
+        spool = config.server.spool_dir
+        held.append(_lock(spool, f"the spool directory {spool}", directory=True))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)  # releases the flock
+
+
+def _lock(path: Path, what: str, *, directory: bool) -> int:
+    """An open descriptor of ``path`` (a directory, or a lock file made 0600) under ``flock``."""
+    try:
+        if directory:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        else:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise MirrorError(f"cannot lock {what}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise MirrorError(
+            f"another mirror serve is using {what}" + (f" (pid {holder})" if holder else "")
+        ) from None
+    except OSError as exc:  # a file system without flock
+        os.close(fd)
+        raise MirrorError(f"cannot lock {what}: {exc.strerror or exc}") from None
+    if not directory:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid holding a ``flock`` on ``fd``'s file: from /proc/locks (Linux), else the pid the
+    holder wrote into its lock file; None when neither tells."""
+    info = os.fstat(fd)
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device and fields[4].isdigit():
+                    return int(fields[4])
+    except OSError:
+        pass
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:

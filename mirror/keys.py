@@ -11,6 +11,7 @@ from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobHandler, JobQueue
 from mirror.services.pullthrough import PullThrough
+from mirror.services.singleflight import SingleFlight
 from mirror.storage.protocols import BlobStore, MetadataStore
 
 CONFIG = web.AppKey("config", Config)
@@ -23,6 +24,8 @@ CATALOG = web.AppKey("catalog", ModuleCatalog)
 #: set only when some ``[[upstreams]]`` has ``proxy_namespaces``
 PULLTHROUGH = web.AppKey("pullthrough", PullThrough)
 JOBS = web.AppKey("jobs", JobQueue)
+#: concurrent ``/readyz`` requests share one round of store checks (the problems found, [] when ready)
+READINESS = web.AppKey("readiness", SingleFlight[None, list[str]])
 #: job kind -> handler, filled by feature contexts before the queue's workers start
 JOB_HANDLERS = web.AppKey("job_handlers", dict[str, JobHandler])
 GITHUB_WEBHOOK_SECRET = web.AppKey("github_webhook_secret", str)

@@ -1192,6 +1192,8 @@ def method_cases() -> list[Case]:
         ("DELETE", "/api/v1/webhooks/wh-1/failures", {"GET", "HEAD"}),
         ("GET", "/api/v1/webhooks/wh-1/failures/1/redeliver", {"POST"}),
         ("POST", "/healthz", {"GET", "HEAD"}),
+        ("POST", "/readyz", {"GET", "HEAD"}),
+        ("DELETE", "/readyz", {"GET", "HEAD"}),
         ("POST", "/metrics", {"GET", "HEAD"}),
         ("DELETE", "/openapi.json", {"GET", "HEAD"}),
         ("PUT", "/", {"GET", "HEAD"}),

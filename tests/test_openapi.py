@@ -52,6 +52,7 @@ def test_unauthenticated_operations_are_marked() -> None:
     }
     assert open_ones == {
         ("get", "/healthz"),
+        ("get", "/readyz"),
         ("get", "/openapi.json"),
         ("get", "/v1/archives/{sha256}.tar.gz"),
         ("post", "/github/webhook"),

@@ -11,16 +11,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+import structlog
 from aiohttp import web
 
 from mirror.domain.models import PublishOutcome
 from mirror.domain.versions import normalize
-from mirror.errors import BadRequest, PayloadTooLarge, StorageUnavailable
-from mirror.keys import CONFIG, INGESTOR, STORE
+from mirror.errors import BadRequest, MirrorError, PayloadTooLarge, StorageUnavailable
+from mirror.keys import BLOBS, CONFIG, INGESTOR, READINESS, STORE
 from mirror.registry.common import authorize, module_address
 from mirror.services.ingest import Archive
 
 SPOOL_CHUNK = 256 * 1024
+
+log = structlog.get_logger("mirror.registry")
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -84,12 +87,49 @@ def _outcome_body(outcome: PublishOutcome) -> dict:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[STORE].ping()
+    """Liveness: the process answers. It asks no store, so an outage never gets a healthy
+    replica restarted; ``/readyz`` is the check that follows the stores."""
     return web.json_response({"status": "ok"})
+
+
+#: seconds each store has to answer a readiness check
+READY_TIMEOUT = 2.0
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness, for load balancers: 200 while the metadata store and the blob store answer
+    (each within ``READY_TIMEOUT``, checked side by side), else 503 naming what is unreachable.
+    Concurrent checks share one round of store requests."""
+    problems = await request.app[READINESS].do(None, lambda: _unready(request.app))
+    if problems:
+        raise StorageUnavailable("; ".join(problems))
+    return web.json_response({"status": "ready"})
+
+
+async def _unready(app: web.Application) -> list[str]:
+    config = app[CONFIG]
+    checks = (
+        (f"the metadata store ({config.metadata.backend})", app[STORE].ping()),
+        (f"the blob store ({config.blobs.backend})", app[BLOBS].check()),
+    )
+    results = await asyncio.gather(
+        *(asyncio.wait_for(check, READY_TIMEOUT) for _, check in checks), return_exceptions=True
+    )
+    problems = []
+    for (what, _), result in zip(checks, results):
+        if isinstance(result, TimeoutError):
+            problems.append(f"{what} did not answer within {READY_TIMEOUT:g} s")
+        elif isinstance(result, (MirrorError, OSError)):
+            log.warning("readiness check failed", store=what, error=str(result))
+            problems.append(f"{what} is unreachable")
+        elif isinstance(result, BaseException):
+            raise result
+    return problems
 
 
 def routes() -> list[web.RouteDef]:
     return [
         web.put("/api/v1/modules/{namespace}/{name}/{provider}/{version}", publish),
         web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
     ]

@@ -56,7 +56,7 @@ _PATHS: dict[str, dict[str, Any]] = {
     "/healthz": {
         "get": {
             "operationId": "healthz",
-            "summary": "Health check: ok once the metadata store answers",
+            "summary": "Liveness: ok while the process answers (no store is asked; see /readyz)",
             "tags": ["operations"],
             "security": [],
             "responses": {
@@ -66,7 +66,26 @@ _PATHS: dict[str, dict[str, Any]] = {
                         "required": ["status"],
                         "properties": {"status": {"const": "ok"}},
                     },
-                    "The registry is healthy",
+                    "The process is alive",
+                ),
+            },
+        }
+    },
+    "/readyz": {
+        "get": {
+            "operationId": "readyz",
+            "summary": "Readiness, for load balancers: ready while the metadata and blob stores answer "
+            "(2 s each); 503 naming what is unreachable",
+            "tags": ["operations"],
+            "security": [],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {"status": {"const": "ready"}},
+                    },
+                    "Both stores answer",
                 ),
                 **_errors(503),
             },

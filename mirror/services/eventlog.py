@@ -43,6 +43,9 @@ BATCH_SIZE = 1000
 TAIL_CHUNK = 64 * 1024
 #: longest wait after a failed write before trying again
 MAX_RETRY_SECONDS = 30.0
+#: the log, its rotated files and its lock are created readable by this user only (a new
+#: directory for them 0700): events name private modules and their sources
+FILE_MODE = 0o600
 
 
 class EventSource(Protocol):
@@ -155,8 +158,8 @@ class _LogFile:
         return self._handle is not None
 
     def lock(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -172,10 +175,10 @@ class _LogFile:
     def open(self) -> None:
         """Open the current file for appending, after cutting a torn tail; learn the last serial."""
         self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         created = not self.path.exists()
         # read-write so that the tail can be inspected; O_APPEND so that every write goes at the end
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             self._size = self._repair(fd)
             if created:
@@ -242,7 +245,7 @@ class _LogFile:
         number = rotated[-1][0] + 1 if rotated else 1
         target = self.path.with_name(f"{self.path.name}.{number}")
         os.rename(self.path, target)
-        self._handle = self.path.open("ab")
+        self._handle = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE), "ab")
         self._size = 0
         _fsync_directory(self.path.parent)  # both the rename and the new file
         log.info("event log rotated", path=str(self.path), rotated_to=str(target))
