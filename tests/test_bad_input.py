@@ -484,6 +484,71 @@ def publish_cases() -> list[Case]:
         case(f"publish-archive-{name}", "PUT", PUT_PATH.format(*NEW), 413, body=build, auth="publish")
         for name, build in SIZE_REFUSALS.items()
     ]
+
+    # archives Python's tarfile and Terraform's Go reader would read differently, and modes kept as sent
+    def pax(name: str, **records: str) -> Member:
+        info, data = reg(name, b"# x\n")
+        info.pax_headers = records
+        return info, data
+
+    def block(type_: bytes, name: str, body: bytes = b"", **patches: bytes) -> bytes:
+        """A raw header and its data; ``patches`` overwrite header bytes (``at345=b"x"``)."""
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.mode = type_, len(body), 0o644
+        header = bytearray(info.tobuf(tarfile.USTAR_FORMAT))
+        if patches:
+            for at, value in patches.items():
+                header[int(at[2:]) : int(at[2:]) + len(value)] = value
+            header[148:156] = b" " * 8
+            header[148:156] = b"%06o\0 " % sum(header)
+        return bytes(header) + body + bytes(-len(body) % 512)
+
+    def raw(*blocks: bytes) -> Callable[[], bytes]:
+        return lambda: gzip.compress(block(tarfile.REGTYPE, "main.tf", b"# m\n") + b"".join(blocks) + bytes(1024))
+
+    def with_mode(member: Member, mode: int) -> Member:
+        member[0].mode = mode
+        return member
+
+    two_readings: dict[str, Callable[[], bytes]] = {
+        "pax-gnu-sparse-name": lambda: tar_gz([main_tf(), pax("x.tf", **{"GNU.sparse.name": "y.tf"})]),
+        "pax-gnu-sparse-realsize": lambda: tar_gz([main_tf(), pax("x.tf", **{"GNU.sparse.realsize": "99"})]),
+        "pax-gnu-sparse-1-0": lambda: tar_gz(
+            [main_tf(), pax("x.tf", **{"GNU.sparse.major": "1", "GNU.sparse.minor": "0"})]
+        ),
+        "pax-unknown-key": lambda: tar_gz([main_tf(), pax("x.tf", **{"SUN.holesdata": "0 4"})]),
+        "pax-empty-path": lambda: tar_gz([main_tf(), pax("x.tf", path="")]),
+        "pax-size-underscore": lambda: tar_gz([main_tf(), pax("x.tf", size="4_0")]),
+        "pax-global-linkpath": lambda: tar_gz([main_tf()], pax_headers={"linkpath": "main.tf"}),
+        "pax-record-plus-length": raw(block(tarfile.XHDTYPE, "x", b"+17 path=evil.tf\n"), block(b"0", "x.tf")),
+        "pax-two-headers": raw(
+            block(tarfile.XHDTYPE, "x", b"13 path=a.tf\n"), block(tarfile.XHDTYPE, "x", b"13 path=b.tf\n"),
+            block(b"0", "x.tf"),
+        ),
+        "pax-path-and-gnu-long-name": raw(
+            block(tarfile.XHDTYPE, "x", b"13 path=a.tf\n"), block(tarfile.GNUTYPE_LONGNAME, "L", b"b.tf\0"),
+            block(b"0", "x.tf"),
+        ),
+        "gnu-empty-long-name": raw(block(tarfile.GNUTYPE_LONGNAME, "L", b"\0"), block(b"0", "x.tf")),
+        "solaris-extended-header": raw(block(tarfile.SOLARIS_XHDTYPE, "X", b"13 path=a.tf\n"), block(b"0", "x.tf")),
+        "prefix-in-gnu-header": raw(block(b"0", "x.tf", at257=b"ustar  \0", at345=b"hidden")),
+        "mode-says-directory": raw(block(b"0", "x.tf", at100=b"0040644\0")),
+        "setuid-file": lambda: tar_gz([main_tf(), with_mode(reg("tool.sh", b"#!/bin/sh\n"), 0o4755)]),
+        "setgid-directory": lambda: tar_gz([main_tf(), with_mode(directory("shared"), 0o2775)]),
+        "sticky-directory": lambda: tar_gz([main_tf(), with_mode(directory("tmp"), 0o1777)]),
+        "case-variant-symlink-escape": lambda: tar_gz(
+            [main_tf(), directory("x"), special("x/L", tarfile.SYMTYPE, ".."), special("y", tarfile.SYMTYPE, "X/l/..")]
+        ),
+        "case-variant-hardlink": lambda: tar_gz([main_tf(), special("copy.tf", tarfile.LNKTYPE, "MAIN.TF")]),
+        "case-variant-write-through-link": lambda: tar_gz(
+            [main_tf(), directory("d"), special("d/Up", tarfile.SYMTYPE, ".."), reg("d/up/x.tf", b"# x\n")]
+        ),
+        "case-variant-duplicate": lambda: tar_gz([main_tf(), reg("MAIN.tf", b"# other\n")]),
+    }
+    cases += [
+        case(f"publish-archive-{name}", "PUT", PUT_PATH.format(*NEW), 422, body=build, auth="publish")
+        for name, build in two_readings.items()
+    ]
     oversize = b"\x1f\x8b" + b"z" * (LIMITS["max_archive_bytes"] + 10 * KiB)
     cases += [
         case("publish-empty-body", "PUT", PUT_PATH.format(*NEW), 400, body=b"", auth="publish"),

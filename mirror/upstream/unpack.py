@@ -2,7 +2,10 @@
 
 Synchronous and streaming, like ``mirror.domain.archive``: callers run these in a worker thread.
 Unpacking refuses what ``check_archive`` refuses (absolute or ``..`` paths, links leaving the
-tree, devices), within the same ``[limits]``, before a byte lands outside the work directory.
+tree, devices), within the same ``[limits]``, before a byte lands outside the work directory, and
+reads member headers with the same ``StrictTarInfo``, so that extended headers Terraform's reader
+would read otherwise are refused here too. What it unpacks is packed again with canonical headers
+(modes 0644 / 0755: no setuid, setgid or sticky bits).
 """
 
 from __future__ import annotations
