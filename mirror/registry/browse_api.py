@@ -26,7 +26,7 @@ from mirror.domain.urls import http_url
 from mirror.errors import BadRequest, MirrorError, NotFound
 from mirror.keys import AUTH, CONFIG, STORE
 from mirror.registry.common import authorize
-from mirror.services.auth import Authenticator
+from mirror.services.auth import Authenticator, authorization_header
 from mirror.storage.protocols import ModuleBrowser, ModuleSummary
 
 log = structlog.get_logger("mirror.browse")
@@ -262,7 +262,7 @@ async def list_modules(request: web.Request) -> web.Response:
     if namespace is not None and not valid_namespace(namespace):
         raise BadRequest(f"invalid namespace {namespace!r}")
     query = _query(request, ("offset", "limit", "provider", "verified"))
-    namespace = await visible_namespace(request.app[AUTH], request.headers.get("Authorization"), namespace)
+    namespace = await visible_namespace(request.app[AUTH], authorization_header(request.headers), namespace)
     page = await find_modules(
         request.app,
         namespace=namespace,
@@ -278,7 +278,7 @@ async def search_modules(request: web.Request) -> web.Response:
     """``GET /v1/modules/search?q=``: case-insensitive substring of namespace, name, provider or
     description."""
     query = _query(request, ("q", "offset", "limit", "provider", "verified", "namespace"))
-    namespace = await visible_namespace(request.app[AUTH], request.headers.get("Authorization"), query.namespace)
+    namespace = await visible_namespace(request.app[AUTH], authorization_header(request.headers), query.namespace)
     page = await find_modules(
         request.app,
         namespace=namespace,

@@ -21,4 +21,7 @@ _parse_address = functools.lru_cache(maxsize=4096)(ModuleAddress.parse_parts)
 
 
 async def authorize(request: web.Request, namespace: str | None, scope: Scope) -> TokenRecord | None:
-    return await request.app[AUTH].authorize(request.headers.get("Authorization"), namespace, scope)
+    # authorization_header(request.headers), inlined: this runs on every protocol request
+    values = request.headers.getall("Authorization", None)
+    header = None if values is None else values[0] if len(values) == 1 else ", ".join(values)
+    return await request.app[AUTH].authorize(header, namespace, scope)

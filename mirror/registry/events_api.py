@@ -16,6 +16,7 @@ from aiohttp import web
 from mirror.domain.models import Event
 from mirror.errors import BadRequest, Unauthorized
 from mirror.keys import AUTH, STORE
+from mirror.services.auth import authorization_header
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -28,7 +29,7 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 
 async def list_events(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
-    record = await auth.identify(request.headers.get("Authorization"))
+    record = await auth.identify(authorization_header(request.headers))
     if record is None:
         raise Unauthorized("a bearer token with the 'read' scope is required")
     namespace = None if record.namespace == "*" else record.namespace

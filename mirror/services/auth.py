@@ -1,15 +1,43 @@
-"""Who is calling, and may they? Bearer tokens, looked up by hash with a short-lived cache."""
+"""Who is calling, and may they? Bearer tokens, looked up by hash with a short-lived cache.
+
+A credential is checked for shape before anything else is done with it: an ``Authorization``
+header longer than ``MAX_AUTHORIZATION_CHARS``, a token longer than ``MAX_TOKEN_CHARS``, or a
+token holding anything but RFC 6750's token characters (non-ASCII, bytes that were not UTF-8,
+spaces, controls, quotes...) is refused as malformed (401) before it is hashed or looked up.
+Messages never repeat what was presented.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
+
+from multidict import MultiMapping
 
 from mirror.domain.models import Scope, TokenRecord
 from mirror.domain.tokens import hash_token, token_allows
 from mirror.errors import Forbidden, Unauthorized
 from mirror.services.singleflight import SingleFlight
 from mirror.storage.protocols import TokenStore
+
+#: the longest ``Authorization`` header read at all (a token of ours is 50 characters)
+MAX_AUTHORIZATION_CHARS = 1024
+#: the longest bearer token looked up; anything longer is refused before it is hashed
+MAX_TOKEN_CHARS = 512
+#: RFC 6750's b64token: the only characters a bearer token may hold
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_MALFORMED = "the Authorization header must be 'Bearer <token>'"
+
+
+def authorization_header(headers: MultiMapping[str]) -> str | None:
+    """The request's ``Authorization`` value. Several headers are joined with ", " (as a proxy
+    folding them would), which no token matches: the request is then refused, never judged by
+    one of them while something in front of the registry judged it by another."""
+    values = headers.getall("Authorization", None)
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else ", ".join(values)
 
 
 class Authenticator:
@@ -43,7 +71,8 @@ class Authenticator:
     async def identify(self, authorization: str | None) -> TokenRecord | None:
         """The token record for the header, None when there is no header.
 
-        Raises Unauthorized for a malformed header or an unknown or revoked token.
+        Raises Unauthorized for a malformed header (see the module's docstring) or an unknown or
+        revoked token.
         """
         return (await self._identify(authorization))[1]
 
@@ -51,10 +80,18 @@ class Authenticator:
         """``identify``, with the time until which its answer may be reused."""
         if not authorization:
             return time.monotonic() + self._cache_seconds, None
+        if len(authorization) > MAX_AUTHORIZATION_CHARS:
+            raise Unauthorized(f"{_MALFORMED}: it is longer than {MAX_AUTHORIZATION_CHARS} characters")
         scheme, _, token = authorization.partition(" ")
-        token = token.strip()
+        token = token.strip(" \t")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+            raise Unauthorized(_MALFORMED)
+        if len(token) > MAX_TOKEN_CHARS:
+            raise Unauthorized(f"{_MALFORMED}: the token is longer than {MAX_TOKEN_CHARS} characters")
+        if _B64TOKEN.fullmatch(token) is None:
+            raise Unauthorized(
+                f"{_MALFORMED}: one token of the characters A-Z a-z 0-9 - . _ ~ + / (and = at its end)"
+            )
         expires, record = await self._lookup(hash_token(token))
         if record is None or record.revoked_at is not None:
             raise Unauthorized("the token is not valid (unknown or revoked)")

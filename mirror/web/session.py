@@ -6,6 +6,10 @@ with ``[auth] anonymous_read``). The cookie is set only after the token was veri
 ``HttpOnly`` and ``SameSite=Strict`` (so no other site can make the browser send it), and
 ``Secure`` when the registry is reached over https. It is never logged: request lines carry the
 path only.
+
+A cookie is checked as the header is (``mirror.services.auth``): one holding bytes that were not
+UTF-8, controls or an over-long value is a cookie that does not work, so the page goes to the
+login form and the cookie is dropped, as for a revoked token.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from yarl import URL
+
+from mirror.services.auth import authorization_header
 
 COOKIE = "mirror_token"
 COOKIE_MAX_AGE = 12 * 3600
@@ -31,7 +37,7 @@ class Credential:
 
 def credential(request: web.Request) -> Credential:
     """The ``Authorization`` header, else the cookie's token, else anonymous."""
-    header = request.headers.get("Authorization")
+    header = authorization_header(request.headers)
     if header:
         return Credential(header, from_cookie=False)
     token = request.cookies.get(COOKIE, "").strip()
