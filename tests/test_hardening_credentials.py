@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from aiohttp.http_exceptions import BadHttpMessage
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mirror.errors import Unauthorized
@@ -243,7 +245,11 @@ def _log_failure(console: bool) -> str:
     except ValueError:
         logger.exception(
             "unhandled error",
-            headers={"Authorization": f"Bearer {SECRET_TOKEN}", "Cookie": f"mirror_token={SECRET_TOKEN}", "Accept": "*/*"},
+            headers={
+                "Authorization": f"Bearer {SECRET_TOKEN}",
+                "Cookie": f"mirror_token={SECRET_TOKEN}",
+                "Accept": "*/*",
+            },
             x_hub_signature_256="sha256=" + "ab" * 32,
             token_id="abc123",
         )
@@ -334,20 +340,20 @@ def test_text_that_is_not_utf8_is_still_logged() -> None:
 
 def test_the_stdlib_bridge_keeps_the_parser_s_quote_of_the_request_out() -> None:
     """aiohttp logs a refused request with its parser's message, which quotes the header line."""
-    import logging
-
-    from aiohttp.http_exceptions import BadHttpMessage
-
     out = io.BytesIO()
     structlog.configure(processors=processors(console=False), logger_factory=structlog.BytesLoggerFactory(file=out))
     try:
-        record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s", ("127.0.0.1",), None)
+        record = logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s", ("127.0.0.1",), None
+        )
         try:
             raise BadHttpMessage("Invalid header value char:\n\n  b'Authorization: Bearer s3cr3tMARK\\x00'\n   ^")
         except BadHttpMessage as exc:
             record.exc_info = (type(exc), exc, exc.__traceback__)
         StdlibBridge().emit(record)
-        ordinary = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Task failed: %s", ("Bearer s3cr3tMARK",), None)
+        ordinary = logging.LogRecord(
+            "asyncio", logging.ERROR, __file__, 1, "Task failed: %s", ("Bearer s3cr3tMARK",), None
+        )
         StdlibBridge().emit(ordinary)
     finally:
         structlog.reset_defaults()
