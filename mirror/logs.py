@@ -13,7 +13,7 @@ request's headers and tokens):
 
 - exceptions are rendered without locals: as JSON (``ExceptionDictTransformer(show_locals=False)``)
   and on the console as the standard library prints them (never rich's, which shows locals);
-- ``redact_credentials`` replaces the value of every key that names a credential
+- ``CredentialRedactor`` replaces the value of every key that names a credential
   (``authorization``, ``cookie``, ``token``, ``secret``, ``password``, ``signature``, the
   signature headers, and any ``*_token``, ``*_secret``, ``*_password``, ``*_signature``), at the
   top of an event and one mapping down (a dict of headers);
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import json
 import logging
 import os
@@ -85,22 +84,42 @@ CREDENTIAL_SUFFIXES = ("_token", "_secret", "_password", "_signature", "_private
 REDACTED = "[redacted]"
 
 
-@functools.lru_cache(maxsize=1024)
 def is_credential_key(key: str) -> bool:
-    """Does ``key`` name a credential? (Remembered: event keys are the code's own few.)"""
+    """Does ``key`` name a credential?"""
     normal = key.lower().replace("-", "_")
     return normal in CREDENTIAL_KEYS or normal.endswith(CREDENTIAL_SUFFIXES)
 
 
-def redact_credentials(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: credential-named keys get ``[redacted]``, here and one dict down."""
-    for key, value in event_dict.items():
-        if is_credential_key(key):
-            if value is not None:
-                event_dict[key] = REDACTED
-        elif type(value) is dict and any(type(k) is str and is_credential_key(k) for k in value):
-            event_dict[key] = {k: REDACTED if type(k) is str and is_credential_key(k) else v for k, v in value.items()}
-    return event_dict
+class CredentialRedactor:
+    """structlog processor: credential-named keys get ``[redacted]``, at the top of the event and
+    one dict down. What each key is gets remembered (event keys are the code's own few; the
+    memory is dropped if it ever passes ``max_keys``), so a line costs a dict lookup per key."""
+
+    def __init__(self, max_keys: int = 4096) -> None:
+        self._known: dict[str, bool] = {}
+        self._max_keys = max_keys
+
+    def _is_credential(self, key: Any) -> bool:
+        known = self._known.get(key)
+        if known is None:
+            known = type(key) is str and is_credential_key(key)
+            if len(self._known) >= self._max_keys:
+                self._known.clear()
+            self._known[key] = known
+        return known
+
+    def __call__(self, _: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        known, learn = self._known.get, self._is_credential
+        for key, value in event_dict.items():
+            hit = known(key)
+            if hit is None:
+                hit = learn(key)
+            if hit:
+                if value is not None:
+                    event_dict[key] = REDACTED
+            elif type(value) is dict and any(learn(k) for k in value):
+                event_dict[key] = {k: REDACTED if learn(k) else v for k, v in value.items()}
+        return event_dict
 
 
 #: credentials as they appear in text: an Authorization value (its scheme kept), a mirror_token
@@ -128,12 +147,21 @@ def _mask_bytes(match: re.Match[bytes]) -> bytes:
     return (match["scheme"] or match["basic"] or match["cookie"] or b"") + REDACTED.encode()
 
 
+#: what a line holding one of those contains, lowercased: searched for first, because the full
+#: pattern costs tens of microseconds on a line without a match, and this a few hundred nanoseconds
+_CREDENTIAL_HINT = r"b(?:earer|asic)|mirror_|g(?:h[opsur]_|ithub_pat_)"
+_CREDENTIAL_HINT_STR = re.compile(_CREDENTIAL_HINT)
+_CREDENTIAL_HINT_BYTES = re.compile(_CREDENTIAL_HINT.encode())
+
+
 def scrub_rendered(_: Any, __: str, line: Any) -> Any:
     """structlog processor, after the renderer: credentials in the rendered line's text masked."""
     if isinstance(line, bytes):
-        return _CREDENTIAL_TEXT_BYTES.sub(_mask_bytes, line)
-    if isinstance(line, str):
-        return _CREDENTIAL_TEXT_STR.sub(_mask_str, line)
+        if _CREDENTIAL_HINT_BYTES.search(line.lower()) is not None:
+            return _CREDENTIAL_TEXT_BYTES.sub(_mask_bytes, line)
+    elif isinstance(line, str):
+        if _CREDENTIAL_HINT_STR.search(line.lower()) is not None:
+            return _CREDENTIAL_TEXT_STR.sub(_mask_str, line)
     return line
 
 
@@ -248,7 +276,7 @@ def processors(console: bool) -> list[Any]:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_credentials,
+        CredentialRedactor(),
     ]
     if console:
         chain.append(structlog.dev.ConsoleRenderer(exception_formatter=exception_renderer(True)))

@@ -24,7 +24,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mirror.errors import Unauthorized
-from mirror.logs import StdlibBridge, processors, redact_credentials, scrub_rendered
+from mirror.logs import CredentialRedactor, StdlibBridge, processors, scrub_rendered
 from mirror.services.auth import MAX_AUTHORIZATION_CHARS, MAX_TOKEN_CHARS, Authenticator, authorization_header
 from mirror.services.tokens import create_token
 from mirror.storage.sqlite import SqliteMetadataStore
@@ -299,7 +299,7 @@ def test_credentials_in_rendered_text_are_masked(line: str, expected: str | None
 
 
 def test_credential_keys_are_redacted() -> None:
-    event = redact_credentials(
+    event = CredentialRedactor()(
         None,
         "info",
         {
