@@ -123,15 +123,16 @@ class CredentialRedactor:
 
 
 #: credentials as they appear in text: an Authorization value (its scheme kept), a mirror_token
-#: cookie, one of our tokens (``mirror_`` and 43 URL-safe characters) or a GitHub token. A value
-#: runs to a space, quote, comma or semicolon, and takes a backslash with the character after it
-#: (a JSON or repr escape), so a masked JSON line stays valid JSON. No word boundary is asked for
-#: on the left: on the console a colour code ending in ``m`` may come right before.
+#: cookie (its name too: secret scanners look for ``mirror_``), one of our tokens (``mirror_``
+#: and 43 URL-safe characters) or a GitHub token. A value runs to a space, quote, comma or
+#: semicolon, and takes a backslash with the character after it (a JSON or repr escape), so a
+#: masked JSON line stays valid JSON. No word boundary is asked for on the left: on the console
+#: a colour code ending in ``m`` may come right before.
 _VALUE = r"""(?:[^\s"',;\\]|\\.)+"""
 _CREDENTIAL_TEXT = (
     rf"(?P<scheme>(?:[Bb]earer|BEARER)\s+){_VALUE}"
     r"|(?P<basic>(?:Basic|BASIC)\s+)[A-Za-z0-9+/]{8,}=*(?![A-Za-z0-9+/=])"
-    rf"|(?i:(?P<cookie>mirror_token=){_VALUE})"
+    rf"|(?i:mirror_token=){_VALUE}"
     r"|mirror_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"
     r"|(?:gh[opsur]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"
 )
@@ -140,11 +141,11 @@ _CREDENTIAL_TEXT_BYTES = re.compile(_CREDENTIAL_TEXT.encode())
 
 
 def _mask_str(match: re.Match[str]) -> str:
-    return (match["scheme"] or match["basic"] or match["cookie"] or "") + REDACTED
+    return (match["scheme"] or match["basic"] or "") + REDACTED
 
 
 def _mask_bytes(match: re.Match[bytes]) -> bytes:
-    return (match["scheme"] or match["basic"] or match["cookie"] or b"") + REDACTED.encode()
+    return (match["scheme"] or match["basic"] or b"") + REDACTED.encode()
 
 
 #: what a line holding one of those contains, lowercased: searched for first, because the full
@@ -313,7 +314,8 @@ class StdlibBridge(logging.Handler):
                 return
             logger.log(record.levelno, record.getMessage(), logger=record.name, exc_info=exc_info or None)
         except Exception:  # noqa: BLE001 - logging must never raise into the code that logs
-            self.handleError(record)
+            # not handleError: it prints the record's message and arguments, and a traceback
+            pass
 
 
 def _bridge_stdlib_logging(level: str) -> None:

@@ -283,7 +283,7 @@ def test_console_lines_render_exceptions_without_locals_or_credentials() -> None
         ('{"error":"sent Bearer abc.def"}', '{"error":"sent Bearer [redacted]"}'),
         ('{"error":"Authorization: bearer a\\\\b\\"c d"}', '{"error":"Authorization: bearer [redacted] d"}'),
         ('{"e":"Basic dXNlcjpwYXNz"}', '{"e":"Basic [redacted]"}'),
-        ('{"e":"Cookie: mirror_token=abc; x=1"}', '{"e":"Cookie: mirror_token=[redacted]; x=1"}'),
+        ('{"e":"Cookie: mirror_token=abc; x=1"}', '{"e":"Cookie: [redacted]; x=1"}'),
         (f'{{"e":"{SECRET_TOKEN}."}}', '{"e":"[redacted]."}'),
         ('{"e":"ghs_' + "a" * 36 + '"}', '{"e":"[redacted]"}'),
         ('{"path":"/v1/modules/acme/network/aws/versions","mirror_token_cookie":"name only"}', None),
