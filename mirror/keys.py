@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mirror.config import Config
+from mirror.services.analysis import Analyzer
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
@@ -20,6 +21,8 @@ BLOBS = web.AppKey("blobs", BlobStore)
 AUTH = web.AppKey("auth", Authenticator)
 LOCATOR = web.AppKey("locator", DownloadLocator)
 INGESTOR = web.AppKey("ingestor", Ingestor)
+#: parses modules' .tf files in child processes, under limits, with a cache by content
+ANALYZER = web.AppKey("analyzer", Analyzer)
 CATALOG = web.AppKey("catalog", ModuleCatalog)
 #: set only when some ``[[upstreams]]`` has ``proxy_namespaces``
 PULLTHROUGH = web.AppKey("pullthrough", PullThrough)
