@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mirror.config import Config
+from mirror.github.deliveries import DeliveryReader
 from mirror.services.analysis import Analyzer
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
@@ -31,4 +32,5 @@ JOBS = web.AppKey("jobs", JobQueue)
 READINESS = web.AppKey("readiness", SingleFlight[None, list[str]])
 #: job kind -> handler, filled by feature contexts before the queue's workers start
 JOB_HANDLERS = web.AppKey("job_handlers", dict[str, JobHandler])
-GITHUB_WEBHOOK_SECRET = web.AppKey("github_webhook_secret", str)
+#: the webhook secret and the bounds on delivery bodies (only when ``[github]`` is configured)
+DELIVERY_READER = web.AppKey("github_delivery_reader", DeliveryReader)

@@ -70,6 +70,7 @@ LIMITS = {"max_archive_bytes": 64 * KiB, "max_unpacked_bytes": 256 * KiB, "max_f
 WEBHOOK_MAX_BODY = 25 * 1024 * 1024
 CONFIG_HOOK_URL = "http://127.0.0.1:9/config-hook"  # never reachable: loopback is refused anyway
 DONE_DELIVERY = "done-delivery-1"  # the GitHub delivery of the done job
+DONE_BODY = json.dumps({"ref": "main", "ref_type": "branch", "repository": {"id": 1}}).encode()  # and its body
 HTML_ROUTES = ("/modules/", "/login", "/logout", "/static/")
 
 
@@ -298,9 +299,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
             # a done job (a branch was created: nothing to do) and a failed one (a tag of a
             # repository GitHub does not know)
-            branch = json.dumps({"ref": "main", "ref_type": "branch", "repository": {"id": 1}}).encode()
             done = await client.post(
-                "/github/webhook", data=branch, headers=signed("create", branch, delivery=DONE_DELIVERY)
+                "/github/webhook", data=DONE_BODY, headers=signed("create", DONE_BODY, delivery=DONE_DELIVERY)
             )
             assert done.status == 202, await done.text()
             world.done_job = (await done.json())["job"]
@@ -1163,6 +1163,98 @@ def github_cases() -> list[Case]:
             sign_as="push",
             headers={"Content-Length": str(10**12)},
         ),
+        # refused from the headers alone, before the body is read
+        case(
+            "github-unsigned-huge-content-length",
+            "POST",
+            path,
+            401,
+            body=b"{}",
+            headers={
+                **{k: v for k, v in headers(tag).items() if k != "X-Hub-Signature-256"},
+                "Content-Length": str(10**12),
+            },
+        ),
+        case(
+            "github-signature-63-hex",
+            "POST",
+            path,
+            401,
+            body=installation,
+            headers=headers(installation, **{"X-Hub-Signature-256": sign(SECRET, installation)[:-1]}),
+        ),
+        case(
+            "github-signature-65-hex",
+            "POST",
+            path,
+            401,
+            body=installation,
+            headers=headers(installation, **{"X-Hub-Signature-256": sign(SECRET, installation) + "0"}),
+        ),
+        case(
+            "github-signature-not-hex",
+            "POST",
+            path,
+            401,
+            body=installation,
+            headers=headers(installation, **{"X-Hub-Signature-256": "sha256=" + "g" * 64}),
+        ),
+        case(
+            "github-signature-twice-in-one-header",
+            "POST",
+            path,
+            401,
+            body=installation,
+            headers=headers(
+                installation, **{"X-Hub-Signature-256": sign(SECRET, installation) + "," + sign(SECRET, installation)}
+            ),
+        ),
+        case(
+            "github-unknown-charset",
+            "POST",
+            path,
+            415,
+            body=installation,
+            sign_as="installation",
+            headers={"Content-Type": "application/json; charset=no-such-charset"},
+        ),
+        case(
+            "github-charset-not-a-text-encoding",
+            "POST",
+            path,
+            415,
+            body=installation,
+            sign_as="installation",
+            headers={"Content-Type": "application/json; charset=rot13"},
+        ),
+        case(
+            "github-form-field-flood",
+            "POST",
+            path,
+            415,
+            body=b"&".join([b"a=1"] * 10_000) + b"&payload=%7B%7D",
+            sign_as="installation",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        # a large body with a signature of the right shape but the wrong HMAC: read (spooled
+        # past 1 MB) and refused, with a length and chunked
+        case(
+            "github-large-body-wrong-signature",
+            "POST",
+            path,
+            401,
+            body=lambda: b" " * (3 * MiB),
+            headers=signed("push", b"", **{"X-Hub-Signature-256": "sha256=" + "0" * 64}),
+        ),
+        case(
+            "github-large-chunked-body-wrong-signature",
+            "POST",
+            path,
+            401,
+            body=lambda: b" " * (3 * MiB),
+            headers=signed("push", b"", **{"X-Hub-Signature-256": "sha256=" + "0" * 64}),
+            chunked=True,
+        ),
     ]
     return [dataclasses.replace(c, auth=None) for c in cases]  # a signature, never a token
 
@@ -1447,9 +1539,18 @@ DOCUMENTED = [
         "POST",
         "/github/webhook",
         200,
-        body=b'{"ref": "main", "ref_type": "branch"}',
+        body=DONE_BODY,
         sign_as="create",
         headers={"X-GitHub-Delivery": DONE_DELIVERY},
+        check=_json_status("duplicate"),
+    ),
+    Documented(  # a captured delivery replayed under a new delivery id (which is not signed)
+        "github-replay-new-delivery-id",
+        "POST",
+        "/github/webhook",
+        200,
+        body=DONE_BODY,
+        sign_as="create",
         check=_json_status("duplicate"),
     ),
     Documented(

@@ -15,9 +15,10 @@ from aiohttp import web
 from mirror.config import GitHubConfig
 from mirror.errors import ConfigError
 from mirror.github.api import AppCredentials, GitHubClient, GitHubCredentials, TokenCredentials
+from mirror.github.deliveries import DeliveryReader
 from mirror.github.naming import Naming
 from mirror.github.sync import RECONCILE, GitHubSync
-from mirror.keys import BLOBS, CATALOG, CONFIG, GITHUB_WEBHOOK_SECRET, INGESTOR, JOB_HANDLERS, JOBS, STORE
+from mirror.keys import BLOBS, CATALOG, CONFIG, DELIVERY_READER, INGESTOR, JOB_HANDLERS, JOBS, STORE
 
 log = structlog.get_logger("mirror.github")
 
@@ -36,7 +37,13 @@ def setup_github(app: web.Application) -> None:
 async def _github(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     github = config.github
-    app[GITHUB_WEBHOOK_SECRET] = _read_secret(github.webhook_secret, github.webhook_secret_file, "webhook_secret")
+    app[DELIVERY_READER] = DeliveryReader(
+        _read_secret(github.webhook_secret, github.webhook_secret_file, "webhook_secret"),
+        timeout=github.webhook_body_seconds,
+        large_body=github.webhook_large_body_bytes,
+        large_bodies=github.webhook_large_bodies,
+        spool_dir=config.server.spool_dir,
+    )
     async with aiohttp.ClientSession() as session:
         client = GitHubClient(
             session=session, api_url=github.api_url, credentials=_credentials(github, session), timeout=github.timeout

@@ -329,7 +329,11 @@ _PATHS: dict[str, dict[str, Any]] = {
             "operationId": "githubWebhook",
             "summary": "GitHub App webhook deliveries (only when [github] is configured)",
             "description": "Authenticated by the `X-Hub-Signature-256` HMAC of the body, not a bearer token. "
-            "`ping` answers 200; events mirror does not act on answer 204.",
+            "`ping` answers 200; events mirror does not act on answer 204. A missing or malformed signature, "
+            "event or delivery header, content type or length is refused before the body is read; the body "
+            "must arrive within `[github] webhook_body_seconds` (408), and a large one that finds every slot "
+            "taken is a 503 with `Retry-After`. A body seen before, under any "
+            "delivery id, is a duplicate (200) and is not queued again.",
             "tags": ["github"],
             "security": [],
             "parameters": [
@@ -354,10 +358,10 @@ _PATHS: dict[str, dict[str, Any]] = {
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
             "responses": {
-                "200": _json(_ref("WebhookDelivery"), "A ping, or a delivery seen before (not queued again)"),
+                "200": _json(_ref("WebhookDelivery"), "A ping, or a delivery whose body was seen before (not queued again)"),
                 "202": _json(_ref("WebhookDelivery"), "Queued as a background job"),
                 "204": {"description": "An event mirror does not act on"},
-                **_errors(400, 401, 413, 415),
+                **_errors(400, 401, 408, 413, 415, 503),
             },
         }
     },
@@ -861,6 +865,7 @@ _SPEC: dict[str, Any] = {
             "E401": _error_response("A bearer token is missing or not valid"),
             "E403": _error_response("The token lacks the scope"),
             "E404": _error_response("Not found"),
+            "E408": _error_response("The body did not arrive in time"),
             "E409": _error_response("Conflict"),
             "E413": _error_response("The body is too large"),
             "E415": _error_response("Unsupported media type"),
@@ -869,7 +874,10 @@ _SPEC: dict[str, Any] = {
                 "Another server failed: the upstream registry a proxied namespace pulls through from, "
                 "or the webhook subscriber that did not accept the delivery"
             ),
-            "E503": _error_response("A backing store is unavailable"),
+            "E503": _error_response(
+                "A backing store is unavailable, or (webhook deliveries) every slot for large bodies stayed "
+                "taken: `Retry-After` says when to retry"
+            ),
         },
         "schemas": {
             "Errors": {
