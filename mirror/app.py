@@ -27,6 +27,7 @@ from mirror.github.api import GitHubError
 from mirror.github import webhook as github_webhook
 from mirror.github.integration import setup_github
 from mirror.keys import (
+    ANALYZER,
     AUTH,
     BLOBS,
     CATALOG,
@@ -43,6 +44,7 @@ from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, o
 from mirror.logs import AccessLog, structlog_access_log
 from mirror.metrics import METRICS, Metrics
 from mirror.registry.middleware import RequestWrapper
+from mirror.services.analysis import analyzer_for
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
@@ -156,6 +158,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[AUTH] = Authenticator(store, anonymous_read=config.auth.anonymous_read)
     app[CATALOG] = catalog = ModuleCatalog(store, ttl_seconds=config.metadata.cache_seconds)
+    app[ANALYZER] = analyzer = analyzer_for(config)
     app[INGESTOR] = Ingestor(
         store,
         store,
@@ -163,8 +166,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         catalog,
         config.limits.archive_limits(),
         on_outcome=app[METRICS].ingest.count,
+        analyzer=analyzer,
     )
     yield
+    await analyzer.close()
 
 
 def proxied_namespaces(config: Config) -> frozenset[str]:

@@ -86,6 +86,7 @@ async def offline_registry(config: Config) -> AsyncIterator[OfflineRegistry]:
 
     A running server sees what was written here like another replica's writes: new versions at
     once, its caches within ``[metadata] cache_seconds``, the events through its event log."""
+    from mirror.services.analysis import analyzer_for
     from mirror.services.catalog import ModuleCatalog
     from mirror.services.ingest import Ingestor
     from mirror.storage.factory import make_blob_store, make_metadata_store
@@ -102,6 +103,7 @@ async def offline_registry(config: Config) -> AsyncIterator[OfflineRegistry]:
             blobs,
             ModuleCatalog(store, ttl_seconds=0),
             config.limits.archive_limits(),
+            analyzer=analyzer_for(config),
         )
         yield OfflineRegistry(config, store, blobs, ingestor)
     finally:

@@ -101,6 +101,22 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalysisConfig:
+    """Limits of the child processes that parse a module's .tf files, and their result cache."""
+
+    #: CPU time one file's parse may take; a file past it is reported as stopped
+    cpu_seconds: int = 10
+    #: address space of one parsing process, in MiB
+    memory_mb: int = 512
+    #: wall-clock time for the analysis of one version (files not reached are reported)
+    timeout_seconds: float = 60.0
+    #: parsing processes running at once
+    workers: int = 2
+    #: parse results kept by file content; default: ``analysis-cache`` beside the spool directory
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GitHubConfig:
     #: HMAC secret of webhook deliveries (or a file holding it); mandatory once GitHub is configured
     webhook_secret: str | None = None
@@ -220,6 +236,7 @@ class Config:
     downloads: DownloadsConfig = field(default_factory=DownloadsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     github: GitHubConfig = field(default_factory=GitHubConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
@@ -466,6 +483,15 @@ def _validate(config: Config, metadata_backends: frozenset[str], blob_backends: 
     for key in ("max_archive_bytes", "max_unpacked_bytes", "max_files"):
         if getattr(limits, key) <= 0:
             problems.append(f"[limits] {key} must be positive")
+    analysis = config.analysis
+    if not 1 <= analysis.cpu_seconds <= 3600:
+        problems.append("[analysis] cpu_seconds must be between 1 and 3600")
+    if not 64 <= analysis.memory_mb <= 65536:
+        problems.append("[analysis] memory_mb must be between 64 and 65536")
+    if not 1 <= analysis.timeout_seconds <= 3600:
+        problems.append("[analysis] timeout_seconds must be between 1 and 3600")
+    if not 1 <= analysis.workers <= 64:
+        problems.append("[analysis] workers must be between 1 and 64")
     problems.extend(_validate_github(config.github))
     problems.extend(_validate_webhooks(config.webhooks))
     problems.extend(_validate_upstreams(config.upstreams))

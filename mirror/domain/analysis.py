@@ -1,19 +1,26 @@
 """Static analysis of a module archive's Terraform (.tf) files, without external binaries.
 
-``analyze_archive`` streams a .tar.gz once (never extracting to disk), parses the ``.tf`` files of
-the root directory and of every ``modules/<name>/`` directory with python-hcl2, and returns the
+``read_module_files`` streams a .tar.gz once (never extracting to disk) and takes the ``.tf`` files
+of the root directory and of every ``modules/<name>/`` directory; ``parse_file`` parses one file
+with python-hcl2 into what it declares; ``assemble`` combines the files' results into the
 ``root`` / ``submodules`` shape of the public registry's module detail, plus ``errors`` for files
-that could not be read or parsed (the other files of the same directory still count).
+that could not be read or parsed (the other files of the same directory still count) and
+``complete`` / ``stopped`` for files whose parse was stopped at a limit.
 
-Synchronous and CPU-bound: callers run it in a worker thread. ``.tf.json`` files and symlinked
-``.tf`` files are ignored.
+Synchronous and CPU-bound. Parsing is expensive on hostile input (a 1 MiB file can take python-hcl2
+tens of seconds and hundreds of MB), so the registry runs ``parse_file`` in a child process under
+limits and caches its results by content (``mirror.services.analysis``); ``analyze_archive`` does it
+all in this process. ``.tf.json`` files and symlinked ``.tf`` files are ignored.
 """
 
 from __future__ import annotations
 
 import codecs
+import hashlib
 import re
 import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,9 @@ MAX_TF_FILE_BYTES = _MiB  # larger .tf files are skipped (and reported in "error
 MAX_TF_TOTAL_BYTES = 20 * _MiB  # .tf text read in total; files past it are skipped and reported
 MAX_README_BYTES = 64 * _KiB  # submodule README text kept
 _README_NAMES = ("readme.md", "readme")  # lower-cased, best first
+#: the shape of ``parse_file``'s results: change it when they change, and cached results of the
+#: old shape are no longer used
+RESULT_FORMAT = 1
 
 _HCL_OPTIONS = hcl2.SerializationOptions(
     with_comments=False,
@@ -39,8 +49,37 @@ _HEREDOC_RE = re.compile(r"\A<<(-?)([A-Za-z][A-Za-z0-9._-]*)\r?\n(.*?)^[ \t]*\2\
 
 
 def analyze_archive(path: Path, limits: ArchiveLimits) -> dict[str, Any]:
-    """Describe the module at ``path`` (a .tar.gz already accepted by ``check_archive``)."""
-    tf_files: dict[str, dict[str, str]] = {}  # directory -> {file name: text}
+    """Describe the module at ``path`` (a .tar.gz already accepted by ``check_archive``), parsing
+    in this process. The registry parses in a child process instead (``mirror.services.analysis``)."""
+    files = read_module_files(path, limits)
+    return assemble(files, {tf.sha256: parse_file(tf.text) for tf in files.tf_files})
+
+
+@dataclass(frozen=True, slots=True)
+class TfFile:
+    directory: str  # "" for the root, "modules/<name>" for a submodule
+    name: str
+    text: str
+    sha256: str  # of the file's bytes: the key its parse is cached under
+
+    @property
+    def display(self) -> str:
+        return f"{self.directory}/{self.name}" if self.directory else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleFiles:
+    """What the analysis reads from an archive: the .tf files to parse, the submodules' READMEs,
+    and the files skipped for their size."""
+
+    tf_files: list[TfFile]
+    readmes: dict[str, str]  # submodule directory -> README text
+    errors: list[str]
+
+
+def read_module_files(path: Path, limits: ArchiveLimits) -> ModuleFiles:
+    """Read the root's and the submodules' .tf files and READMEs from ``path`` in one pass."""
+    tf_files: dict[str, TfFile] = {}  # path -> file (a later member of the same path replaces it)
     readmes: dict[str, tuple[int, str]] = {}  # submodule directory -> (rank, text)
     errors: list[str] = []
     total = 0
@@ -59,21 +98,15 @@ def analyze_archive(path: Path, limits: ArchiveLimits) -> dict[str, Any]:
                     errors.append(f"{member_path}: the module has more than 20 MiB of .tf files; skipped")
                 else:
                     total += member.size
-                    tf_files.setdefault(directory, {})[name] = _read_text(tar, member, member.size)
+                    data = _read_bytes(tar, member, member.size)
+                    text = _decode(data, member.size)
+                    tf_files[member_path] = TfFile(directory, name, text, hashlib.sha256(data).hexdigest())
             elif directory and name.lower() in _README_NAMES:
                 rank = _README_NAMES.index(name.lower())
                 if directory not in readmes or rank < readmes[directory][0]:
-                    readmes[directory] = (rank, _read_text(tar, member, MAX_README_BYTES))
-
-    def module(directory: str) -> dict[str, Any]:
-        files = tf_files.get(directory, {})
-        result = _analyze_directory(directory, files, errors)
-        result["readme"] = readmes.get(directory, (0, ""))[1]
-        return result
-
-    root = module("")
-    submodules = [module(d) for d in sorted(tf_files) if d]
-    return {"root": root, "submodules": submodules, "errors": sorted(errors)}
+                    readmes[directory] = (rank, _decode(_read_bytes(tar, member, MAX_README_BYTES), MAX_README_BYTES))
+    ordered = sorted(tf_files.values(), key=lambda tf: (tf.directory, tf.name))
+    return ModuleFiles(ordered, {d: text for d, (_, text) in readmes.items()}, errors)
 
 
 def _is_module_dir(directory: str) -> bool:
@@ -81,57 +114,144 @@ def _is_module_dir(directory: str) -> bool:
     return not parts or (len(parts) == 2 and parts[0] == "modules")
 
 
-def _read_text(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> str:
+def _read_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
     reader = tar.extractfile(member)
     assert reader is not None
-    data = reader.read(limit + 1)
+    return reader.read(limit + 1)
+
+
+def _decode(data: bytes, limit: int) -> str:
     truncated = len(data) > limit
     text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data[:limit], final=not truncated)
     return text.removeprefix("\ufeff")
 
 
-# One directory -------------------------------------------------------------------------------
+# One file ------------------------------------------------------------------------------------
 
 
-def _analyze_directory(directory: str, files: dict[str, str], errors: list[str]) -> dict[str, Any]:
+def parse_file(text: str) -> dict[str, Any]:
+    """What one .tf file declares, JSON-able: ``{"facts": {...}}``, or ``{"error": message}`` when
+    it does not parse. The result depends on the text alone, so it can be cached by content."""
+    try:
+        doc = hcl2.loads(text, serialization_options=_HCL_OPTIONS)
+    except Exception as exc:  # lark errors, and hcl2's own RuntimeError / ValueError
+        if _out_of_memory(exc):  # a limit of this process, not a property of the file
+            raise MemoryError from exc
+        return {"error": (str(exc).strip().splitlines() or [type(exc).__name__])[0]}
+    inputs: list[dict[str, Any]] = []
+    for name, body in _labelled(doc.get("variable")):
+        has_default = "default" in body
+        inputs.append(
+            {
+                "name": name,
+                "type": _type_text(body.get("type")),
+                "description": _text(body.get("description")),
+                "default": _value(body["default"]) if has_default else None,
+                "required": not has_default,
+            }
+        )
+    outputs = [{"name": name, "description": _text(body.get("description"))} for name, body in _labelled(doc.get("output"))]
+    dependencies = [
+        {"name": name, "source": _text(body.get("source")), "version": _text(body.get("version"))}
+        for name, body in _labelled(doc.get("module"))
+    ]
+    resources = [
+        {"name": name, "type": type_} for type_, named in _labelled(doc.get("resource")) for name, _ in _labelled([named])
+    ]
+    providers: list[dict[str, str]] = []
+    for block in _blocks(doc.get("terraform")):
+        for required in _blocks(block.get("required_providers")):
+            for name, spec in required.items():
+                if isinstance(spec, dict):
+                    source, version = _text(spec.get("source")), _text(spec.get("version"))
+                else:  # legacy form: aws = ">= 2.0"
+                    source, version = "", _text(spec)
+                providers.append({"name": str(name), "source": source, "version": version})
+    return {
+        "facts": {
+            "inputs": inputs,
+            "outputs": outputs,
+            "dependencies": dependencies,
+            "resources": resources,
+            "providers": providers,
+        }
+    }
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a MemoryError, or wraps one (lark wraps a transformer's errors)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < 20 and all(current is not e for e in seen):
+        if isinstance(current, MemoryError):
+            return True
+        seen.append(current)
+        current = getattr(current, "orig_exc", None) or current.__cause__ or current.__context__
+    return False
+
+
+# The module ----------------------------------------------------------------------------------
+
+
+def assemble(files: ModuleFiles, results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The analysis of a module from the result of each of its files (by sha256, as ``parse_file``
+    returns them, or ``{"stopped": reason}`` for a file whose parse was stopped or never ran).
+
+    ``complete`` is false when some file was stopped; ``stopped`` then says which and why."""
+    errors = list(files.errors)
+    stopped: list[str] = []
+    by_directory: dict[str, list[TfFile]] = {}
+    for tf in files.tf_files:
+        by_directory.setdefault(tf.directory, []).append(tf)
+
+    def module(directory: str) -> dict[str, Any]:
+        result = _analyze_directory(directory, by_directory.get(directory, []), results, errors, stopped)
+        result["readme"] = files.readmes.get(directory, "")
+        return result
+
+    root = module("")
+    submodules = [module(d) for d in sorted(by_directory) if d]
+    return {
+        "root": root,
+        "submodules": submodules,
+        "errors": sorted(errors),
+        "complete": not stopped,
+        "stopped": "; ".join(stopped) or None,
+    }
+
+
+def _analyze_directory(
+    directory: str,
+    files: list[TfFile],
+    results: Mapping[str, Mapping[str, Any]],
+    errors: list[str],
+    stopped: list[str],
+) -> dict[str, Any]:
     inputs: dict[str, dict[str, Any]] = {}
     outputs: dict[str, dict[str, Any]] = {}
     dependencies: dict[str, dict[str, Any]] = {}
     providers: dict[str, dict[str, Any]] = {}
     resources: set[tuple[str, str]] = set()
-    for file_name in sorted(files):
-        display = f"{directory}/{file_name}" if directory else file_name
-        try:
-            doc = hcl2.loads(files[file_name], serialization_options=_HCL_OPTIONS)
-        except Exception as exc:  # lark errors, and hcl2's own RuntimeError / ValueError
-            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            errors.append(f"{display}: {message}")
+    for tf in files:  # sorted by name: the first file declaring a name wins
+        result = results.get(tf.sha256) or {"stopped": "not analysed"}
+        if "stopped" in result:
+            errors.append(f"{tf.display}: analysis stopped: {result['stopped']}")
+            stopped.append(f"{result['stopped']} in {tf.display}")
             continue
-        for name, body in _labelled(doc.get("variable")):
-            has_default = "default" in body
-            inputs.setdefault(
-                name,
-                {
-                    "name": name,
-                    "type": _type_text(body.get("type")),
-                    "description": _text(body.get("description")),
-                    "default": _value(body["default"]) if has_default else None,
-                    "required": not has_default,
-                },
-            )
-        for name, body in _labelled(doc.get("output")):
-            outputs.setdefault(name, {"name": name, "description": _text(body.get("description"))})
-        for name, body in _labelled(doc.get("module")):
-            dependencies.setdefault(
-                name, {"name": name, "source": _text(body.get("source")), "version": _text(body.get("version"))}
-            )
-        for type_, named in _labelled(doc.get("resource")):
-            for name, _ in _labelled([named]):
-                resources.add((name, type_))
-        for block in _blocks(doc.get("terraform")):
-            for required in _blocks(block.get("required_providers")):
-                for name, spec in required.items():
-                    _merge_provider(providers, str(name), spec)
+        if "error" in result:
+            errors.append(f"{tf.display}: {result['error']}")
+            continue
+        facts = result["facts"]
+        for item in facts["inputs"]:
+            inputs.setdefault(item["name"], dict(item))
+        for item in facts["outputs"]:
+            outputs.setdefault(item["name"], dict(item))
+        for item in facts["dependencies"]:
+            dependencies.setdefault(item["name"], dict(item))
+        for item in facts["resources"]:
+            resources.add((item["name"], item["type"]))
+        for item in facts["providers"]:
+            _merge_provider(providers, item["name"], item["source"], item["version"])
     return {
         "path": directory,
         "name": directory.rpartition("/")[2],
@@ -156,11 +276,7 @@ def _labelled(value: Any) -> list[tuple[str, Any]]:
     return [(str(k), v if isinstance(v, dict) else {}) for block in _blocks(value) for k, v in block.items()]
 
 
-def _merge_provider(providers: dict[str, dict[str, Any]], name: str, spec: Any) -> None:
-    if isinstance(spec, dict):
-        source, version = _text(spec.get("source")), _text(spec.get("version"))
-    else:  # legacy form: aws = ">= 2.0"
-        source, version = "", _text(spec)
+def _merge_provider(providers: dict[str, dict[str, Any]], name: str, source: str, version: str) -> None:
     entry = providers.setdefault(name, {"name": name, "namespace": "", "source": "", "version": ""})
     if source or not entry["source"]:  # no source: Terraform's implied hashicorp/<name>
         entry["source"] = source or f"hashicorp/{name}"

@@ -14,13 +14,13 @@ from pathlib import Path
 import structlog
 
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.analysis import analyze_archive
 from mirror.domain.archive import ArchiveLimits, check_archive
 from mirror.domain.blobs import archive_key
 from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import normalize
 from mirror.errors import Conflict, MirrorError
+from mirror.services.analysis import Analyzer
 from mirror.services.catalog import ModuleCatalog
 from mirror.storage.protocols import BlobStore, ModuleIndex, ModulePublisher
 
@@ -50,8 +50,11 @@ class Ingestor:
         limits: ArchiveLimits,
         *,
         on_outcome: IngestOutcomeCounter = lambda origin, outcome: None,
+        analyzer: Analyzer | None = None,
     ) -> None:
         self._index = index
+        #: parses .tf files in child processes under limits; without one, default limits and no cache
+        self._analyzer = analyzer or Analyzer()
         self._publisher = publisher
         self._blobs = blobs
         self._catalog = catalog
@@ -107,7 +110,7 @@ class Ingestor:
             return self._same_or_conflict(existing, archive)
 
         info = await asyncio.to_thread(check_archive, archive.path, self._limits)
-        analysis = await asyncio.to_thread(analyze_archive, archive.path, self._limits)
+        analysis = await self._analyzer.analyze(archive.path, self._limits)
         key = archive_key(archive.sha256)
         if not await self._blobs.exists(key):
             await self._blobs.put_file(key, archive.path, sha256=archive.sha256, size=archive.size)
