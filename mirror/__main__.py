@@ -99,9 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     from mirror.cli_bundles import add_commands as add_bundle_commands
     from mirror.cli_dynamodb import add_commands as add_dynamodb_commands
     from mirror.cli_events import add_commands as add_event_commands
+    from mirror.cli_modules import add_commands as add_module_commands
     from mirror.cli_sync import add_commands as add_sync_commands
     from mirror.cli_webhooks import add_commands as add_webhook_commands
 
+    add_module_commands(sub, common)
     add_event_commands(sub, common)
     add_webhook_commands(sub, common)
     add_sync_commands(sub, common)

@@ -40,7 +40,7 @@ from mirror.keys import (
     READINESS,
     STORE,
 )
-from mirror.registry import api, browse_api, events_api, jobs_api, modules_v1, openapi, webhooks_api
+from mirror.registry import api, browse_api, events_api, jobs_api, modules_api, modules_v1, openapi, webhooks_api
 from mirror.logs import AccessLog, structlog_access_log
 from mirror.metrics import METRICS, Metrics
 from mirror.registry.middleware import RequestWrapper
@@ -99,7 +99,14 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     wrapper = RequestWrapper(access_log, app[METRICS].http if config.metrics.enabled else None)
     # Terraform's hot routes first; browse patterns never overlap them
     wrapper.register(app.router, modules_v1.routes(proxied))
-    for routes in (browse_api.routes(), api.routes(), jobs_api.routes(), webhooks_api.routes(), events_api.routes()):
+    for routes in (
+        browse_api.routes(),
+        api.routes(),
+        modules_api.routes(),
+        jobs_api.routes(),
+        webhooks_api.routes(),
+        events_api.routes(),
+    ):
         wrapper.register(app.router, routes)
     if config.github.enabled:
         wrapper.register(app.router, github_webhook.routes())

@@ -40,6 +40,8 @@ from typing import Any, BinaryIO
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.archive import ArchiveLimits, check_archive
 from mirror.domain.blobs import is_sha256
+from mirror.domain import provenance
+from mirror.domain.provenance import Owner
 from mirror.domain.models import ModuleVersion
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import Version, normalize
@@ -504,7 +506,8 @@ _SIGNATURE_LINES = {
 
 
 async def _existing(store: MetadataStore, manifest: Manifest) -> dict[BundleVersion, ModuleVersion]:
-    """The bundle's versions this registry already has with the same bytes; refuses other bytes."""
+    """The bundle's versions this registry already has with the same bytes; refuses other bytes,
+    then modules that another source than bundles owns (``mirror.domain.provenance``)."""
     found: dict[BundleVersion, ModuleVersion] = {}
     for version in manifest.versions:
         stored = await store.get_version(version.address, version.version)
@@ -516,6 +519,17 @@ async def _existing(store: MetadataStore, manifest: Manifest) -> dict[BundleVers
                 f"(sha256 {stored.sha256}, the bundle has {version.sha256}); versions are immutable; nothing was imported"
             )
         found[version] = stored
+    checked: set[str] = set()
+    for version in manifest.versions:
+        if str(version.address).lower() in checked:
+            continue
+        checked.add(str(version.address).lower())
+        module = await store.get_module(version.address)
+        if module is not None and module.owner != Owner.bundle():
+            refusal = provenance.refusal(
+                version.address, module.owner, Owner.bundle(), "add versions to", source_url=module.source_url
+            )
+            raise BundleError(f"bundle refused: {refusal}; nothing was imported")
     return found
 
 
@@ -533,6 +547,7 @@ async def _ingest(
                 source=version.source,
                 commit_sha=version.commit_sha,
                 origin="bundle",
+                owner=Owner.bundle(),
             )
         except MirrorError as exc:
             raise MirrorError(

@@ -33,7 +33,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.models import Consumer, ModuleVersion
+from mirror.domain.provenance import Owner
+from mirror.domain import provenance
+from mirror.domain.models import Consumer, ModuleRecord, ModuleVersion
 from mirror.domain.versions import Version, matching, normalize
 from mirror.errors import Conflict, InvalidArchive, MirrorError, PayloadTooLarge
 from mirror.services.ingest import Ingestor
@@ -58,7 +60,9 @@ class SyncStore(Protocol):
 
     async def get_version(self, address: ModuleAddress, version: str) -> ModuleVersion | None: ...
 
-    async def revoke_version(self, address: ModuleAddress, version: str) -> bool: ...
+    async def get_module(self, address: ModuleAddress) -> ModuleRecord | None: ...
+
+    async def revoke_version(self, address: ModuleAddress, version: str, *, owner: Owner | None = None) -> bool: ...
 
     async def consumer(self, name: str, *, start_serial: int = 0) -> Consumer: ...
 
@@ -266,6 +270,7 @@ class Syncer:
                         source=_source_label(run, source, fetched.source),
                         commit_sha=fetched.commit_sha,
                         origin="sync",
+                        owner=Owner.upstream(run.client.host),
                     )
             except Conflict as exc:
                 return result("conflict", str(exc), permanent=True)
@@ -365,10 +370,18 @@ class Syncer:
         local = await self._store.get_version(target, version)
         if local is None or local.revoked_at is not None:
             return result("skipped", "revoked upstream; not live here")
-        if self._dry_run:
-            return result("planned", "would revoke")
-        if await self._store.revoke_version(target, version):
-            self._on_change(target)
+        owner, module = Owner.upstream(run.client.host), await self._store.get_module(target)
+        try:
+            if module is not None:
+                provenance.check(target, module.owner, owner, "revoke versions of", source_url=module.source_url)
+                if not provenance.released_by(module.owner, local.commit_sha, local.source):
+                    return result("skipped", "revoked upstream; uploaded here, so left as it is")
+            if self._dry_run:
+                return result("planned", "would revoke")
+            if await self._store.revoke_version(target, version, owner=owner):
+                self._on_change(target)
+        except Conflict as exc:
+            return self._record(VersionResult(run.label, source, target, version, "conflict", str(exc), permanent=True))
         return result("revoked", "revoked upstream")
 
 

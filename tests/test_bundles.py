@@ -23,6 +23,7 @@ import pytest
 
 from mirror.cli_common import cli_config, offline_registry, with_store
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.provenance import Owner
 from mirror.domain.archive import pack_directory
 from mirror.services.ingest import Archive
 from tests.live import MirrorServer, free_port, run_cli, write_config
@@ -525,7 +526,7 @@ def test_existing_version_with_other_bytes_is_refused(source: Source, target: Pa
         async with offline_registry(cli_config(target)) as registry:
             outcome = await registry.ingestor.publish(
                 ModuleAddress("acme", "network", "aws"), "1.2.0",
-                Archive(spooled, hashlib.sha256(other).hexdigest(), len(other)), source="upload",
+                Archive(spooled, hashlib.sha256(other).hexdigest(), len(other)), owner=Owner.upload(), source="upload",
             )
             assert outcome.status == "created"
 

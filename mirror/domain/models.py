@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.provenance import Owner
 
 Scope = Literal["read", "publish", "admin"]
 SCOPES: tuple[Scope, ...] = ("read", "publish", "admin")
@@ -36,6 +37,12 @@ class NewVersion:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     #: what the module's HCL declares (``mirror.domain.analysis``), stored beside the version
     analysis: dict[str, Any] | None = None
+    #: the source publishing it: a new module is recorded with this owner
+    owner: Owner = Owner("upload")
+    #: the owner the publisher decided against (None: no module yet); the store writes only while
+    #: it still is (or, for a new module, while there is still none), and raises ``NotOwner``
+    #: otherwise. "any": no condition (tools and tests that write directly).
+    expected_owner: Owner | None | Literal["any"] = "any"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +125,25 @@ class ModuleRecord:
     created_at: str
     source_url: str | None = None
     repository_id: int | None = None
+    #: the one source that changes the module (``mirror.domain.provenance``)
+    owner: Owner = Owner("upload")
+    #: the GitHub App installation that brought it (github-owned modules; None for a plain webhook)
+    installation_id: int | None = None
+    #: set by an admin: uploads may add versions although another source owns the module
+    allow_uploads: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.address.namespace,
+            "name": self.address.name,
+            "provider": self.address.provider,
+            "owner_source": str(self.owner),
+            "owner": self.owner.describe(self.source_url),
+            "installation_id": self.installation_id,
+            "allow_uploads": self.allow_uploads,
+            "source_url": self.source_url,
+            "created_at": self.created_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)

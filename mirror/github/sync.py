@@ -19,7 +19,9 @@ from gidgethub import routing, sansio
 
 from mirror.domain.addresses import valid_namespace
 from mirror.domain.archive import ArchiveLimits, strip_top_level_directory
+from mirror.domain import provenance
 from mirror.domain.models import Installation, Job
+from mirror.domain.provenance import NotOwner, Owner
 from mirror.domain.timeutil import now_rfc3339
 from mirror.errors import BadRequest, Conflict
 from mirror.github.api import GitHubClient, GitHubError, Repository
@@ -143,10 +145,14 @@ class GitHubSync:
     async def _repository_renamed(self, event: sansio.Event) -> None:
         repository = event.data["repository"]
         owner, new_name = repository["owner"]["login"], repository["name"]
+        source = Owner.github(repository["id"])
         current = await self._store.module_by_repository(repository["id"])
         target = self._naming.module_for(owner, new_name)
         if current is not None and target is not None and current.address.provider == target.provider:
-            await self._store.rename_module(current.address, target.name)
+            taken = await self._store.get_module(target)
+            if taken is not None and taken.owner != source:
+                raise provenance.refusal(target, taken.owner, source, "rename", source_url=taken.source_url)
+            await self._store.rename_module(current.address, target.name, owner=source)
             self._catalog.invalidate(current.address)
             log.info("module renamed", old=str(current.address), new=str(target))
             return
@@ -189,20 +195,40 @@ class GitHubSync:
         )
 
     async def _revoke_tag(self, repository: dict[str, Any], tag: str) -> None:
+        """A deleted tag revokes its version in the module the repository owns, if the version was
+        released from the repository. A module of the same name that another source owns is left
+        alone, and the job fails naming its owner."""
         version = version_for_tag(tag)
-        record = await self._store.module_by_repository(repository["id"])
-        address = record.address if record else self._naming.module_for(repository["owner"]["login"], repository["name"])
-        if version is None or address is None:
+        if version is None:
             return
-        if await self._store.revoke_version(address, version):
+        source = Owner.github(repository["id"])
+        record = await self._store.module_by_repository(repository["id"])
+        if record is None:
+            address = self._naming.module_for(repository["owner"]["login"], repository["name"])
+            other = await self._store.get_module(address) if address is not None else None
+            if other is not None and await self._store.get_version(other.address, version) is not None:
+                raise provenance.refusal(address, other.owner, source, "revoke versions of", source_url=other.source_url)
+            return
+        address = record.address
+        existing = await self._store.get_version(address, version)
+        if existing is None or existing.revoked_at is not None:
+            return
+        if not provenance.released_by(record.owner, existing.commit_sha, existing.source):
+            raise NotOwner(
+                f"{address} {version} was uploaded into the module, not released from its repository "
+                f"(tag {tag}); a tag delete does not revoke it"
+            )
+        if await self._store.revoke_version(address, version, owner=source):
             self._catalog.invalidate(address)
             log.info("version revoked", module=str(address), version=version, tag=tag)
 
     async def _delete_repository_module(self, repository_id: int) -> None:
+        """Delete the module the repository owns (a module of the same name that another source
+        owns is not the repository's, and stays)."""
         record = await self._store.module_by_repository(repository_id)
         if record is None:
             return
-        await self._store.delete_module(record.address)
+        await self._store.delete_module(record.address, owner=Owner.github(repository_id))
         self._catalog.invalidate(record.address)
         log.info("module deleted", module=str(record.address))
 
@@ -225,7 +251,10 @@ class GitHubSync:
         address = self._naming.module_for(repository.owner, repository.name)
         if address is None:
             return
-        await self._store.ensure_module(address, source_url=repository.html_url, repository_id=repository.id)
+        source = Owner.github(repository.id)
+        await self._store.ensure_module(
+            address, owner=source, source_url=repository.html_url, installation_id=installation_id
+        )
         tags = {tag.name: tag.commit_sha for tag in await self._client.tags(owner, name, installation_id)}
         stored = {v.version: v for v in await self._store.all_versions(address)}
         wanted: dict[str, str] = {}
@@ -241,8 +270,10 @@ class GitHubSync:
                     {"installation_id": installation_id, "owner": owner, "name": name, "tag": tag, "commit_sha": sha},
                 )
         for version, record in stored.items():
+            # versions released from a commit are the repository's; uploads allowed by an admin
+            # (no commit) are the uploader's, and stay
             if record.revoked_at is None and record.commit_sha and version not in wanted:
-                if await self._store.revoke_version(address, version):
+                if await self._store.revoke_version(address, version, owner=source):
                     log.info("version revoked: its tag is gone", module=str(address), version=version)
         self._catalog.invalidate(address)
 
@@ -255,6 +286,10 @@ class GitHubSync:
         address = self._naming.module_for(repository.owner, repository.name)
         if address is None:
             return
+        source = Owner.github(repository.id)
+        module = await self._store.get_module(address)
+        if module is not None:  # before anything is fetched: another source's module fails the job
+            provenance.check(address, module.owner, source, "add versions to", source_url=module.source_url)
         commit_sha = payload.get("commit_sha") or await self._commit_of(owner, name, tag, installation_id)
         existing = await self._store.get_version(address, version)
         if existing is not None and existing.commit_sha and existing.commit_sha != commit_sha:
@@ -271,9 +306,18 @@ class GitHubSync:
         with tempfile.TemporaryDirectory(prefix="github-", dir=self._spool_dir) as tmp:
             archive = await self._fetch(repository, tag, installation_id, Path(tmp))
             # the module is recorded only once its archive is in hand: a failed fetch leaves nothing
-            await self._store.ensure_module(address, source_url=repository.html_url, repository_id=repository.id)
+            await self._store.ensure_module(
+                address, owner=source, source_url=repository.html_url, installation_id=installation_id
+            )
             outcome = await self._ingestor.publish(
-                address, tag, archive, source=repository.html_url, commit_sha=commit_sha, origin="github", reinstate=True
+                address,
+                tag,
+                archive,
+                owner=source,
+                source=repository.html_url,
+                commit_sha=commit_sha,
+                origin="github",
+                reinstate=True,
             )
         log.info("tag ingested", module=str(address), version=version, tag=tag, status=outcome.status)
 
@@ -306,8 +350,9 @@ class GitHubSync:
             repositories = await self._client.installation_repositories(installation.id)
             present = {r.id for r in repositories}
             for record in await self._store.list_modules(installation.namespace):
-                if record.repository_id is not None and record.repository_id not in present:
-                    await self._delete_repository_module(record.repository_id)
+                brought = record.owner.kind == "github" and record.installation_id == installation.id
+                if brought and record.repository_id not in present:
+                    await self._delete_repository_module(record.owner.repository_id)
             for repository in repositories:
                 if self._naming.module_for(repository.owner, repository.name) is not None:
                     await self._queue_sync(installation.id, repository.owner, repository.name)

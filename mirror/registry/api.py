@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from mirror.domain.models import PublishOutcome
+from mirror.domain.provenance import Owner
 from mirror.domain.versions import normalize
 from mirror.errors import BadRequest, MirrorError, PayloadTooLarge, StorageUnavailable
 from mirror.keys import BLOBS, CONFIG, INGESTOR, READINESS, STORE
@@ -36,7 +37,9 @@ async def publish(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"archive is {request.content_length} bytes; the limit is {limit}")
     async with _spooled(request, limit) as archive:
-        outcome = await request.app[INGESTOR].publish(address, raw_version, archive, source="upload")
+        outcome = await request.app[INGESTOR].publish(
+            address, raw_version, archive, owner=Owner.upload(), source="upload"
+        )
     return web.json_response(_outcome_body(outcome), status=201 if outcome.status == "created" else 200)
 
 

@@ -132,8 +132,8 @@ async def detail_body(app: web.Application, address: ModuleAddress, version: str
     if found is None:
         raise NotFound(f"version {version} of module {address} not found")
     store = app[STORE]
-    stored, analysis = await asyncio.gather(  # the catalog keeps no READMEs
-        store.get_version(address, version), store.version_analysis(address, version)
+    stored, analysis, module = await asyncio.gather(  # the catalog keeps no READMEs
+        store.get_version(address, version), store.version_analysis(address, version), store.get_module(address)
     )
     analysis = analysis or {}
     summaries = await store.latest_versions(namespace=address.namespace, name=address.name, provider=address.provider)
@@ -150,6 +150,8 @@ async def detail_body(app: web.Application, address: ModuleAddress, version: str
         "published_at": found.published_at,
         "downloads": (summaries[0].downloads if summaries else 0) + app[DOWNLOADS].unflushed(address),
         "verified": is_verified(app, address.namespace),
+        "owner_source": str(module.owner) if module else None,
+        "allow_uploads": module.allow_uploads if module else False,
         "root": analysis.get("root", {}),
         "submodules": analysis.get("submodules", []),
         "analysis_errors": analysis.get("errors", []),

@@ -305,6 +305,46 @@ _PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json(_ref("ModuleDetail"), "The version"), **_errors(400, 401, 403, 404)},
         }
     },
+    "/api/v1/modules/{namespace}/{name}/{provider}": {
+        "get": {
+            "operationId": "getModuleRecord",
+            "summary": "A module's record: its owner source and upload allowance",
+            "description": "Read scope on the namespace.",
+            "tags": ["publish"],
+            "parameters": _MODULE_PARAMS,
+            "responses": {"200": _json(_ref("ModuleRecord"), "The module"), **_errors(400, 401, 403, 404)},
+        },
+        "patch": {
+            "operationId": "setModulePolicy",
+            "summary": "Allow or refuse uploads to a module, or hand it to another owner source",
+            "description": "Admin scope on the namespace. A module belongs to the source that created it; "
+            "`allow_uploads` lets uploads add versions to a module another source owns, and "
+            "`owner_source` hands the module to another source. Writes a `module.policy_changed` event.",
+            "tags": ["publish"],
+            "parameters": _MODULE_PARAMS,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "minProperties": 1,
+                            "additionalProperties": False,
+                            "properties": {
+                                "allow_uploads": {"type": "boolean"},
+                                "owner_source": {
+                                    "type": "string",
+                                    "maxLength": 300,
+                                    "pattern": "^(upload|bundle|github:[0-9]{1,20}|upstream:[A-Za-z0-9][A-Za-z0-9.:-]*)$",
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {"200": _json(_ref("ModuleRecord"), "The module as changed"), **_errors(400, 401, 403, 404, 409, 413)},
+        },
+    },
     "/api/v1/modules/{namespace}/{name}/{provider}/{version}": {
         "put": {
             "operationId": "publishVersion",
@@ -954,6 +994,48 @@ _SPEC: dict[str, Any] = {
                     "analysis_errors": _STRINGS,
                     "providers": _STRINGS,
                     "versions": {**_STRINGS, "description": "Every live version, newest first"},
+                    "owner_source": {
+                        "type": ["string", "null"],
+                        "description": "The one source that changes the module: upload, bundle, github:ID or upstream:HOST",
+                    },
+                    "allow_uploads": {"type": "boolean", "description": "Whether uploads may add versions although another source owns it"},
+                },
+            },
+            "ModuleRecord": {
+                "type": "object",
+                "required": ["module"],
+                "properties": {
+                    "module": {
+                        "type": "object",
+                        "required": [
+                            "namespace",
+                            "name",
+                            "provider",
+                            "owner_source",
+                            "owner",
+                            "installation_id",
+                            "allow_uploads",
+                            "source_url",
+                            "created_at",
+                        ],
+                        "properties": {
+                            "namespace": {"type": "string"},
+                            "name": {"type": "string"},
+                            "provider": {"type": "string"},
+                            "owner_source": {
+                                "type": "string",
+                                "description": "upload, bundle, github:REPOSITORY_ID or upstream:HOST",
+                            },
+                            "owner": {"type": "string", "description": "The owner source in words"},
+                            "installation_id": {
+                                "type": ["integer", "null"],
+                                "description": "The GitHub App installation that brought a repository's module",
+                            },
+                            "allow_uploads": {"type": "boolean"},
+                            "source_url": {"type": ["string", "null"]},
+                            "created_at": {"type": "string"},
+                        },
+                    }
                 },
             },
             "PublishOutcome": {

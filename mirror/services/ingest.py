@@ -16,13 +16,15 @@ import structlog
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.archive import ArchiveLimits, check_archive
 from mirror.domain.blobs import archive_key
+from mirror.domain import provenance
 from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
+from mirror.domain.provenance import NotOwner, Owner
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import normalize
 from mirror.errors import Conflict, MirrorError
 from mirror.services.analysis import Analyzer
 from mirror.services.catalog import ModuleCatalog
-from mirror.storage.protocols import BlobStore, ModuleIndex, ModulePublisher
+from mirror.storage.protocols import BlobStore, ModuleAdmin, ModuleIndex, ModulePublisher
 
 log = structlog.get_logger("mirror.ingest")
 
@@ -43,7 +45,7 @@ class Archive:
 class Ingestor:
     def __init__(
         self,
-        index: ModuleIndex,
+        index: ModuleIndex | ModuleAdmin,
         publisher: ModulePublisher,
         blobs: BlobStore,
         catalog: ModuleCatalog,
@@ -67,12 +69,17 @@ class Ingestor:
         raw_version: str,
         archive: Archive,
         *,
+        owner: Owner,
         source: str | None = None,
         commit_sha: str | None = None,
         origin: str | None = None,
         reinstate: bool = False,
     ) -> PublishOutcome:
-        """Check, store and record one version.
+        """Check, store and record one version, for the source ``owner``.
+
+        The module's owner source decides first (``mirror.domain.provenance``): a module another
+        source owns refuses the version with NotOwner (409), before anything is read or stored,
+        unless it allows uploads and this is one. A new module is recorded as ``owner``'s.
 
         Same version with the same bytes: ``unchanged`` and nothing is written; but a revoked one
         is released again (``created``, ``module.version_released``) when ``reinstate`` is set,
@@ -83,8 +90,8 @@ class Ingestor:
         if origin is None:
             origin = "upload" if source == "upload" else "github"  # GitHub tags carry their repository's URL
         try:
-            outcome = await self._publish(
-                address, raw_version, archive, source=source, commit_sha=commit_sha, reinstate=reinstate
+            outcome = await self._publish_owned(
+                address, raw_version, archive, owner=owner, source=source, commit_sha=commit_sha, reinstate=reinstate
             )
         except Exception as exc:  # counted, not handled
             self._on_outcome(origin, "rejected" if isinstance(exc, MirrorError) and exc.status < 500 else "failed")
@@ -92,12 +99,55 @@ class Ingestor:
         self._on_outcome(origin, outcome.status)
         return outcome
 
+    async def _publish_owned(
+        self,
+        address: ModuleAddress,
+        raw_version: str,
+        archive: Archive,
+        *,
+        owner: Owner,
+        source: str | None,
+        commit_sha: str | None,
+        reinstate: bool,
+    ) -> PublishOutcome:
+        """Decide against the module's owner as read; the store writes only while it still is,
+        so an owner changed meanwhile (an admin's change, another source creating the module)
+        means reading and deciding again."""
+        for attempt in range(3):
+            module = await self._index.get_module(address)
+            expected = module.owner if module else None
+            provenance.check(
+                address,
+                expected,
+                owner,
+                "add versions to",
+                allow_uploads=module.allow_uploads if module else False,
+                source_url=module.source_url if module else None,
+            )
+            try:
+                return await self._publish(
+                    address,
+                    raw_version,
+                    archive,
+                    owner=owner,
+                    expected_owner=expected,
+                    source=source,
+                    commit_sha=commit_sha,
+                    reinstate=reinstate,
+                )
+            except NotOwner:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     async def _publish(
         self,
         address: ModuleAddress,
         raw_version: str,
         archive: Archive,
         *,
+        owner: Owner,
+        expected_owner: Owner | None,
         source: str | None,
         commit_sha: str | None,
         reinstate: bool,
@@ -106,7 +156,14 @@ class Ingestor:
         existing = await self._index.get_version(address, version)
         if existing is not None:
             if reinstate and existing.revoked_at is not None and existing.sha256 == archive.sha256:
-                return await self._reinstate(existing)
+                if expected_owner is not None and not provenance.released_by(
+                    expected_owner, existing.commit_sha, existing.source
+                ):
+                    raise NotOwner(
+                        f"{address} {version} was uploaded into the module, not released by "
+                        f"{owner.describe()}; it stays revoked"
+                    )
+                return await self._reinstate(existing, owner, expected_owner)
             return self._same_or_conflict(existing, archive)
 
         info = await asyncio.to_thread(check_archive, archive.path, self._limits)
@@ -128,7 +185,13 @@ class Ingestor:
             commit_sha=commit_sha,
         )
         outcome = await self._publisher.publish_version(
-            NewVersion(record, [("module.version_released", self._released(record))], analysis=analysis)
+            NewVersion(
+                record,
+                [("module.version_released", self._released(record))],
+                analysis=analysis,
+                owner=owner,
+                expected_owner=expected_owner,
+            )
         )
         self._catalog.invalidate(address)
         if outcome.status != "created":  # another writer recorded it first
@@ -136,10 +199,15 @@ class Ingestor:
         log.info("version published", module=str(address), version=version, sha256=archive.sha256, size=archive.size)
         return outcome
 
-    async def _reinstate(self, revoked: ModuleVersion) -> PublishOutcome:
+    async def _reinstate(self, revoked: ModuleVersion, owner: Owner, expected_owner: Owner | None) -> PublishOutcome:
         """Release a revoked version again, as it was (same bytes, same record)."""
         outcome = await self._publisher.publish_version(
-            NewVersion(revoked, [("module.version_released", self._released(revoked))])
+            NewVersion(
+                revoked,
+                [("module.version_released", self._released(revoked))],
+                owner=owner,
+                expected_owner=expected_owner,
+            )
         )
         self._catalog.invalidate(revoked.address)
         log.info("version reinstated", module=str(revoked.address), version=revoked.version, sha256=revoked.sha256)

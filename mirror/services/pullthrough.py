@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.provenance import Owner
 from mirror.domain.models import ModuleVersion
 from mirror.domain.versions import Version, normalize
 from mirror.errors import (
@@ -331,6 +332,7 @@ class PullThrough:
                         source=_source_label(client, address, fetched.source),
                         commit_sha=fetched.commit_sha,
                         origin=ORIGIN,
+                        owner=Owner.upstream(client.host),
                     )
             except Conflict:
                 return  # published here meanwhile with other bytes: this registry's version is served

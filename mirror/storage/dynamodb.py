@@ -56,6 +56,8 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain import provenance
+from mirror.domain.provenance import Owner
 from mirror.domain.models import (
     JOB_STATES,
     Consumer,
@@ -543,6 +545,11 @@ class DynamoMetadataStore:
             module, existing, briefs = await asyncio.gather(
                 self._get(module_key), self._get(version_key, _VERSION_FIELDS), self._briefs(address)
             )
+            if new.expected_owner != "any":
+                # a change of owner bumps ``vrev``, which ``_tx_latest`` holds the write to
+                current = _owner_of(module) if module is not None else None
+                if current != new.expected_owner:
+                    raise provenance.changed(address, current, new.expected_owner)
             if existing is not None:
                 stored = _version_from_item(existing)
                 if stored.sha256 != mv.sha256:
@@ -573,8 +580,13 @@ class DynamoMetadataStore:
                 self._tx_update(_blob_key(mv.blob_key), add={"refs": 1}),
             ]
             if module is None:
-                module_item = _new_module_item(address, now) | _latest_fields(address, _pick_latest(briefs), put=True)
+                module_item = (
+                    _new_module_item(address, now, new.owner)
+                    | _latest_fields(address, _pick_latest(briefs), put=True)
+                )
                 items.append(self._tx_put(module_item, "attribute_not_exists(#PK)"))
+                if new.owner.repository_id is not None:
+                    items.append(self._tx_put(_repository_pointer(new.owner.repository_id, module_key)))
                 events.insert(0, ("module.created", _address_data(address)))
             else:
                 items.append(self._tx_latest(module, briefs))
@@ -1023,9 +1035,16 @@ class DynamoMetadataStore:
     # -- modules, namespaces, installations ------------------------------------------------
 
     async def ensure_module(
-        self, address: ModuleAddress, *, source_url: str | None = None, repository_id: int | None = None
+        self,
+        address: ModuleAddress,
+        *,
+        owner: Owner = Owner("upload"),
+        source_url: str | None = None,
+        installation_id: int | None = None,
     ) -> bool:
-        """Create the module (and its namespace) if it is new, with ``module.created``; True if created."""
+        """Create the module (and its namespace) for ``owner`` if it is new, with ``module.created``;
+        True if created. An existing module of ``owner`` takes the given source URL and installation;
+        one of another owner is left alone (NotOwner)."""
         now = now_rfc3339()
         key = _module_key(address)
 
@@ -1033,32 +1052,42 @@ class DynamoMetadataStore:
             module = await self._get(key)
             if module is not None:
                 return _Plan(module)
-            item = _new_module_item(address, now) | {"source_url": source_url, "repository_id": repository_id}
+            item = _new_module_item(address, now, owner) | {"source_url": source_url, "installation_id": installation_id}
             items = [self._tx_put(item, "attribute_not_exists(#PK)"), self._tx_namespace(address.namespace, now)]
-            if repository_id is not None:
-                items.append(self._tx_put(_repository_pointer(repository_id, key)))
+            if owner.repository_id is not None:
+                items.append(self._tx_put(_repository_pointer(owner.repository_id, key)))
             return _Plan(None, items, [("module.created", _address_data(address))], now)
 
         for attempt in range(COMMIT_ATTEMPTS):
             existing = await self._commit(plan)
             if existing is None:
                 return True
-            if source_url is None and repository_id is None:
-                return False
+            current = _owner_of(existing)
+            if current != owner:
+                raise provenance.refusal(address, current, owner, "change")
             changes: dict[str, Any] = {}
             if source_url is not None:
                 changes["source_url"] = source_url
-            if repository_id is not None:
-                changes["repository_id"] = repository_id
-            items = [self._tx_update(key, set=changes, add={"rev": 1}, condition="attribute_exists(#PK)")]
-            if repository_id is not None:
-                items.append(self._tx_put(_repository_pointer(repository_id, key)))
+            if installation_id is not None:
+                changes["installation_id"] = installation_id
+            if not changes:
+                return False
+            # on the condition that the owner is unchanged (``vrev`` moves with every change of it)
+            items = [
+                self._tx_update(
+                    key, set=changes, add={"rev": 1}, condition="#vrev = :vrev", values={":vrev": existing["vrev"]}
+                )
+            ]
             try:
                 await self._transact(items)
                 return False
-            except _Cancelled:  # renamed or deleted meanwhile: look again
+            except _Cancelled:  # renamed, deleted or given another owner meanwhile: look again
                 await asyncio.sleep(_backoff(attempt))
         raise StorageUnavailable(f"DynamoDB table {self.table!r} is too busy to update module {address}")
+
+    async def get_module(self, address: ModuleAddress) -> ModuleRecord | None:
+        item = await self._get(_module_key(address))
+        return _record_from_item(item) if item else None
 
     async def list_modules(self, namespace: str) -> list[ModuleRecord]:
         return [_record_from_item(item) for item in await self._query(_ns_pk(namespace), prefix="MODULE#")]
@@ -1068,24 +1097,77 @@ class DynamoMetadataStore:
         if pointer is None:
             return None
         module = await self._get((pointer["module_pk"], pointer["module_sk"]))
-        if module is None or module.get("repository_id") != repository_id:
+        if module is None or _owner_of(module) != Owner.github(repository_id):
             return None
         return _record_from_item(module)
 
-    async def delete_module(self, address: ModuleAddress) -> list[str]:
-        """Remove a module and its versions (``module.deleted``); return blob keys nothing uses any more.
-
-        Up to 48 versions go in one transaction with the event; a larger module loses its versions
-        in transactions of 48 first, then the module and the event go last."""
-        return await self._delete_module(address, now_rfc3339())
-
-    async def _delete_module(self, address: ModuleAddress, now: str) -> list[str]:
+    async def set_module_policy(
+        self, address: ModuleAddress, *, owner: Owner | None = None, allow_uploads: bool | None = None
+    ) -> ModuleRecord | None:
+        """An admin's change of the module's owner source or upload allowance, with
+        ``module.policy_changed``; None when there is no such module."""
+        now = now_rfc3339()
         key = _module_key(address)
 
         async def plan() -> _Plan:
             module = await self._get(key)
             if module is None:
                 return _Plan(None)
+            current = _owner_of(module)
+            new_owner = current if owner is None else owner
+            changes: dict[str, Any] = {"owner": str(new_owner), "vrev": _Raw("#vrev + :one")}
+            if allow_uploads is not None:
+                changes["allow_uploads"] = allow_uploads
+            remove = []
+            if new_owner != current:
+                remove.append("installation_id")
+            if new_owner.repository_id is None:
+                remove.append("repository_id")
+            else:
+                changes["repository_id"] = new_owner.repository_id
+            items = [
+                self._tx_update(
+                    key, set=changes, remove=remove, condition="#vrev = :vrev", values={":vrev": module["vrev"], ":one": 1}
+                )
+            ]
+            if new_owner != current and new_owner.repository_id is not None:
+                other = await self.module_by_repository(new_owner.repository_id)
+                if other is not None:
+                    raise Conflict(f"another module is already owned by {new_owner}: a repository owns one module")
+                items.append(self._tx_put(_repository_pointer(new_owner.repository_id, key)))
+            if new_owner != current and current.repository_id is not None:
+                pointer_key = (f"REPOSITORY#{current.repository_id}", "REPOSITORY")
+                items.append(self._tx_delete(pointer_key, "#module_pk = :pk AND #module_sk = :sk", {":pk": key[0], ":sk": key[1]}))
+            record = replace(
+                _record_from_item(module),
+                owner=new_owner,
+                repository_id=new_owner.repository_id,
+                installation_id=module.get("installation_id") if new_owner == current else None,
+                allow_uploads=bool(module.get("allow_uploads")) if allow_uploads is None else allow_uploads,
+            )
+            if record.installation_id is not None:
+                record = replace(record, installation_id=int(record.installation_id))
+            data = {**_address_data(address), "owner_source": str(new_owner), "allow_uploads": record.allow_uploads}
+            return _Plan(record, items, [("module.policy_changed", data)], now)
+
+        return await self._commit(plan)
+
+    async def delete_module(self, address: ModuleAddress, *, owner: Owner | None = None) -> list[str]:
+        """Remove a module and its versions (``module.deleted``); return blob keys nothing uses any more.
+        With ``owner``, only while the module is that owner's (NotOwner otherwise).
+
+        Up to 48 versions go in one transaction with the event; a larger module loses its versions
+        in transactions of 48 first, then the module and the event go last."""
+        return await self._delete_module(address, now_rfc3339(), owner)
+
+    async def _delete_module(self, address: ModuleAddress, now: str, owner: Owner | None = None) -> list[str]:
+        key = _module_key(address)
+
+        async def plan() -> _Plan:
+            module = await self._get(key)
+            if module is None:
+                return _Plan(None)
+            _check_owner(address, module, owner)
             versions = await self._query(
                 _ns_pk(address.namespace), prefix=_version_prefix(address), fields=("PK", "SK", "blob_key")
             )
@@ -1099,7 +1181,7 @@ class DynamoMetadataStore:
             items += [self._tx_update(_blob_key(blob), add={"refs": -n}) for blob, n in refs.items()]
             if not final:
                 return _Plan((_AGAIN, set(refs)), items)
-            items.append(self._tx_delete(key, "attribute_exists(#PK)"))
+            items.append(self._tx_delete(key, "#vrev = :vrev", {":vrev": module["vrev"]}))
             if module.get("repository_id") is not None:
                 pointer_key = (f"REPOSITORY#{module['repository_id']}", "REPOSITORY")
                 pointer = await self._get(pointer_key)
@@ -1130,7 +1212,7 @@ class DynamoMetadataStore:
             return False
         return True
 
-    async def rename_module(self, address: ModuleAddress, new_name: str) -> bool:
+    async def rename_module(self, address: ModuleAddress, new_name: str, *, owner: Owner | None = None) -> bool:
         """Rename a module in place (``module.renamed``); False when there is no such module.
 
         Versions carry the name in their keys, so they move: up to 47 in the transaction with the
@@ -1144,6 +1226,7 @@ class DynamoMetadataStore:
             module = await self._get(key)
             if module is None:
                 return _Plan(False)
+            _check_owner(address, module, owner)
             if target_key == key or await self._get(target_key) is not None:
                 raise Conflict(f"cannot rename {address} to {target}: that module exists")
             versions = await self._query(key[0], prefix=_version_prefix(address))
@@ -1176,7 +1259,7 @@ class DynamoMetadataStore:
             pass
         return result
 
-    async def revoke_version(self, address: ModuleAddress, version: str) -> bool:
+    async def revoke_version(self, address: ModuleAddress, version: str, *, owner: Owner | None = None) -> bool:
         """Take a version out of service (``module.version_revoked``); False if not live."""
         now = now_rfc3339()
         key = _version_key(address, version)
@@ -1185,6 +1268,8 @@ class DynamoMetadataStore:
             module, target, briefs = await asyncio.gather(
                 self._get(_module_key(address)), self._get(key, ("revoked_at",)), self._briefs(address)
             )
+            if module is not None:
+                _check_owner(address, module, owner)
             if module is None or target is None or target.get("revoked_at"):
                 return _Plan(False)
             briefs = [{**b, "revoked_at": now} if b["version"] == version else b for b in briefs]
@@ -1244,19 +1329,30 @@ class DynamoMetadataStore:
             if installation is None:
                 return orphans
             namespace = installation["namespace"]
-            for record in await self.list_modules(namespace):
-                orphans += await self._delete_module(record.address, now)
+            for record in await self._brought_by(installation_id, namespace):
+                orphans += await self._delete_module(record.address, now, record.owner)
 
-            if await self._commit(lambda ns=namespace: self._uninstall_plan(key, ns, now)) is not _AGAIN:
+            if await self._commit(lambda ns=namespace: self._uninstall_plan(key, installation_id, ns, now)) is not _AGAIN:
                 return orphans
         raise StorageUnavailable(f"DynamoDB table {self.table!r} is too busy to remove installation {installation_id}")
 
-    async def _uninstall_plan(self, key: tuple[str, str], namespace: str, now: str) -> _Plan:
+    async def _brought_by(self, installation_id: int, namespace: str) -> list[ModuleRecord]:
+        """The modules of ``namespace`` an installation brought (owned by a repository through it)."""
+        return [
+            record
+            for record in await self.list_modules(namespace)
+            if record.owner.kind == "github" and record.installation_id == installation_id
+        ]
+
+    async def _uninstall_plan(self, key: tuple[str, str], installation_id: int, namespace: str, now: str) -> _Plan:
         if await self._get(key) is None:
             return _Plan(None)
-        if await self._query(_ns_pk(namespace), prefix="MODULE#", limit=1):
+        if await self._brought_by(installation_id, namespace):
             return _Plan(_AGAIN)  # a module arrived meanwhile: delete it too
-        items = [self._tx_delete(key, "attribute_exists(#PK)"), self._tx_delete(_namespace_key(namespace))]
+        items = [self._tx_delete(key, "attribute_exists(#PK)")]
+        others = [i for i in await self.list_installations() if i.id != installation_id and i.namespace.lower() == namespace.lower()]
+        if not others and not await self._query(_ns_pk(namespace), prefix="MODULE#", limit=1):
+            items.append(self._tx_delete(_namespace_key(namespace)))  # nothing else lives there
         return _Plan(True, items, [("app.uninstalled", {"namespace": namespace})], now)
 
     # -- jobs --------------------------------------------------------------------------------
@@ -1517,9 +1613,11 @@ def _address_of(item: dict[str, Any]) -> ModuleAddress:
     return ModuleAddress(item["namespace"], item["name"], item["provider"])
 
 
-def _new_module_item(address: ModuleAddress, now: str) -> dict[str, Any]:
+def _new_module_item(address: ModuleAddress, now: str, owner: Owner) -> dict[str, Any]:
     pk, sk = _module_key(address)
     return {
+        "owner": str(owner),
+        "repository_id": owner.repository_id,
         "PK": pk,
         "SK": sk,
         "kind": "module",
@@ -1629,13 +1727,32 @@ def _version_from_item(item: dict[str, Any]) -> ModuleVersion:
     )
 
 
+def _owner_of(item: dict[str, Any]) -> Owner:
+    """A module item's owner; an item written before owners were kept has its legacy owner."""
+    if item.get("owner"):
+        return Owner.parse(item["owner"])
+    repository_id = item.get("repository_id")
+    latest = item.get("latest") or {}
+    return provenance.legacy_owner(None if repository_id is None else int(repository_id), latest.get("source"))
+
+
+def _check_owner(address: ModuleAddress, module: dict[str, Any], owner: Owner | None) -> None:
+    """NotOwner unless the module item is ``owner``'s; nothing to check without ``owner``."""
+    if owner is not None and (current := _owner_of(module)) != owner:
+        raise provenance.changed(address, current, owner)
+
+
 def _record_from_item(item: dict[str, Any]) -> ModuleRecord:
     repository_id = item.get("repository_id")
+    installation_id = item.get("installation_id")
     return ModuleRecord(
         _address_of(item),
         item["created_at"],
         item.get("source_url"),
         None if repository_id is None else int(repository_id),
+        _owner_of(item),
+        None if installation_id is None else int(installation_id),
+        bool(item.get("allow_uploads")),
     )
 
 

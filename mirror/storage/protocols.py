@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mirror.domain.provenance import Owner
 from mirror.domain.models import (
     Consumer,
     DeliveryFailure,
@@ -213,23 +214,43 @@ class SettingsStore(Protocol):
 
 
 class ModuleAdmin(Protocol):
-    """Module lifecycle driven by a source of truth (GitHub); each change writes its event."""
+    """Module lifecycle driven by the module's owner source; each change writes its event.
+
+    Given ``owner``, ``delete_module``, ``rename_module`` and ``revoke_version`` apply only while
+    the module is that owner's (a conditional write) and raise ``NotOwner`` otherwise; without it
+    they apply whatever owns the module (admins, tests)."""
 
     async def ensure_module(
-        self, address: ModuleAddress, *, source_url: str | None = None, repository_id: int | None = None
-    ) -> bool: ...
+        self,
+        address: ModuleAddress,
+        *,
+        owner: Owner = Owner("upload"),
+        source_url: str | None = None,
+        installation_id: int | None = None,
+    ) -> bool:
+        """Create the module for ``owner`` if it is new (True); an existing module of ``owner``
+        takes a given source URL and installation; one of another owner raises ``NotOwner``."""
+
+    async def get_module(self, address: ModuleAddress) -> ModuleRecord | None: ...
 
     async def list_modules(self, namespace: str) -> list[ModuleRecord]: ...
 
-    async def module_by_repository(self, repository_id: int) -> ModuleRecord | None: ...
+    async def module_by_repository(self, repository_id: int) -> ModuleRecord | None:
+        """The module owned by GitHub repository ``repository_id`` (``github:<id>``)."""
+
+    async def set_module_policy(
+        self, address: ModuleAddress, *, owner: Owner | None = None, allow_uploads: bool | None = None
+    ) -> ModuleRecord | None:
+        """An admin's change of owner source or upload allowance (``module.policy_changed``);
+        None when there is no such module. Writers that decided against the old owner fail."""
 
     async def all_versions(self, address: ModuleAddress) -> list[ModuleVersion]: ...
 
-    async def delete_module(self, address: ModuleAddress) -> list[str]: ...
+    async def delete_module(self, address: ModuleAddress, *, owner: Owner | None = None) -> list[str]: ...
 
-    async def rename_module(self, address: ModuleAddress, new_name: str) -> bool: ...
+    async def rename_module(self, address: ModuleAddress, new_name: str, *, owner: Owner | None = None) -> bool: ...
 
-    async def revoke_version(self, address: ModuleAddress, version: str) -> bool: ...
+    async def revoke_version(self, address: ModuleAddress, version: str, *, owner: Owner | None = None) -> bool: ...
 
 
 class InstallationStore(Protocol):

@@ -21,6 +21,8 @@ from typing import Any
 import aiosqlite
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain import provenance
+from mirror.domain.provenance import Owner
 from mirror.domain.models import (
     Consumer,
     DeliveryFailure,
@@ -176,10 +178,20 @@ MIGRATIONS: tuple[str, ...] = (
         module_id, revoked_at, version, raw_version, sha256, size, blob_key, published_at, source, commit_sha
     );
     """,
+    # Provenance: each module's one owner source, the installation that brought it, and an
+    # admin's per-module allowance for uploads. Filled for existing modules by ``_after_migration``.
+    """
+    ALTER TABLE modules ADD COLUMN owner TEXT;
+    ALTER TABLE modules ADD COLUMN installation_id INTEGER;
+    ALTER TABLE modules ADD COLUMN allow_uploads INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX modules_owner ON modules (owner);
+    CREATE INDEX modules_installation ON modules (installation_id);
+    """,
 )
 
-#: migrations after which ``_after_migration`` has Python work to do
+#: migrations after which ``_migrate`` has Python work to do
 _REFRESH_LATEST_AFTER = 6
+_RECORD_OWNERS_AFTER = 9
 
 _VERSION_COLUMNS = (
     "m.namespace, m.name, m.provider, v.version, v.raw_version, v.sha256, v.size, v.blob_key, "
@@ -252,6 +264,8 @@ class SqliteMetadataStore:
                     async with conn.execute("SELECT id FROM modules") as cursor:
                         for (module_id,) in await cursor.fetchall():
                             await _refresh_latest(conn, module_id)
+                if number + 1 == _RECORD_OWNERS_AFTER:
+                    await _record_legacy_owners(conn)
                 await conn.execute(f"PRAGMA user_version = {number + 1}")
                 await conn.execute("COMMIT")
             except BaseException:
@@ -328,6 +342,13 @@ class SqliteMetadataStore:
         addr = mv.address
         try:
             async with self._transaction() as conn:
+                module_row = await _one(
+                    conn, f"SELECT id, {_OWNER_COLUMNS} FROM modules m WHERE " + _MODULE_MATCH, _parts(addr)
+                )
+                if new.expected_owner != "any":
+                    current = _owner_from_row(module_row[1:]) if module_row else None
+                    if current != new.expected_owner:
+                        raise provenance.changed(addr, current, new.expected_owner)
                 existing = await _one(
                     conn,
                     f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN modules m ON m.id = v.module_id "
@@ -355,16 +376,12 @@ class SqliteMetadataStore:
                     "INSERT INTO namespaces (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     (addr.namespace, now),
                 )
-                module_row = await _one(
-                    conn,
-                    "SELECT id FROM modules m WHERE " + _MODULE_MATCH,
-                    (addr.namespace, addr.name, addr.provider),
-                )
                 events = list(new.events)
                 if module_row is None:
                     cursor = await conn.execute(
-                        "INSERT INTO modules (namespace, name, provider, created_at) VALUES (?, ?, ?, ?)",
-                        (addr.namespace, addr.name, addr.provider, now),
+                        "INSERT INTO modules (namespace, name, provider, created_at, owner, repository_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (addr.namespace, addr.name, addr.provider, now, str(new.owner), new.owner.repository_id),
                     )
                     module_id = cursor.lastrowid
                     events.insert(
@@ -702,17 +719,27 @@ class SqliteMetadataStore:
     # -- modules, namespaces, installations ------------------------------------------------
 
     async def ensure_module(
-        self, address: ModuleAddress, *, source_url: str | None = None, repository_id: int | None = None
+        self,
+        address: ModuleAddress,
+        *,
+        owner: Owner = Owner("upload"),
+        source_url: str | None = None,
+        installation_id: int | None = None,
     ) -> bool:
-        """Create the module (and its namespace) if it is new, with ``module.created``; True if created."""
+        """Create the module (and its namespace) for ``owner`` if it is new, with ``module.created``;
+        True if created. An existing module of ``owner`` takes the given source URL and installation;
+        one of another owner is left alone (NotOwner)."""
         async with self._writing() as conn:
             now = now_rfc3339()
-            row = await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
+            row = await _one(conn, f"SELECT id, {_OWNER_COLUMNS} FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
             if row is not None:
+                current = _owner_from_row(row[1:])
+                if current != owner:
+                    raise provenance.refusal(address, current, owner, "change", source_url=None)
                 await conn.execute(
                     "UPDATE modules SET source_url = COALESCE(?, source_url), "
-                    "repository_id = COALESCE(?, repository_id) WHERE id = ?",
-                    (source_url, repository_id, row[0]),
+                    "installation_id = COALESCE(?, installation_id) WHERE id = ?",
+                    (source_url, installation_id, row[0]),
                 )
                 return False
             await conn.execute(
@@ -720,28 +747,61 @@ class SqliteMetadataStore:
                 (address.namespace, now),
             )
             await conn.execute(
-                "INSERT INTO modules (namespace, name, provider, created_at, source_url, repository_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (*_parts(address), now, source_url, repository_id),
+                "INSERT INTO modules (namespace, name, provider, created_at, source_url, repository_id, owner, "
+                "installation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_parts(address), now, source_url, owner.repository_id, str(owner), installation_id),
             )
             await self._append_events(conn, [("module.created", _address_data(address))], now)
             return True
 
+    async def get_module(self, address: ModuleAddress) -> ModuleRecord | None:
+        row = await self._fetchone(f"SELECT {_MODULE_COLUMNS} FROM modules m WHERE {_MODULE_MATCH}", _parts(address))
+        return _module_from_row(row) if row else None
+
     async def list_modules(self, namespace: str) -> list[ModuleRecord]:
         rows = await self._fetchall(
-            "SELECT namespace, name, provider, created_at, source_url, repository_id FROM modules "
-            "WHERE namespace = ? ORDER BY name, provider",
-            (namespace,),
+            f"SELECT {_MODULE_COLUMNS} FROM modules WHERE namespace = ? ORDER BY name, provider", (namespace,)
         )
         return [_module_from_row(row) for row in rows]
 
     async def module_by_repository(self, repository_id: int) -> ModuleRecord | None:
         row = await self._fetchone(
-            "SELECT namespace, name, provider, created_at, source_url, repository_id FROM modules "
-            "WHERE repository_id = ?",
-            (repository_id,),
+            f"SELECT {_MODULE_COLUMNS} FROM modules WHERE owner = ?", (str(Owner.github(repository_id)),)
         )
         return _module_from_row(row) if row else None
+
+    async def set_module_policy(
+        self, address: ModuleAddress, *, owner: Owner | None = None, allow_uploads: bool | None = None
+    ) -> ModuleRecord | None:
+        """An admin's change of the module's owner source or upload allowance, with
+        ``module.policy_changed``; None when there is no such module."""
+        async with self._writing() as conn:
+            row = await _one(conn, f"SELECT id, {_OWNER_COLUMNS} FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
+            if row is None:
+                return None
+            current = _owner_from_row(row[1:])
+            new_owner = current if owner is None else owner
+            if owner is not None and owner != current and owner.kind == "github":
+                clash = await _one(conn, "SELECT id FROM modules WHERE owner = ? AND id != ?", (str(owner), row[0]))
+                if clash is not None:
+                    raise Conflict(f"another module is already owned by {owner}: a repository owns one module")
+            await conn.execute(
+                "UPDATE modules SET owner = ?, repository_id = ?, allow_uploads = COALESCE(?, allow_uploads), "
+                "installation_id = CASE WHEN ? THEN installation_id ELSE NULL END WHERE id = ?",
+                (
+                    str(new_owner),
+                    new_owner.repository_id,
+                    None if allow_uploads is None else int(allow_uploads),
+                    new_owner == current,
+                    row[0],
+                ),
+            )
+            record = _module_from_row(
+                await _one(conn, f"SELECT {_MODULE_COLUMNS} FROM modules WHERE id = ?", (row[0],))
+            )
+            data = {**_address_data(address), "owner_source": str(record.owner), "allow_uploads": record.allow_uploads}
+            await self._append_events(conn, [("module.policy_changed", data)], now_rfc3339())
+            return record
 
     async def all_versions(self, address: ModuleAddress) -> list[ModuleVersion]:
         """Every version, revoked ones included (for reconciling against a source)."""
@@ -751,17 +811,21 @@ class SqliteMetadataStore:
         )
         return [_version_from_row(row) for row in rows]
 
-    async def delete_module(self, address: ModuleAddress) -> list[str]:
-        """Remove a module and its versions (``module.deleted``); return blob keys nothing uses any more."""
+    async def delete_module(self, address: ModuleAddress, *, owner: Owner | None = None) -> list[str]:
+        """Remove a module and its versions (``module.deleted``); return blob keys nothing uses any more.
+        With ``owner``, only while the module is that owner's (NotOwner otherwise)."""
         async with self._writing() as conn:
+            await _check_owner(conn, address, owner)
             return await self._delete_module(conn, address, now_rfc3339())
 
-    async def rename_module(self, address: ModuleAddress, new_name: str) -> bool:
-        """Rename a module in place (``module.renamed``); False when there is no such module."""
+    async def rename_module(self, address: ModuleAddress, new_name: str, *, owner: Owner | None = None) -> bool:
+        """Rename a module in place (``module.renamed``); False when there is no such module.
+        With ``owner``, only while the module is that owner's (NotOwner otherwise)."""
         async with self._writing() as conn:
             row = await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
             if row is None:
                 return False
+            await _check_owner(conn, address, owner)
             target = ModuleAddress(address.namespace, new_name, address.provider)
             if await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(target)):
                 raise Conflict(f"cannot rename {address} to {target}: that module exists")
@@ -770,9 +834,11 @@ class SqliteMetadataStore:
             await self._append_events(conn, [("module.renamed", data)], now_rfc3339())
             return True
 
-    async def revoke_version(self, address: ModuleAddress, version: str) -> bool:
-        """Take a version out of service (``module.version_revoked``); False if not live."""
+    async def revoke_version(self, address: ModuleAddress, version: str, *, owner: Owner | None = None) -> bool:
+        """Take a version out of service (``module.version_revoked``); False if not live. With
+        ``owner``, only while the module is that owner's (NotOwner otherwise)."""
         async with self._writing() as conn:
+            await _check_owner(conn, address, owner)
             now = now_rfc3339()
             cursor = await conn.execute(
                 "UPDATE versions SET revoked_at = ? WHERE version = ? AND revoked_at IS NULL AND module_id = "
@@ -812,8 +878,9 @@ class SqliteMetadataStore:
         return [Installation(*row) for row in rows]
 
     async def remove_installation(self, installation_id: int) -> list[str]:
-        """Remove an installation's namespace and everything in it: ``module.deleted`` for each
-        module, then ``app.uninstalled``. Returns blob keys nothing uses any more."""
+        """Remove an installation and what it brought: ``module.deleted`` for each module it
+        brought (other sources' modules in its namespace stay, and so does the namespace while
+        any module is left), then ``app.uninstalled``. Returns blob keys nothing uses any more."""
         async with self._writing() as conn:
             row = await _one(conn, "SELECT namespace FROM installations WHERE id = ?", (installation_id,))
             if row is None:
@@ -821,14 +888,19 @@ class SqliteMetadataStore:
             namespace, now = row[0], now_rfc3339()
             orphans: list[str] = []
             async with conn.execute(
-                "SELECT namespace, name, provider FROM modules WHERE namespace = ? ORDER BY name, provider",
-                (namespace,),
+                "SELECT namespace, name, provider FROM modules WHERE installation_id = ? AND owner LIKE 'github:%' "
+                "ORDER BY namespace, name, provider",
+                (installation_id,),
             ) as cursor:
                 modules = [ModuleAddress(*r) for r in await cursor.fetchall()]
             for address in modules:
                 orphans += await self._delete_module(conn, address, now)
             await conn.execute("DELETE FROM installations WHERE id = ?", (installation_id,))
-            await conn.execute("DELETE FROM namespaces WHERE name = ?", (namespace,))
+            await conn.execute(
+                "DELETE FROM namespaces WHERE name = ? AND NOT EXISTS (SELECT 1 FROM modules WHERE namespace = ?) "
+                "AND NOT EXISTS (SELECT 1 FROM installations WHERE namespace = ?)",
+                (namespace, namespace, namespace),
+            )
             await self._append_events(conn, [("app.uninstalled", {"namespace": namespace})], now)
             return orphans
 
@@ -989,9 +1061,53 @@ def _owned(name: str, owner: str | None) -> tuple[str, tuple[Any, ...]]:
     return ("name = ?", (name,)) if owner is None else ("name = ? AND lease_owner = ?", (name, owner))
 
 
+_OWNER_COLUMNS = "owner, repository_id"
+_MODULE_COLUMNS = "namespace, name, provider, created_at, source_url, repository_id, owner, installation_id, allow_uploads"
+
+
+def _owner_from_row(row: Sequence[Any]) -> Owner:
+    """The owner from ``_OWNER_COLUMNS`` (a row the provenance migration has not filled: its legacy owner)."""
+    owner, repository_id = row[0], row[1]
+    return Owner.parse(owner) if owner else provenance.legacy_owner(repository_id, None)
+
+
 def _module_from_row(row: Sequence[Any]) -> ModuleRecord:
-    namespace, name, provider, created_at, source_url, repository_id = row
-    return ModuleRecord(ModuleAddress(namespace, name, provider), created_at, source_url, repository_id)
+    namespace, name, provider, created_at, source_url, repository_id, owner, installation_id, allow_uploads = row
+    return ModuleRecord(
+        ModuleAddress(namespace, name, provider),
+        created_at,
+        source_url,
+        repository_id,
+        _owner_from_row((owner, repository_id)),
+        installation_id,
+        bool(allow_uploads),
+    )
+
+
+async def _check_owner(conn: aiosqlite.Connection, address: ModuleAddress, owner: Owner | None) -> None:
+    """NotOwner unless the module (if there is one) is ``owner``'s; nothing to check without ``owner``."""
+    if owner is None:
+        return
+    row = await _one(conn, f"SELECT {_OWNER_COLUMNS} FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
+    if row is not None and (current := _owner_from_row(row)) != owner:
+        raise provenance.changed(address, current, owner)
+
+
+async def _record_legacy_owners(conn: aiosqlite.Connection) -> None:
+    """Migration 9: modules recorded before owners were kept get their legacy owner
+    (``provenance.legacy_owner``: their repository, an upstream, or uploads), and a GitHub module
+    the installation of its namespace (the only one that could have brought it)."""
+    async with conn.execute(
+        "SELECT m.id, m.repository_id, (SELECT source FROM versions v WHERE v.module_id = m.id ORDER BY v.id LIMIT 1), "
+        "(SELECT MIN(i.id) FROM installations i WHERE i.namespace = m.namespace) FROM modules m"
+    ) as cursor:
+        rows = await cursor.fetchall()
+    for module_id, repository_id, source, installation_id in rows:
+        owner = provenance.legacy_owner(repository_id, source)
+        await conn.execute(
+            "UPDATE modules SET owner = ?, installation_id = ? WHERE id = ?",
+            (str(owner), installation_id if owner.kind == "github" else None, module_id),
+        )
 
 
 def _summary_from_row(row: Sequence[Any]) -> ModuleSummary:
