@@ -96,6 +96,9 @@ class FakeRepo:
     default_branch: str = "main"
     tags: dict[str, str] = field(default_factory=dict)  # tag name -> commit sha
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit sha -> files
+    #: pushes so far (tags added, moved or deleted): GitHub's ``pushed_at`` moves with each one,
+    #: so the delivery of a tag deleted and pushed back is not byte-identical to the first one
+    pushes: int = 0
 
     @property
     def owner(self) -> str:
@@ -122,7 +125,7 @@ class FakeRepo:
             "tags_url": f"{api}/tags",
             "created_at": "2024-01-01T00:00:00Z",
             "updated_at": "2024-01-01T00:00:00Z",
-            "pushed_at": "2024-01-01T00:00:00Z",
+            "pushed_at": datetime.fromtimestamp(1704067200 + self.pushes, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "default_branch": self.default_branch,
             "archived": self.archived,
             "disabled": False,
@@ -240,6 +243,7 @@ class FakeGitHub:
         sha = commit_sha or secrets.token_hex(20)
         repo.commits[sha] = dict(files)
         repo.tags[tag] = sha
+        repo.pushes += 1
         return sha
 
     def move_tag(
@@ -252,6 +256,7 @@ class FakeGitHub:
 
     def delete_tag(self, owner: str, name: str, tag: str) -> None:
         del self.repos[(owner, name)].tags[tag]
+        self.repos[(owner, name)].pushes += 1
 
     def tarball(self, owner: str, name: str, ref: str) -> bytes:
         """The exact bytes the fake serves for ``ref``'s tarball."""
