@@ -246,6 +246,18 @@ class Syncer:
                 return result("skipped", "revoked in this registry; not copied again")
             if local is not None and not self._verify:
                 return result("skipped", "already here; not verified")
+            module = await self._store.get_module(target)
+            if module is not None:  # another source's module: refused before anything is downloaded
+                try:
+                    provenance.check(
+                        target,
+                        module.owner,
+                        Owner.upstream(run.client.base_url),
+                        "add versions to",
+                        source_url=module.source_url,
+                    )
+                except Conflict as exc:
+                    return result("conflict", str(exc), permanent=True)
             if self._dry_run:
                 return result("skipped", "already here") if local is not None else result("planned", "would copy")
             try:
@@ -270,7 +282,7 @@ class Syncer:
                         source=_source_label(run, source, fetched.source),
                         commit_sha=fetched.commit_sha,
                         origin="sync",
-                        owner=Owner.upstream(run.client.host),
+                        owner=Owner.upstream(run.client.base_url),
                     )
             except Conflict as exc:
                 return result("conflict", str(exc), permanent=True)
@@ -370,7 +382,7 @@ class Syncer:
         local = await self._store.get_version(target, version)
         if local is None or local.revoked_at is not None:
             return result("skipped", "revoked upstream; not live here")
-        owner, module = Owner.upstream(run.client.host), await self._store.get_module(target)
+        owner, module = Owner.upstream(run.client.base_url), await self._store.get_module(target)
         try:
             if module is not None:
                 provenance.check(target, module.owner, owner, "revoke versions of", source_url=module.source_url)

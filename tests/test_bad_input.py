@@ -1407,7 +1407,46 @@ def method_cases() -> list[Case]:
     return cases
 
 
+def module_policy_cases() -> list[Case]:
+    """``GET``/``PATCH /api/v1/modules/:ns/:name/:provider``: a module's owner source and upload
+    allowance (admin only to change; nothing changes on a refusal)."""
+    path = "/api/v1/modules/acme/network/aws"
+    json_type = {"Content-Type": "application/json"}
+
+    def patch(id: str, status: int, body: bytes, **kwargs: Any) -> Case:
+        return case(f"module-policy-{id}", "PATCH", kwargs.pop("path", path), status, body=body, headers=json_type, **kwargs)
+
+    return [
+        case("module-record-unknown", "GET", "/api/v1/modules/acme/nothing/aws", 404),
+        case("module-record-bad-name", "GET", "/api/v1/modules/acme/bad..name/aws", 400),
+        case("module-record-no-token", "GET", path, 401, auth=None),
+        case("module-record-other-namespace", "GET", path, 403, auth="other-publish"),
+        patch("publish-token", 403, b'{"allow_uploads": true}', auth="publish"),
+        patch("read-token", 403, b'{"allow_uploads": true}', auth="acme-read"),
+        patch("no-token", 401, b'{"allow_uploads": true}', auth=None),
+        patch("unknown-module", 404, b'{"allow_uploads": true}', path="/api/v1/modules/acme/nothing/aws"),
+        patch("empty-object", 400, b"{}"),
+        patch("empty-body", 400, b""),
+        patch("not-json", 400, b"allow_uploads=true"),
+        patch("array", 400, b"[true]"),
+        patch("unknown-key", 400, b'{"allow_uploads": true, "owner": "upload"}'),
+        patch("string-bool", 400, b'{"allow_uploads": "true"}'),
+        patch("number-bool", 400, b'{"allow_uploads": 1}'),
+        patch("owner-not-string", 400, b'{"owner_source": 42}'),
+        patch("owner-unknown-kind", 400, b'{"owner_source": "gitlab:1"}'),
+        patch("owner-bad-repository", 400, b'{"owner_source": "github:one"}'),
+        patch("owner-huge-repository", 400, b'{"owner_source": "github:123456789012345678901"}'),
+        patch("owner-bad-host", 400, b'{"owner_source": "upstream:-bad-.example/x"}'),
+        patch("owner-trailing-newline", 400, b'{"owner_source": "upload\\n"}'),
+        patch("deeply-nested", 400, b"[" * 8000 + b"]" * 8000),  # under the size limit, too deep to parse
+        patch("huge", 413, b'{"allow_uploads": true, "pad": "' + b"p" * (64 * KiB) + b'"}'),
+        patch("huge-chunked", 413, b'{"pad": "' + b"p" * (64 * KiB) + b'"}', chunked=True),
+        patch("invalid-utf8", 400, b'{"owner_source": "\xff"}'.replace(b"\\xff", b"\xff")),
+    ]
+
+
 CASES = [
+    *module_policy_cases(),
     *publish_cases(),
     *protocol_cases(),
     *events_cases(),

@@ -21,6 +21,7 @@ from tests.fake_github import (
 )
 from tests.live import run_cli
 from tests.test_github import GitHubWorld, github_sections, module_files, world  # noqa: F401 (fixture)
+from tests.test_sync import start_mirror  # noqa: F401 (fixture)
 
 NETWORK = "acme-corp/network/aws"
 
@@ -187,3 +188,86 @@ async def test_an_admin_hands_a_module_to_another_source(world: GitHubWorld, tmp
     assert (await upload(world, tmp_path, "3.0.0"))[0] == 409
     types = [e.type for e in await world.registry.app[STORE].events_after(0, 100)]
     assert types.count("module.policy_changed") == 1
+
+
+async def test_modules_recorded_before_owners_get_their_legacy_owner(tmp_path: Path):
+    """Migration 9 on a database of schema 8: a module linked to a repository is the repository's
+    (with the installation of its namespace), one whose versions carry a sync label is that
+    upstream's, the rest are uploads'."""
+    import sqlite3
+
+    from mirror.domain.addresses import ModuleAddress
+    from mirror.domain.provenance import Owner
+    from mirror.storage.sqlite import MIGRATIONS, SqliteMetadataStore
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:8]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 8")
+        conn.execute("INSERT INTO namespaces VALUES ('acme', 'x')")
+        conn.execute("INSERT INTO installations VALUES (7, 'acme-corp', 'ACME', 'x')")
+        for module_id, name, repository_id, source in (
+            (1, "net", 42, "https://github.com/acme/terraform-aws-net"),
+            (2, "dns", None, "registry.example.com:8443/hashicorp/dns/aws"),
+            (3, "hand", None, "upload"),
+            (4, "empty", None, None),
+        ):
+            conn.execute(
+                "INSERT INTO modules (id, namespace, name, provider, created_at, repository_id) VALUES (?, 'acme', ?, 'aws', 'x', ?)",
+                (module_id, name, repository_id),
+            )
+            if source:
+                conn.execute(
+                    "INSERT INTO versions (module_id, version, raw_version, sha256, size, blob_key, source, published_at) "
+                    "VALUES (?, '1.0.0', '1.0.0', ?, 1, 'k', ?, 'x')",
+                    (module_id, "0" * 64, source),
+                )
+    store = SqliteMetadataStore(path)
+    await store.open()
+    try:
+        records = {m.address.name: m for m in await store.list_modules("acme")}
+        assert (records["net"].owner, records["net"].installation_id) == (Owner.github(42), 7)
+        assert records["dns"].owner == Owner.upstream("registry.example.com:8443")
+        assert records["hand"].owner == Owner.upload() == records["empty"].owner
+        assert records["dns"].installation_id is None and not records["hand"].allow_uploads
+        assert (await store.module_by_repository(42)).address == ModuleAddress.parse("acme/net/aws")
+    finally:
+        await store.close()
+
+
+async def test_sync_and_bundles_leave_other_sources_modules_alone(start_mirror, tmp_path: Path):  # noqa: F811
+    """`mirror sync` does not add versions to a module uploaded here, and reports the conflict
+    naming its owner; what it creates is the upstream's. A bundle never adds to a module that
+    sync or uploads own, and imports nothing."""
+    from tests.test_sync import run_mirror, statuses, version_of
+
+    upstream = await start_mirror("upstream")
+    await upstream.publish("acme/a/aws", "1.0.0", "up-a")
+    await upstream.publish("acme/b/aws", "1.0.0", "up-b")
+    down = await start_mirror("down")
+    await down.publish("acme/a/aws", "0.1.0", "local-a")
+    env = {"MIRROR_UPSTREAM_TOKEN": upstream.token}
+    code, out, err = await run_mirror(
+        "sync", "--config", str(down.config_file), "--from-mirror", upstream.url, cwd=tmp_path, env=env
+    )
+    assert {k.rstrip(":"): v for k, v in statuses(out).items()} == {
+        "acme/a/aws 1.0.0": "conflict",
+        "acme/b/aws 1.0.0": "copied",
+    }, out + err
+    assert "fetching  acme/a/aws" not in out  # refused before anything was downloaded
+    assert "belongs to owner source upload" in out
+    assert await version_of(down.config_file, "acme/a/aws", "1.0.0") is None
+    host = upstream.url.split("://", 1)[1]
+    shown = await run_mirror(
+        "modules", "show", "acme/b/aws", "--registry", down.url, cwd=tmp_path, env={"MIRROR_TOKEN": down.token}
+    )
+    assert shown[0] == 0 and f"owner source upstream:{host}" in shown[1], shown
+
+    bundle = tmp_path / "b.tar"
+    code, out, err = await run_mirror("export", "--config", str(upstream.config_file), str(bundle), cwd=tmp_path)
+    assert code == 0, out + err
+    code, out, err = await run_mirror("import", "--config", str(down.config_file), str(bundle), cwd=tmp_path)
+    assert code == 1 and "Traceback" not in err
+    assert "belongs to owner source" in err and "nothing was imported" in err
+    assert await version_of(down.config_file, "acme/a/aws", "1.0.0") is None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from typing import Literal
 
 from mirror.errors import BadRequest, Conflict
@@ -55,6 +56,9 @@ class Owner:
 
     @classmethod
     def upstream(cls, host: str) -> Owner:
+        """An upstream by its host (``registry.example.com``, ``HOST:PORT``) or its base URL."""
+        if "://" in host:
+            host = urlsplit(host).netloc.rpartition("@")[2]
         return cls("upstream", host.lower())
 
     @classmethod

@@ -332,7 +332,7 @@ class PullThrough:
                         source=_source_label(client, address, fetched.source),
                         commit_sha=fetched.commit_sha,
                         origin=ORIGIN,
-                        owner=Owner.upstream(client.host),
+                        owner=Owner.upstream(client.base_url),
                     )
             except Conflict:
                 return  # published here meanwhile with other bytes: this registry's version is served
