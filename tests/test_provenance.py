@@ -271,3 +271,38 @@ async def test_sync_and_bundles_leave_other_sources_modules_alone(start_mirror, 
     assert code == 1 and "Traceback" not in err
     assert "belongs to owner source" in err and "nothing was imported" in err
     assert await version_of(down.config_file, "acme/a/aws", "1.0.0") is None
+
+
+async def test_pull_through_offers_nothing_for_a_module_another_source_owns(tmp_path: Path):
+    """A proxied namespace with a module uploaded here: the upstream's versions of it are neither
+    listed nor fetched, and a download of one is a 404 naming the owner."""
+    import aiohttp
+
+    from tests.test_pullthrough import start_downstream
+    from tests.live import MirrorServer
+    from tests.test_sync import LiveMirror, config_of, mirror_config, token_for, version_of
+
+    config_file = mirror_config(tmp_path / "upstream")
+    up_server = MirrorServer(config_file, config_of(config_file).server.port, config_file.parent).start()
+    upstream = LiveMirror(config_file, up_server, await token_for(config_file))
+    async with aiohttp.ClientSession() as session:
+        try:
+            await upstream.publish("acme/network/aws", "1.0.0", "up")
+            await upstream.publish("acme/other/aws", "1.0.0", "up-other")
+            settings = {"host": upstream.url, "token": upstream.token, "proxy_namespaces": ["acme"], "proxy_ttl_seconds": 2}
+            down = await start_downstream(tmp_path / "down", session, settings)
+            try:
+                local = LiveMirror(down.server.config_file, down.server, down.admin)
+                await local.publish("acme/network/aws", "0.1.0", "here")
+                assert await down.versions("acme/network/aws") == ["0.1.0"]
+                status, body = await down.download("1.0.0", "acme/network/aws")
+                assert status == 404 and body["errors"], body  # not offered, so not found
+                assert await version_of(down.server.config_file, "acme/network/aws", "1.0.0") is None
+                assert await down.versions("acme/other/aws") == ["1.0.0"]  # the upstream's own still comes
+                assert (await down.download("1.0.0", "acme/other/aws"))[0] == 200
+                shown = await down.get("/api/v1/modules/acme/other/aws", token=down.admin)
+                assert shown[1]["module"]["owner_source"] == "upstream:" + upstream.url.split("://")[1]
+            finally:
+                assert down.server.stop() == 0, down.server.logs()
+        finally:
+            up_server.stop()

@@ -42,7 +42,7 @@ import structlog
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.provenance import Owner
-from mirror.domain.models import ModuleVersion
+from mirror.domain.models import ModuleRecord, ModuleVersion
 from mirror.domain.versions import Version, normalize
 from mirror.errors import (
     Conflict,
@@ -82,6 +82,8 @@ class PullThroughStore(Protocol):
     """What the pull-through cache reads of the metadata store."""
 
     async def get_version(self, address: ModuleAddress, version: str) -> ModuleVersion | None: ...
+
+    async def get_module(self, address: ModuleAddress) -> ModuleRecord | None: ...
 
     async def all_versions(self, address: ModuleAddress) -> list[ModuleVersion]: ...
 
@@ -205,6 +207,13 @@ class PullThrough:
 
     async def _look_up(self, key: _Key, address: ModuleAddress, upstream: ProxiedUpstream) -> _Listing:
         client = upstream.client
+        module = await self._store.get_module(address)
+        if module is not None and module.owner != Owner.upstream(client.base_url):
+            # another source's module: the upstream's versions could not be pulled, so none is offered
+            now = self._clock()
+            listing = _Listing({}, True, frozenset(), refresh_at=now + upstream.ttl_seconds, listed_at=now)
+            _remember(self._listings, key, listing)
+            return listing
         raw_versions: list[str] | None = None
         error: MirrorError | None = None
         try:
@@ -317,6 +326,13 @@ class PullThrough:
                     raise NotFound(f"version {version} of module {address} was revoked in this registry")
                 return  # recorded meanwhile (by another process): the catalog finds it in the store
             client, started = upstream.client, self._clock()
+            module = await self._store.get_module(address)
+            if module is not None and module.owner != Owner.upstream(client.base_url):
+                # another source's module: nothing is fetched (the publish would be refused)
+                raise NotFound(
+                    f"version {version} of module {address} not found: the module belongs to owner source "
+                    f"{module.owner}, so {client.host} does not add versions to it"
+                )
             try:
                 location = await client.download(address, version)
             except UpstreamError as exc:
