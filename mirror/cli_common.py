@@ -94,6 +94,7 @@ async def offline_registry(config: Config) -> AsyncIterator[OfflineRegistry]:
     store = make_metadata_store(config)
     await store.open()
     blobs = make_blob_store(config)
+    analyzer = analyzer_for(config)
     try:
         await blobs.open_client()
         await blobs.check()
@@ -103,10 +104,11 @@ async def offline_registry(config: Config) -> AsyncIterator[OfflineRegistry]:
             blobs,
             ModuleCatalog(store, ttl_seconds=0),
             config.limits.archive_limits(),
-            analyzer=analyzer_for(config),
+            analyzer=analyzer,
         )
         yield OfflineRegistry(config, store, blobs, ingestor)
     finally:
+        await analyzer.close()
         await blobs.close()
         await store.close()
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import signal
 import statistics
 import tarfile
 import time
@@ -72,6 +74,8 @@ async def test_pathological_file_is_stopped_the_version_installs_and_healthz_sta
     assert len(latencies) >= 20  # the analysis ran for a while (a second of CPU in the child)
     p90 = statistics.quantiles(latencies, n=10)[-1]
     assert p90 < 0.25, f"/healthz p90 {p90:.3f} s during the analysis"
+    # in a thread of this process, the parse stalled the event loop for seconds at a time
+    assert max(latencies) < 1.5, f"/healthz took {max(latencies):.3f} s during the analysis"
 
     # installable: the download answers and the archive is the one published
     response = await registry.client.get(f"/v1/modules/{ADDR}/1.0.0/download", headers=admin)
@@ -104,23 +108,22 @@ async def test_a_file_seen_before_is_not_parsed_again(start_registry, make_confi
     cached = list((tmp_path / "data" / "analysis-cache").rglob("*.json"))  # beside the spool by default
     assert len(cached) == 2
 
-    # the same main.tf, another variables.tf: only the new file goes to a child
+    # the same main.tf, another variables.tf: only the new file goes to a child (the idle one)
     second = tar_gz({"main.tf": big, "variables.tf": 'variable "two" {}\n'})
     started = time.perf_counter()
     assert (await registry.publish(ADDR, "1.1.0", second, admin)).status == 201
     assert (analyzer.counters.parsed, analyzer.counters.cache_hits, analyzer.counters.stopped) == (3, 1, 1)
-    assert analyzer.counters.children == children + 1
+    assert analyzer.counters.children == children
     assert time.perf_counter() - started < 5
 
     analysis = await registry.app[STORE].version_analysis(ModuleAddress.parse(ADDR), "1.1.0")
     assert analysis["stopped"] == "cpu time limit of 1 s exceeded in main.tf"  # the cached stop
     assert [i["name"] for i in analysis["root"]["inputs"]] == ["two"]
 
-    # nothing new at all: no child is started
+    # nothing new at all: nothing is parsed
     third = tar_gz({"variables.tf": 'variable "two" {}\n', "main.tf": big})
     assert (await registry.publish(ADDR, "1.2.0", third, admin)).status == 201
-    assert analyzer.counters.children == children + 1
-    assert analyzer.counters.cache_hits == 3
+    assert (analyzer.counters.parsed, analyzer.counters.cache_hits) == (3, 3)
 
 
 async def test_sandboxed_analysis_equals_the_in_process_one_and_its_cached_copy(tmp_path: Path):
@@ -144,6 +147,26 @@ async def test_sandboxed_analysis_equals_the_in_process_one_and_its_cached_copy(
     again = await analyzer.analyze(path, ArchiveLimits())
     assert json.dumps(again, sort_keys=True) == json.dumps(expected, sort_keys=True)
     assert (analyzer.counters.parsed, analyzer.counters.children, analyzer.counters.cache_hits) == (3, 1, 4)
+
+
+async def test_children_are_reused_across_analyses_and_ended_by_close(tmp_path: Path):
+    analyzer = Analyzer(workers=2, cache_dir=tmp_path / "cache")
+    for i in range(5):
+        path = write_archive(tmp_path, {"main.tf": f'variable "v{i}" {{}}\n'}, f"m{i}.tar.gz")
+        assert [v["name"] for v in (await analyzer.analyze(path, ArchiveLimits()))["root"]["inputs"]] == [f"v{i}"]
+    assert (analyzer.counters.parsed, analyzer.counters.children) == (5, 1)
+    (child,) = analyzer._children  # the one idle child
+
+    # an idle child that died is not blamed on the next file: a new child parses it
+    os.kill(child.process.pid, signal.SIGKILL)
+    path = write_archive(tmp_path, {"main.tf": 'variable "after" {}\n'}, "after.tar.gz")
+    analysis = await analyzer.analyze(path, ArchiveLimits())
+    assert analysis["complete"] is True and [v["name"] for v in analysis["root"]["inputs"]] == ["after"]
+    assert analyzer.counters.children == 2
+
+    (child,) = analyzer._children
+    await analyzer.close()
+    assert child.process.returncode is not None and not analyzer._children
 
 
 async def test_memory_limit_stops_the_file_and_a_fresh_process_parses_the_rest(tmp_path: Path):

@@ -4,10 +4,12 @@ and each file's result is kept by the sha256 of its bytes.
 A file over a limit does not stop the publish: its result is ``{"stopped": reason}`` and the
 version's analysis says ``"complete": false`` and why (``mirror.domain.analysis.assemble``).
 
-- The child (``mirror.services.analysis_worker``) gets ``cpu_seconds`` of CPU time per file and
-  ``memory_mb`` of address space; a file that passes either is stopped and the child goes on with
-  the next one. It starts in a new session with an empty environment (no credentials), Python's
-  isolated mode, no core dumps and no file writes.
+- A child (``mirror.services.analysis_worker``) gets ``cpu_seconds`` of CPU time per file and
+  ``memory_mb`` of address space; a file that passes either is stopped, that child ends, and a
+  new one goes on with the next file. A child starts in a new session with an empty environment
+  (no credentials), in Python's isolated mode, with no core dumps and no file writes. A healthy
+  child waits for the next analysis (start-up costs more than parsing a small module), and
+  retires after ``CHILD_CPU_SECONDS`` of CPU.
 - One analysis (one version) has ``timeout_seconds`` of wall-clock time across its children; the
   file then being parsed and those after it are reported as not analysed.
 - At most ``workers`` children run at once; more analyses wait for a slot.
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import signal
 import sys
@@ -43,8 +44,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger("mirror.analysis")
 
 WORKER_MODULE = "mirror.services.analysis_worker"
+_MiB = 1024 * 1024
 #: the longest result line read from a child (one file's declarations, as JSON)
-MAX_RESULT_BYTES = 16 * 1024 * 1024
+MAX_RESULT_BYTES = 16 * _MiB
+#: CPU time after which a child retires (it finishes the file at hand first); the kernel kills it
+#: past this plus a file's ``cpu_seconds``, should a parse never return to Python
+CHILD_CPU_SECONDS = 600
 _STDERR_TAIL = 2048
 _FACT_KEYS = {
     "inputs": ("name", "type", "description", "default", "required"),
@@ -53,6 +58,21 @@ _FACT_KEYS = {
     "resources": ("name", "type"),
     "providers": ("name", "source", "version"),
 }
+
+
+@dataclass(slots=True, eq=False)  # hashed by identity: kept in a set
+class _Child:
+    """A parsing process, kept for the next analysis while it is healthy."""
+
+    process: asyncio.subprocess.Process
+    stderr: asyncio.Task[bytes]
+    files: int = 0  # results it has given
+
+    async def stop(self) -> None:
+        _kill(self.process)
+        await self.process.wait()
+        self.stderr.cancel()
+        await asyncio.gather(self.stderr, return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +114,10 @@ class Analyzer:
         self.counters = AnalyzerCounters()
         self._slots = asyncio.Semaphore(workers)
         self._cache = cache_dir / f"v{RESULT_FORMAT}" if cache_dir is not None else None
-        self._children: set[asyncio.subprocess.Process] = set()
+        self._workers = workers
+        self._children: set[_Child] = set()
+        self._idle: list[_Child] = []  # children waiting for the next analysis (at most ``workers``)
+        self._closed = False
 
     async def analyze(self, path: Path, archive_limits: ArchiveLimits) -> dict[str, Any]:
         """The analysis of the module archive at ``path`` (already accepted by ``check_archive``)."""
@@ -113,9 +136,11 @@ class Analyzer:
         return assemble(files, results)
 
     async def close(self) -> None:
-        """Kill the children still running (their analyses end as not analysed)."""
-        for process in list(self._children):
-            _kill(process)
+        """End the idle children and kill the busy ones (their analyses end with files not reached)."""
+        self._closed = True
+        self._idle.clear()
+        await asyncio.gather(*(child.stop() for child in list(self._children)))
+        self._children.clear()
 
     # Children --------------------------------------------------------------------------------
 
@@ -130,7 +155,10 @@ class Analyzer:
         keep: list[str] = []
         pending = list(shas)
         while pending:
-            done, failure = await self._child(pending, texts, deadline)
+            if loop.time() >= deadline:
+                done, failure, reused = [], (self._timed_out(), False), False
+            else:
+                done, failure, reused = await self._run(pending, texts, deadline)
             for sha, result in zip(pending, done):
                 results[sha] = result
                 keep.append(sha)
@@ -138,8 +166,8 @@ class Analyzer:
                     self.counters.stopped += 1
                     log.warning("analysis stopped", file=names[sha], sha256=sha, reason=result["stopped"])
             pending = pending[len(done) :]
-            if failure is None:
-                continue  # all done, or a file stopped and the rest go to a new child
+            if failure is None or (reused and not done and failure[1]):
+                continue  # all done; or the rest go to a fresh child (a reused one may have died idle)
             reason, cacheable = failure
             culprit, pending = pending[0], pending[1:]
             results[culprit] = {"stopped": reason}
@@ -154,15 +182,57 @@ class Analyzer:
                 pending = []
         return results, keep
 
-    async def _child(
+    async def _run(
         self, shas: list[str], texts: dict[str, str], deadline: float
-    ) -> tuple[list[dict[str, Any]], tuple[str, bool] | None]:
-        """Run one child over ``shas`` until it ends: the results it gave, in order, and when it
-        ended before the last one, why (and whether that reason belongs to the next file)."""
+    ) -> tuple[list[dict[str, Any]], tuple[str, bool] | None, bool]:
+        """Give ``shas`` to a child (an idle one, or a new one) until it answers them all or ends:
+        the results it gave, in order; when it ended before the last, why (and whether that
+        reason belongs to the next file), or None when it left the rest to another child; and
+        whether the child was reused."""
         loop = asyncio.get_running_loop()
+        while self._idle and self._idle[-1].process.returncode is not None:  # ended while idle
+            await self._idle.pop().stop()
+        child = self._idle.pop() if self._idle else await self._spawn()
+        reused = child.files > 0
+        feeder = asyncio.create_task(_feed(child.process, (texts[sha] for sha in shas)))
+        results: list[dict[str, Any]] = []
+        healthy = False
+        try:
+            stdout = child.process.stdout
+            assert stdout is not None
+            while len(results) < len(shas):
+                try:
+                    line = await asyncio.wait_for(stdout.readline(), max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    return results, (self._timed_out(), False), reused
+                except ValueError:  # longer than MAX_RESULT_BYTES
+                    return results, (f"its result is larger than {MAX_RESULT_BYTES // _MiB} MiB", True), reused
+                if not line:  # the child ended
+                    try:
+                        status = await asyncio.wait_for(child.process.wait(), max(deadline - loop.time(), 0))
+                    except TimeoutError:
+                        return results, (self._timed_out(), False), reused
+                    if status == 0 and child.files + len(results) > 0:
+                        return results, None, reused  # after a stop, or retired: the rest go to another
+                    return results, self._ended(status, await child.stderr), reused
+                result = _well_formed(_loads(line))
+                if result is None:
+                    return results, ("the analysis process gave a malformed result", False), reused
+                results.append(result)
+            healthy = True
+            return results, None, reused
+        finally:
+            child.files += len(results)
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            if healthy and child.process.returncode is None and len(self._idle) < self._workers and not self._closed:
+                self._idle.append(child)
+            else:
+                await child.stop()
+                self._children.discard(child)
+
+    async def _spawn(self) -> _Child:
         limits = self.limits
-        if loop.time() >= deadline:
-            return [], (self._timed_out(), False)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-I",
@@ -170,7 +240,7 @@ class Analyzer:
             WORKER_MODULE,
             str(limits.cpu_seconds),
             str(limits.memory_mb),
-            str(math.ceil(limits.timeout_seconds) + 1),  # its whole CPU time cannot pass the wall clock
+            str(CHILD_CPU_SECONDS),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -180,40 +250,9 @@ class Analyzer:
             limit=MAX_RESULT_BYTES,
         )
         self.counters.children += 1
-        self._children.add(process)
-        feeder = asyncio.create_task(_feed(process, (texts[sha] for sha in shas)))
-        stderr = asyncio.create_task(_tail(process.stderr))
-        results: list[dict[str, Any]] = []
-        try:
-            assert process.stdout is not None
-            while len(results) < len(shas):
-                remaining = deadline - loop.time()
-                try:
-                    line = await asyncio.wait_for(process.stdout.readline(), max(remaining, 0))
-                except TimeoutError:
-                    return results, (self._timed_out(), False)
-                except ValueError:  # longer than MAX_RESULT_BYTES
-                    return results, (f"its result is larger than {MAX_RESULT_BYTES // (1024 * 1024)} MiB", True)
-                if not line:  # the child ended
-                    try:
-                        status = await asyncio.wait_for(process.wait(), max(deadline - loop.time(), 0))
-                    except TimeoutError:
-                        return results, (self._timed_out(), False)
-                    if status == 0 and results and "stopped" in results[-1]:
-                        return results, None  # it stopped at a limit and left the rest to another child
-                    return results, self._ended(status, await stderr)
-                result = _well_formed(_loads(line))
-                if result is None:
-                    return results, ("the analysis process gave a malformed result", False)
-                results.append(result)
-            return results, None
-        finally:
-            _kill(process)
-            await process.wait()
-            self._children.discard(process)
-            feeder.cancel()
-            stderr.cancel()
-            await asyncio.gather(feeder, stderr, return_exceptions=True)
+        child = _Child(process, asyncio.create_task(_tail(process.stderr)))
+        self._children.add(child)
+        return child
 
     def _timed_out(self) -> str:
         return f"the module's analysis passed its time limit of {self.limits.timeout_seconds:g} s"
@@ -275,7 +314,6 @@ async def _feed(process: asyncio.subprocess.Process, texts: Iterable[str]) -> No
         for text in texts:
             process.stdin.write(json.dumps({"text": text}).encode() + b"\n")
             await process.stdin.drain()
-        process.stdin.close()
     except (BrokenPipeError, ConnectionResetError):  # the child ended; its exit says why
         pass
 

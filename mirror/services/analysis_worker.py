@@ -1,13 +1,14 @@
 """The child process in which ``mirror.services.analysis`` parses .tf files, under limits.
 
-Run as ``python -I -m mirror.services.analysis_worker CPU_SECONDS MEMORY_MB CPU_CEILING``. It limits
-itself before it imports the parser: its address space to MEMORY_MB MiB, each file's parse to
-CPU_SECONDS of CPU time (a SIGXCPU at the soft limit, raised again before each file), all its work to
-CPU_CEILING seconds of CPU (the kernel kills it there, should a parse not return to Python), no core
-dumps and no files written. It then reads one JSON line per file on stdin, ``{"text": ...}``, and
-writes one JSON line per file on stdout, in the same order: ``parse_file``'s result, or
-``{"stopped": reason}`` when that file's parse passed a limit, after which it exits with status 0
-(a process that ran out of memory is not trusted further; the parent starts another for the rest).
+Run as ``python -I -m mirror.services.analysis_worker CPU_SECONDS MEMORY_MB LIFETIME_CPU``. It limits
+itself before it imports the parser: its address space to MEMORY_MB MiB; each file's parse to
+CPU_SECONDS of CPU time (a SIGXCPU at the soft limit, moved before each file); no core dumps and no
+files written. It reads one JSON line per file on stdin, ``{"text": ...}``, and writes one JSON
+line per file on stdout, in the same order: ``parse_file``'s result, or ``{"stopped": reason}``
+when that file's parse passed a limit, after which it exits with status 0 (a process that ran out
+of memory is not trusted further; the parent starts another for the rest). It serves file after
+file until stdin closes, and retires (exit status 0) once it has used LIFETIME_CPU seconds of CPU;
+the kernel kills it at LIFETIME_CPU + CPU_SECONDS + 2, should a parse never return to Python.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class _CpuTimeExceeded(BaseException):
 
 
 def main(argv: list[str]) -> int:
-    cpu_seconds, memory_mb, cpu_ceiling = (int(arg) for arg in argv)
+    cpu_seconds, memory_mb, lifetime = (int(arg) for arg in argv)
+    cpu_ceiling = lifetime + cpu_seconds + 2
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # pipes are not files: stdout still works
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb * _MiB, memory_mb * _MiB))
@@ -66,7 +68,14 @@ def main(argv: list[str]) -> int:
             _write(stop)
             os._exit(0)
         _write(encoded)
+        if _cpu_used() >= lifetime:
+            os._exit(0)  # retire: the parent gives the next file to a new process
     return 0
+
+
+def _cpu_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _line(result: dict[str, Any]) -> bytes:
@@ -82,8 +91,7 @@ def _write(data: bytes) -> None:
 
 def _cpu_budget(cpu_seconds: int, ceiling: int) -> None:
     """Move the soft CPU limit to ``cpu_seconds`` past the time used so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft = min(math.ceil(usage.ru_utime + usage.ru_stime) + cpu_seconds, ceiling)
+    soft = min(math.ceil(_cpu_used()) + cpu_seconds, ceiling)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, ceiling))
 
 
