@@ -225,6 +225,28 @@ async def test_cached_stop_is_retried_under_larger_limits_and_damaged_entries_ar
         assert b'"x"' in entry.read_bytes()
 
 
+async def test_a_process_that_cannot_start_fails_the_analysis_without_caching_it(tmp_path: Path):
+    """Too little memory for the interpreter itself: every file is reported, nothing is kept."""
+    path = write_archive(tmp_path, {"a.tf": 'variable "a" {}\n', "b.tf": 'variable "b" {}\n'})
+    analyzer = Analyzer(AnalysisLimits(memory_mb=16), cache_dir=tmp_path / "cache")
+    for attempt in (1, 2):
+        analysis = await analyzer.analyze(path, ArchiveLimits())
+        failed = "the analysis process failed (exit status 1)"
+        assert analysis["errors"] == [f"a.tf: analysis stopped: {failed}", f"b.tf: analysis stopped: not reached: {failed}"]
+        assert analysis["complete"] is False and analysis["root"]["inputs"] == []
+        assert analyzer.counters.children == attempt  # not cached: the next analysis tries again
+    assert not list((tmp_path / "cache").rglob("*.json"))
+
+
+async def test_without_a_cache_directory_every_analysis_parses(tmp_path: Path):
+    path = write_archive(tmp_path, {"main.tf": 'variable "a" {}\n'})
+    analyzer = Analyzer()
+    for _ in range(2):
+        assert [v["name"] for v in (await analyzer.analyze(path, ArchiveLimits()))["root"]["inputs"]] == ["a"]
+    assert (analyzer.counters.parsed, analyzer.counters.cache_hits, analyzer.counters.children) == (2, 0, 1)
+    await analyzer.close()
+
+
 def test_analysis_config_keys_are_validated(tmp_path: Path):
     path = write_config(
         tmp_path / "mirror.toml",

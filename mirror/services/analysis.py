@@ -131,7 +131,7 @@ class Analyzer:
             async with self._slots:
                 fresh, keep = await self._parse(missing, texts, files)
             results.update(fresh)
-            if keep:
+            if keep and self._cache is not None:
                 await asyncio.to_thread(self._store, {sha: fresh[sha] for sha in keep})
         return assemble(files, results)
 
