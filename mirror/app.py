@@ -188,7 +188,7 @@ async def _pull_through(app: web.Application) -> AsyncIterator[None]:
     """The pull-through cache: one HTTP session (no cookie jar; no proxy settings or .netrc from
     the environment), a registry client per proxied upstream, and a fetcher on the spool directory."""
     from mirror.upstream.client import RegistryClient
-    from mirror.upstream.fetch import Fetcher
+    from mirror.upstream.fetch import Fetcher, source_policies
 
     config = app[CONFIG]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
@@ -196,6 +196,7 @@ async def _pull_through(app: web.Application) -> AsyncIterator[None]:
             session,
             spool_dir=config.server.spool_dir,
             limits=config.limits.archive_limits(),
+            policies=source_policies(config.upstreams),
         )
         upstreams = [
             ProxiedUpstream(

@@ -220,7 +220,8 @@ async def _syncer(config: Config, args: argparse.Namespace) -> AsyncIterator[tup
     """The stores, one HTTP session (no cookie jar; no proxy or .netrc taken from the
     environment), a fetcher on the spool directory, and a Syncer printing to stdout."""
     from mirror.sync import Syncer
-    from mirror.upstream.fetch import Fetcher
+    from mirror.upstream.fetch import Fetcher, source_policies
+    from mirror.upstream.sources import SourcePolicy
 
     await asyncio.to_thread(_sweep_spool, config.server.spool_dir)
     async with offline_registry(config) as registry, aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
@@ -228,6 +229,12 @@ async def _syncer(config: Config, args: argparse.Namespace) -> AsyncIterator[tup
             session,
             spool_dir=config.server.spool_dir,
             limits=config.limits.archive_limits(),
+            # the configured upstreams' policies; an upstream named only on the command line
+            # gets the strict default, with locations at its own origin allowed
+            policies=[
+                *source_policies(config.upstreams),
+                *(SourcePolicy.for_upstream(_base(host)) for host in (args.upstream, args.from_mirror) if host),
+            ],
         )
         try:
             yield (

@@ -11,11 +11,11 @@ import asyncio
 import sys
 from typing import Any
 
-import aiohttp
-
 from mirror.cli_common import config_of, print_table, with_store
 from mirror.domain.timeutil import now_rfc3339
+from mirror.domain.urls import redact_url, redact_urls_in
 from mirror.errors import NotFound
+from mirror.services.netguard import outbound_session
 from mirror.services.webhooks import (
     consumer_name,
     create_subscription,
@@ -76,7 +76,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             pending = len(await store.list_delivery_failures(s.id))
             rows.append(
                 (s.id, s.source, str(serial), str(latest - serial), str(pending),
-                 ",".join(s.events) or "*", ",".join(s.namespaces) or "*", s.url)
+                 ",".join(s.events) or "*", ",".join(s.namespaces) or "*", redact_url(s.url))
             )
         return rows
 
@@ -110,7 +110,7 @@ def _cmd_failures(args: argparse.Namespace) -> int:
 
     rows = [("ID", "SERIAL", "ATTEMPTS", "FAILED", "REDELIVERED", "LAST ERROR")]
     rows += [
-        (str(f.id), str(f.serial), str(f.attempts), f.failed_at, f.redelivered_at or "-", " ".join(f.last_error.split()))
+        (str(f.id), str(f.serial), str(f.attempts), f.failed_at, f.redelivered_at or "-", " ".join(redact_urls_in(f.last_error).split()))
         for f in asyncio.run(with_store(config_of(args), collect))
     ]
     print_table(rows)
@@ -121,7 +121,7 @@ def _cmd_redeliver(args: argparse.Namespace) -> int:
     config = config_of(args)
 
     async def attempt(store: Any) -> None:
-        async with aiohttp.ClientSession() as session:
+        async with outbound_session(allow_private=config.webhooks.allow_private) as session:
             await redeliver_failure(
                 store,
                 session,

@@ -225,6 +225,13 @@ class UpstreamConfig:
     proxy_namespaces: tuple[str, ...] = ()
     #: how long the server reuses an upstream's versions list of a proxied module
     proxy_ttl_seconds: int = 300
+    #: download locations this upstream hands out may be at non-public addresses (http(s), git)
+    allow_private: bool = False
+    #: ... may be local git repositories (``git::file://``, a path)
+    allow_file_sources: bool = False
+    #: ... may be ``s3::`` objects on these S3-compatible endpoints (``http(s)://HOST[:PORT]``)
+    #: besides AWS S3; this host's AWS credentials go to AWS and to these only
+    s3_endpoints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,7 +570,10 @@ def _validate_webhooks(webhooks: WebhooksConfig) -> list[str]:
 
 
 _UPSTREAM_KEYS = frozenset(
-    {"host", "token", "token_env", "modules", "namespace", "proxy_namespaces", "proxy_ttl_seconds"}
+    {
+        "host", "token", "token_env", "modules", "namespace", "proxy_namespaces", "proxy_ttl_seconds",
+        "allow_private", "allow_file_sources", "s3_endpoints",
+    }
 )
 #: bounds of ``proxy_ttl_seconds``: a second to a day
 PROXY_TTL_RANGE = (1, 86400)
@@ -606,6 +616,22 @@ def _build_upstreams(raw: Any, environ: Mapping[str, str], problems: list[str]) 
                 values["proxy_ttl_seconds"] = ttl
             else:
                 problems.append(f"{where} ({host}): proxy_ttl_seconds must be a whole number of seconds, not {ttl!r}")
+        for key in ("allow_private", "allow_file_sources"):
+            if key in table:
+                if isinstance(table[key], bool):
+                    values[key] = table[key]
+                else:
+                    problems.append(f"{where} ({host}): {key} must be true or false")
+        if "s3_endpoints" in table:
+            endpoints = table["s3_endpoints"]
+            if not isinstance(endpoints, list) or not all(isinstance(item, str) for item in endpoints):
+                problems.append(f"{where} ({host}): s3_endpoints must be a list of http(s)://HOST[:PORT] URLs")
+            else:
+                for endpoint in endpoints:
+                    parts = http_url(endpoint)
+                    if parts is None or parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+                        problems.append(f"{where} ({host}): s3_endpoints: {endpoint!r} is not an http(s)://HOST[:PORT] URL")
+                values["s3_endpoints"] = tuple(endpoints)
         if "token" in values and "token_env" in values:
             problems.append(f"{where} ({host}): set token or token_env, not both")
         elif "token_env" in values:

@@ -960,6 +960,15 @@ def webhooks_cases() -> list[Case]:
         "localhost-name": "http://localhost/",
         "decimal-ip": "http://2130706433/",
         "userinfo-loopback": "http://user:pw@127.0.0.1/",
+        "6to4-loopback": "http://[2002:7f00:1::1]/hook",
+        "6to4-private": "http://[2002:a00:1::1]/hook",
+        "teredo": "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
+        "nat64-loopback": "http://[64:ff9b::7f00:1]/hook",
+        "nat64-metadata": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "nat64-local-use": "http://[64:ff9b:1::808:808]/hook",
+        "v4-compatible": "http://[::808:808]/hook",
+        "site-local-v6": "http://[fec0::1]/hook",
+        "documentation-v4": "http://192.0.2.10/hook",
     }
     cases += [
         case(f"webhooks-create-url-{label}", "POST", path, 400, body=sub(url=url)) for label, url in bad_urls.items()

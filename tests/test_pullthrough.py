@@ -243,8 +243,9 @@ async def test_pull_through_from_a_public_style_registry(aiohttp_server, session
     down = await start_downstream(
         tmp_path / "down",
         session,
-        {"host": registry.url, "token": TOKEN, "proxy_namespaces": ["HashiCorp"], "proxy_ttl_seconds": 60},
-        {"host": slow.url, "token": TOKEN, "proxy_namespaces": ["slow"], "proxy_ttl_seconds": 1},
+        # their archives are on another loopback server
+        {"host": registry.url, "token": TOKEN, "proxy_namespaces": ["HashiCorp"], "proxy_ttl_seconds": 60, "allow_private": True},
+        {"host": slow.url, "token": TOKEN, "proxy_namespaces": ["slow"], "proxy_ttl_seconds": 1, "allow_private": True},
     )
     try:
         assert await down.versions("hashicorp/consul/aws") == ["0.2.0", "0.1.0"]

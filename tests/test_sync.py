@@ -31,6 +31,7 @@ from mirror.services.tokens import create_token
 from mirror.sync import Syncer, human_size
 from mirror.upstream.client import RegistryClient
 from mirror.upstream.fetch import Fetcher
+from mirror.upstream.sources import SourcePolicy
 from mirror.upstream.specs import ModuleSpec
 from tests.live import MirrorServer, free_port, write_config
 from tests.modules import write_module, write_root_config
@@ -184,6 +185,10 @@ async def test_sync_from_a_registry_whose_locations_point_at_http_git_and_s3(
             "host": registry.url,
             "token_env": "PUBLIC_TOKEN",
             "namespace": "mirrored",
+            # its locations are on loopback servers, a local repository and moto
+            "allow_private": True,
+            "allow_file_sources": True,
+            "s3_endpoints": [moto.endpoint_url],
             "modules": [
                 "hashicorp/network/aws >= 1.0",
                 "hashicorp/gitmod/aws ~> 1.0.0",
@@ -342,7 +347,11 @@ async def test_upstream_killed_mid_sync_fails_the_rest_and_a_rerun_completes(sta
     async def run(on_line: Callable[[str], None]) -> Syncer:
         # the engine's own API, as a server would use it: one session, one fetcher, the stores
         async with offline_registry(config) as down, aiohttp.ClientSession() as session:
-            fetcher = Fetcher(session, spool_dir=config.server.spool_dir, limits=ArchiveLimits())
+            # the upstream's own locations (its URLs on loopback) are allowed, as for a configured upstream
+            fetcher = Fetcher(
+                session, spool_dir=config.server.spool_dir, limits=ArchiveLimits(),
+                policies=[SourcePolicy.for_upstream(upstream.url)],
+            )
             syncer = Syncer(store=down.store, ingestor=down.ingestor, fetcher=fetcher, jobs=1, on_line=on_line)
             try:
                 await syncer.sync_modules(RegistryClient(session, upstream.url, token=upstream.token, timeout=5), [spec])
@@ -398,7 +407,8 @@ async def test_a_sync_killed_mid_download_ingests_nothing_partial_and_resumes(ai
     registry.url = await serve(aiohttp_server, registry.app())
     for version in bodies:
         registry.add("acme/network/aws", version, f"{files_url}/archives/{version}.tar.gz")
-    config_file = mirror_config(tmp_path / "down")
+    # the archives are on another loopback server
+    config_file = mirror_config(tmp_path / "down", upstreams=[{"host": registry.url, "allow_private": True}])
     args = [sys.executable, "-m", "mirror", "sync", "--config", str(config_file), "--jobs", "1",
             "--upstream", registry.url, "acme/network/aws"]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MIRROR_")}, "MIRROR_UPSTREAM_TOKEN": TOKEN}

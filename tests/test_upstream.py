@@ -29,7 +29,7 @@ from mirror.errors import BadRequest, InvalidArchive, PayloadTooLarge
 from mirror.upstream.client import RegistryClient
 from mirror.upstream.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
 from mirror.upstream.fetch import Fetcher
-from mirror.upstream.sources import parse_source, split_subdir
+from mirror.upstream.sources import SourcePolicy, parse_source, split_subdir
 from mirror.upstream.specs import ModuleSpec, registry_base_url
 from tests.live import free_port
 from tests.modules import write_module
@@ -210,7 +210,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def fetcher(session, tmp_path) -> AsyncIterator[Fetcher]:
     limits = ArchiveLimits(max_archive_bytes=2 * 1024 * 1024, max_unpacked_bytes=8 * 1024 * 1024, max_files=200)
-    fetcher = Fetcher(session, spool_dir=tmp_path / "spool", limits=limits, timeout=10)
+    # the locations in these tests are on loopback servers and local repositories
+    trusting = SourcePolicy(allow_private=True, allow_file_sources=True)
+    fetcher = Fetcher(session, spool_dir=tmp_path / "spool", limits=limits, timeout=10, default_policy=trusting)
     yield fetcher
     await fetcher.close()
     assert not list((tmp_path / "spool").iterdir())  # every work directory was removed
@@ -532,12 +534,13 @@ async def test_s3_sources_are_read_with_the_aws_credential_chain(fetcher, moto, 
         await s3.put_object(Bucket=bucket, Key="modules/net 1.tar.gz", Body=body)
         await s3.put_object(Bucket=bucket, Key="modules/net.zip", Body=tree_archive(module, "zip"))
     base = f"s3::{moto.endpoint_url}/{bucket}"
-    async with fetcher.fetch(f"{base}/modules/net%201.tar.gz?region={moto.region}") as fetched:
+    moto_allowed = SourcePolicy.for_upstream("https://registry.test", s3_endpoints=[moto.endpoint_url])
+    async with fetcher.fetch(f"{base}/modules/net%201.tar.gz?region={moto.region}", policy=moto_allowed) as fetched:
         assert fetched.archive.path.read_bytes() == body
-    async with fetcher.fetch(f"{base}/modules/net.zip") as zipped:
+    async with fetcher.fetch(f"{base}/modules/net.zip", policy=moto_allowed) as zipped:
         assert zipped.archive.sha256 == hashlib.sha256(body).hexdigest()
     with pytest.raises(UpstreamError, match="NoSuchKey"):
-        async with fetcher.fetch(f"{base}/modules/absent.tar.gz"):
+        async with fetcher.fetch(f"{base}/modules/absent.tar.gz", policy=moto_allowed):
             pass
 
 

@@ -1,8 +1,10 @@
-"""http(s) URLs as users type them: parsed once, or refused (never an exception)."""
+"""http(s) URLs as users type them: parsed once, or refused (never an exception); and URLs
+redacted for display (no userinfo, no query values)."""
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, urlsplit
+import re
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 
 def http_url(text: object) -> SplitResult | None:
@@ -25,3 +27,33 @@ def http_url(text: object) -> SplitResult | None:
     except UnicodeError:
         return None
     return parts
+
+
+_REDACTED = "***"
+#: an http(s) URL inside free text (an error message): up to the next blank or quote
+_URL_IN_TEXT_RE = re.compile(r"""https?://[^\s'"<>]+""", re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """``text`` fit to show: any userinfo becomes ``***@`` and the value of every query parameter
+    (and any fragment) ``***``; scheme, host, port, path and parameter names stay. Something that
+    does not parse as a URL is shown as ``***`` after its scheme."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        scheme = text.split(":", 1)[0] if ":" in text else ""
+        return f"{scheme}://{_REDACTED}" if scheme.isalpha() else _REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{_REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = "&".join(
+        f"{pair.split('=', 1)[0]}={_REDACTED}" if pair else pair for pair in parts.query.split("&")
+    ) if parts.query else ""
+    fragment = _REDACTED if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def redact_urls_in(text: str) -> str:
+    """Free text (an error message) with every http(s) URL in it passed through ``redact_url``."""
+    return _URL_IN_TEXT_RE.sub(lambda match: redact_url(match[0]), text)

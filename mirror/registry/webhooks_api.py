@@ -1,7 +1,8 @@
 """The outbound webhooks API (registry-wide admin scope) and the dispatcher's cleanup context.
 
 ``webhooks_context`` is meant for ``app.cleanup_ctx`` after the storage context: it creates the
-one outbound ``aiohttp.ClientSession`` of the webhooks, the dispatcher, makes the config's
+one outbound ``aiohttp.ClientSession`` of the webhooks (guarded: it connects to public addresses
+only, unless ``[webhooks] allow_private``), the dispatcher, makes the config's
 subscriptions current and starts delivering; on shutdown it stops the dispatcher, then closes the
 session (both before the store closes, as cleanup runs in reverse order).
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from mirror.domain.timeutil import now_rfc3339
@@ -19,7 +19,8 @@ from mirror.errors import BadRequest, NotFound
 from mirror.keys import CONFIG, STORE
 from mirror.metrics import METRICS
 from mirror.registry.common import authorize
-from mirror.services.webhooks import WebhookDispatcher, failure_to_json, new_subscription
+from mirror.services.netguard import outbound_session
+from mirror.services.webhooks import WebhookDispatcher, failure_to_json, new_subscription, subscription_to_json
 
 WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
 
@@ -28,7 +29,7 @@ _ID = r"{id:[A-Za-z0-9_-]{1,64}}"
 
 async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG].webhooks
-    async with aiohttp.ClientSession() as session:
+    async with outbound_session(allow_private=config.allow_private) as session:
         dispatcher = WebhookDispatcher(
             app[STORE],
             session,
@@ -61,7 +62,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         url, secret, _strings(body, "events"), _strings(body, "namespaces"), now_rfc3339()
     )
     await request.app[WEBHOOKS].add(subscription)
-    return web.json_response({"webhook": subscription.to_json()}, status=201)
+    return web.json_response({"webhook": subscription_to_json(subscription)}, status=201)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import random as _random
 import secrets
@@ -45,12 +44,20 @@ from typing import Any, Protocol
 
 import aiohttp
 import structlog
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 
 from mirror.domain.models import Consumer, DeliveryFailure, Event, WebhookSubscription
 from mirror.domain.timeutil import now_rfc3339
-from mirror.domain.urls import http_url
+from mirror.domain.urls import http_url, redact_url, redact_urls_in
 from mirror.errors import BadRequest, Conflict, MirrorError, NotFound
 from mirror.services.jobs import describe_error, retry_delay
+from mirror.services.netguard import (
+    guard_error,
+    is_guarded,
+    non_public_reason,
+    parse_address,
+)
 from mirror.storage.protocols import (
     ConsumerStore,
     EventReader,
@@ -121,17 +128,21 @@ def new_subscription(
 
 def validate_subscription_fields(url: str, secret: str) -> None:
     if http_url(url) is None:
-        raise BadRequest(f"url must be an http(s) URL, not {url!r}")
+        raise BadRequest(f"url must be an http(s) URL, not {redact_url(url)!r}")
     if len(secret) < MIN_SECRET_CHARS:
         raise BadRequest(f"secret must have at least {MIN_SECRET_CHARS} characters")
 
 
 async def create_subscription(
-    store: WebhookDispatchStore, subscription: WebhookSubscription, *, allow_private: bool
+    store: WebhookDispatchStore,
+    subscription: WebhookSubscription,
+    *,
+    allow_private: bool,
+    resolver: AbstractResolver | None = None,
 ) -> WebhookSubscription:
     """Check the destination, store the subscription and its cursor at the latest serial (it gets
     the events written from now on)."""
-    await check_destination(subscription.url, allow_private=allow_private)
+    await check_destination(subscription.url, allow_private=allow_private, resolver=resolver)
     await store.put_subscription(subscription)
     await store.consumer(consumer_name(subscription.id), start_serial=await store.latest_serial())
     return subscription
@@ -148,13 +159,19 @@ async def remove_subscription(store: WebhookDispatchStore, subscription_id: str)
     return subscription
 
 
+def subscription_to_json(subscription: WebhookSubscription) -> dict[str, Any]:
+    """A subscription as the API and the CLI show it: no secret, its URL redacted (no userinfo,
+    no query values: a subscriber URL often carries a token)."""
+    return {**subscription.to_json(), "url": redact_url(subscription.url)}
+
+
 def failure_to_json(failure: DeliveryFailure) -> dict[str, Any]:
     return {
         "id": failure.id,
         "subscription_id": failure.subscription_id,
         "serial": failure.serial,
         "attempts": failure.attempts,
-        "last_error": failure.last_error,
+        "last_error": redact_urls_in(failure.last_error),
         "failed_at": failure.failed_at,
         "redelivered_at": failure.redelivered_at,
     }
@@ -163,48 +180,53 @@ def failure_to_json(failure: DeliveryFailure) -> dict[str, Any]:
 # -- destinations and delivery -------------------------------------------------------------------
 
 
-def _is_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or not address.is_global
-    )
+async def check_destination(
+    url: str, *, allow_private: bool, resolver: AbstractResolver | None = None, resolve: bool = True
+) -> None:
+    """BadRequest unless ``url`` is http(s) and (unless ``allow_private``) its host is a public
+    address, or a name every address of which is public (see ``mirror.services.netguard``).
 
-
-async def check_destination(url: str, *, allow_private: bool) -> None:
-    """BadRequest unless ``url`` is http(s) and (unless ``allow_private``) every address its host
-    resolves to is a public one: no private, loopback, link-local, multicast, reserved or
-    unspecified address (server-side request forgery). Checked when a subscription is created and
-    before each delivery, since DNS answers change."""
+    Checked when a subscription is created (a name is resolved through ``resolver``, aiohttp's
+    default when None) and, with ``resolve=False``, before each delivery: then only a literal
+    address is checked here, and a name's addresses are checked by the dispatcher's guarded
+    session on the very answer it connects to (checking here would resolve it a second time)."""
     parts = http_url(url)
     if parts is None:
-        raise BadRequest(f"webhook url must be an http(s) URL with a valid host and port, not {url!r}")
+        raise BadRequest(f"webhook url must be an http(s) URL with a valid host and port, not {redact_url(url)!r}")
     host = parts.hostname
+    assert host is not None
     if allow_private:
         return
+    literal = parse_address(host)
+    if literal is not None:
+        _refuse(host, literal)
+        return
+    if not resolve:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    owned = resolver is None
+    resolver = resolver if resolver is not None else DefaultResolver()
     try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise BadRequest(f"webhook host {host!r} does not resolve: {exc}") from exc
-        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
-    if not addresses:
+        answers = await resolver.resolve(host, port, socket.AF_UNSPEC)
+    except OSError as exc:
+        raise BadRequest(f"webhook host {host!r} does not resolve: {exc}") from exc
+    finally:
+        if owned:
+            await resolver.close()
+    if not answers:
         raise BadRequest(f"webhook host {host!r} does not resolve")
-    for address in addresses:
-        if _is_forbidden(address):
-            raise BadRequest(
-                f"webhook host {host!r} resolves to {address}, a non-public address "
-                "(set [webhooks] allow_private = true to allow it)"
-            )
+    for answer in answers:
+        address = parse_address(answer["host"])
+        if address is None:
+            raise BadRequest(f"webhook host {host!r} resolves to {answer['host']!r}, not an IP address")
+        _refuse(host, address)
+
+
+def _refuse(host: str, address: Any) -> None:
+    reason = non_public_reason(address)
+    if reason is not None:
+        shown = f"webhook host {host!r} is" if str(address) == host else f"webhook host {host!r} resolves to {address},"
+        raise BadRequest(f"{shown} {reason}: a non-public address (set [webhooks] allow_private = true to allow it)")
 
 
 def delivery_id(subscription_id: str, serial: int) -> str:
@@ -234,8 +256,10 @@ async def deliver(
     session: aiohttp.ClientSession, subscription: WebhookSubscription, event: Event, *, timeout: float
 ) -> None:
     """POST ``event`` to the subscriber; DeliveryError unless it answers 2xx within ``timeout``.
-    Redirects are not followed (they could lead to a private address)."""
+    Redirects are not followed (they could lead to a private address). Errors show the URL
+    redacted."""
     body, headers = delivery_request(subscription, event)
+    shown = redact_url(subscription.url)
     try:
         async with session.post(
             subscription.url,
@@ -245,11 +269,16 @@ async def deliver(
             allow_redirects=False,
         ) as response:
             if not 200 <= response.status < 300:
-                raise DeliveryError(f"{subscription.url} answered HTTP {response.status}")
+                raise DeliveryError(f"{shown} answered HTTP {response.status}")
     except TimeoutError as exc:
-        raise DeliveryError(f"{subscription.url} did not answer within {timeout:g} s") from exc
+        raise DeliveryError(f"{shown} did not answer within {timeout:g} s") from exc
     except aiohttp.ClientError as exc:
-        raise DeliveryError(f"{subscription.url}: {describe_error(exc)}") from exc
+        refused = guard_error(exc)
+        if refused is not None:
+            raise DeliveryError(
+                f"{shown}: refused a non-public address: {refused} (set [webhooks] allow_private = true to allow it)"
+            ) from exc
+        raise DeliveryError(f"{shown}: {redact_urls_in(describe_error(exc))}") from exc
 
 
 async def redeliver_failure(
@@ -274,7 +303,7 @@ async def redeliver_failure(
         raise NotFound(f"event {failure.serial} is no longer in the event log")
     bound = log.bind(subscription_id=subscription_id, serial=failure.serial, failure_id=failure_id)
     try:
-        await check_destination(subscription.url, allow_private=allow_private)
+        await check_destination(subscription.url, allow_private=allow_private, resolve=False)
     except BadRequest as exc:
         raise DeliveryError(str(exc)) from exc
     try:
@@ -319,6 +348,7 @@ class WebhookDispatcher:
         backoff_base: float,
         backoff_max: float,
         allow_private: bool,
+        resolver: AbstractResolver | None = None,
         poll_interval: float = 0.5,
         lease_seconds: float = LEASE_SECONDS,
         owner: str | None = None,
@@ -326,7 +356,14 @@ class WebhookDispatcher:
         on_delivery: Callable[[str], None] = lambda outcome: None,
     ) -> None:
         """``on_delivery`` is told each attempt's outcome, for ``/metrics``: "delivered",
-        "failed", and "dead_lettered" when a failed event is parked."""
+        "failed", and "dead_lettered" when a failed event is parked.
+
+        Unless ``allow_private``, ``session`` must be a guarded one
+        (``mirror.services.netguard.outbound_session``): it checks the addresses it connects to.
+        ``resolver`` (the one under that guard, aiohttp's default when None) is the one a new
+        subscription's host is checked with."""
+        if not allow_private and not is_guarded(session):
+            raise ValueError("the webhook dispatcher needs a guarded session unless allow_private")
         self._store = store
         self._session = session
         self._timeout = timeout
@@ -334,6 +371,7 @@ class WebhookDispatcher:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._allow_private = allow_private
+        self._resolver = resolver
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
         #: names this dispatcher in the subscribers' leases (one per process)
@@ -402,8 +440,8 @@ class WebhookDispatcher:
         self.wake()
 
     async def add(self, subscription: WebhookSubscription) -> WebhookSubscription:
-        await create_subscription(self._store, subscription, allow_private=self._allow_private)
-        log.info("webhook subscription created", subscription_id=subscription.id, url=subscription.url)
+        await create_subscription(self._store, subscription, allow_private=self._allow_private, resolver=self._resolver)
+        log.info("webhook subscription created", subscription_id=subscription.id, url=redact_url(subscription.url))
         self.wake()
         return subscription
 
@@ -437,12 +475,12 @@ class WebhookDispatcher:
             worker = self._workers.get(subscription.id)
             rows.append(
                 {
-                    **subscription.to_json(),
+                    **subscription_to_json(subscription),
                     "serial": serial,
                     "lag": max(0, latest - serial),
                     "attempts": consumer.attempts if consumer else 0,
                     "next_attempt_at": consumer.next_attempt_at if consumer else 0,
-                    "last_error": consumer.last_error if consumer else None,
+                    "last_error": redact_urls_in(consumer.last_error) if consumer and consumer.last_error else None,
                     "pending_failures": len(await self._store.list_delivery_failures(subscription.id)),
                     "delivered": counters.delivered,
                     "failed_attempts": counters.failed_attempts,
@@ -600,7 +638,7 @@ class WebhookDispatcher:
         counters = self._counters.setdefault(subscription.id, _Counters())
         bound = log.bind(subscription_id=subscription.id, serial=event.serial, event_type=event.type)
         try:
-            await check_destination(subscription.url, allow_private=self._allow_private)
+            await check_destination(subscription.url, allow_private=self._allow_private, resolve=False)
             await deliver(self._session, subscription, event, timeout=self._timeout)
         except (DeliveryError, BadRequest) as exc:
             error = str(exc)

@@ -7,15 +7,25 @@ short (a killed process) never leaves anything an ingest could pick up: the arch
 only after it was read to the end, its size checked against ``[limits]`` and its ``?checksum=``
 verified. Nothing is ever held whole in memory.
 
+Each source (and each ``X-Terraform-Get`` hop) is first checked against the upstream's
+``SourcePolicy`` (``mirror.upstream.sources.check_source``): the fetcher's ``policies`` hold one per
+configured upstream, found by the origin of the ``/download`` URL; a location from anywhere else
+gets the strict default. Requests to hosts the policy does not trust (``allow_private``, or the
+upstream's own origin) go through a guarded session that connects to public addresses only
+(``mirror.services.netguard``), and redirects are followed by hand so that each hop is judged.
+
 What each getter does:
 
-* http(s): a GET without credentials (redirects followed). A URL without an archive suffix (and no
+* http(s): a GET without credentials (redirects followed, at most 10). A URL without an archive suffix (and no
   ``?archive=``) is asked with ``terraform-get=1`` for its own ``X-Terraform-Get`` (or
   ``<meta name="terraform-get">``), followed up to 10 hops, as go-getter does;
 * ``s3::``: a GetObject with aiobotocore; credentials from the URL's ``aws_access_key_id`` /
   ``aws_access_key_secret`` when given, else the standard AWS chain (environment, profile, role);
 * ``git::``: ``git clone --depth 1 --branch REF`` (``--depth`` from ``?depth=``; without ``ref``
   the remote's HEAD; a commit id is fetched with a full clone and checked out), submodules too.
+  Unless the policy trusts the host, a host name is resolved and must have public addresses only,
+  git's http transport is pinned to them (``http.curloptResolve``) and follows no redirects;
+  the ``file`` transport is off (submodules included) unless ``allow_file_sources``.
 
 Then the archive form: a ``.tar.gz`` (``.tgz``) taken whole is stored byte for byte, so the sha256
 an upstream mirror has is kept; anything else (zip, tar, tar.bz2, tar.xz, a ``//subdir``, a git
@@ -32,23 +42,37 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, Protocol, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from yarl import URL
 
 from mirror.domain.archive import ArchiveLimits
 from mirror.errors import PayloadTooLarge, StorageUnavailable
 from mirror.services.ingest import Archive
+from mirror.services.netguard import guard_error, non_public_reason, outbound_session, parse_address
 from mirror.upstream.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
-from mirror.upstream.sources import TREE_ARCHIVES, Source, join_subdirs, parse_source
+from mirror.upstream.sources import (
+    TREE_ARCHIVES,
+    Source,
+    SourcePolicy,
+    check_source,
+    join_subdirs,
+    origin_of,
+    parse_source,
+)
+from mirror.upstream.specs import registry_base_url
 from mirror.upstream.unpack import module_root, pack, unpack
 
 _CHUNK = 256 * 1024
@@ -72,6 +96,38 @@ _GIT_NETWORK_HINTS = (
     "error: 5",
 )
 _HEX_REF_RE = re.compile(r"^[0-9a-f]{7,64}$")
+#: redirects followed by an http(s) download
+MAX_REDIRECTS = 10
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class UpstreamSettings(Protocol):
+    """The ``[[upstreams]]`` keys a source policy is made of (``mirror.config.UpstreamConfig``)."""
+
+    host: str
+    allow_private: bool
+    allow_file_sources: bool
+    s3_endpoints: tuple[str, ...]
+
+
+def source_policies(upstreams: Iterable[UpstreamSettings]) -> list[SourcePolicy]:
+    """One SourcePolicy per configured upstream (hosts that do not parse are left out: the
+    config check reports them)."""
+    policies = []
+    for upstream in upstreams:
+        try:
+            base = registry_base_url(upstream.host)
+        except ValueError:
+            continue
+        policies.append(
+            SourcePolicy.for_upstream(
+                base,
+                allow_private=upstream.allow_private,
+                allow_file_sources=upstream.allow_file_sources,
+                s3_endpoints=upstream.s3_endpoints,
+            )
+        )
+    return policies
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +150,19 @@ class Fetcher:
         git_timeout: float = 600.0,
         git: str = "git",
         user_agent: str = "mirror-registry",
+        policies: Iterable[SourcePolicy] = (),
+        default_policy: SourcePolicy | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
+        """``session`` is used for hosts a policy trusts; every other request goes through a
+        guarded session this fetcher makes on first use (resolving with ``resolver`` underneath
+        the guard, aiohttp's default when None) and closes in ``close``. ``default_policy`` is for
+        locations from no configured upstream (the strict ``SourcePolicy()`` when None)."""
         self._session = session
+        self._policies = list(policies)
+        self._default_policy = default_policy or SourcePolicy()
+        self._resolver = resolver
+        self._guarded_session: aiohttp.ClientSession | None = None
         self._spool_dir = spool_dir
         self._limits = limits
         self._timeout = timeout
@@ -108,35 +175,57 @@ class Fetcher:
         self._s3_lock = asyncio.Lock()
 
     async def close(self) -> None:
-        """Close the S3 clients made along the way."""
+        """Close the S3 clients and the guarded session made along the way."""
         self._s3_clients.clear()
         await self._s3_stack.aclose()
+        if self._guarded_session is not None:
+            await self._guarded_session.close()
+            self._guarded_session = None
+
+    def policy_for(self, base_url: str | None) -> SourcePolicy:
+        """The policy of the upstream whose origin the ``/download`` URL is at, else the strict
+        default."""
+        if base_url and base_url.lower().startswith(("http://", "https://")):
+            try:
+                origin = origin_of(base_url)
+            except ValueError:
+                return self._default_policy
+            for policy in self._policies:
+                if origin in policy.origins:
+                    return policy
+        return self._default_policy
 
     @asynccontextmanager
-    async def fetch(self, location: str, *, base_url: str | None = None) -> AsyncIterator[FetchedModule]:
+    async def fetch(
+        self, location: str, *, base_url: str | None = None, policy: SourcePolicy | None = None
+    ) -> AsyncIterator[FetchedModule]:
         """The module at ``location`` (relative ones resolved against ``base_url``, the
-        ``/download`` URL) as an archive in a work directory that is removed afterwards."""
+        ``/download`` URL) as an archive in a work directory that is removed afterwards.
+        ``policy``: what the location may be (default: the policy of ``base_url``'s upstream)."""
+        policy = policy if policy is not None else self.policy_for(base_url)
         source = parse_source(location, base_url)
+        check_source(source, policy)
         await asyncio.to_thread(self._spool_dir.mkdir, parents=True, exist_ok=True)
         workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="sync-", dir=self._spool_dir))
         try:
-            yield await self._fetch(source, workdir)
+            yield await self._fetch(source, workdir, policy)
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
 
-    async def _fetch(self, source: Source, workdir: Path) -> FetchedModule:
+    async def _fetch(self, source: Source, workdir: Path, policy: SourcePolicy) -> FetchedModule:
         for _ in range(MAX_HOPS + 1):
             if source.getter == "git":
-                return await self._fetch_git(source, workdir)
+                return await self._fetch_git(source, workdir, policy)
             if source.getter == "http" and source.archive is None:
-                source = await self._follow_terraform_get(source)
+                source = await self._follow_terraform_get(source, policy)
+                check_source(source, policy)
                 continue
-            return await self._fetch_archive(source, workdir)
+            return await self._fetch_archive(source, workdir, policy)
         raise UpstreamError(f"more than {MAX_HOPS} X-Terraform-Get hops; giving up at {source.describe()}")
 
     # -- archives over http and s3 ----------------------------------------------------------------
 
-    async def _fetch_archive(self, source: Source, workdir: Path) -> FetchedModule:
+    async def _fetch_archive(self, source: Source, workdir: Path, policy: SourcePolicy) -> FetchedModule:
         if source.archive == "":
             raise UnsupportedSource(f"{source.describe()}: archive=false names a single file, not a module directory")
         if source.archive not in TREE_ARCHIVES:
@@ -147,7 +236,7 @@ class Fetcher:
         if source.getter == "s3":
             sha256, size = await self._download_s3(source, download)
         else:
-            sha256, size = await self._download_http(source, download)
+            sha256, size = await self._download_http(source, download, policy)
         if source.stored_as_is:
             return FetchedModule(Archive(download, sha256, size), source)
         tree, packed = workdir / "tree", workdir / "module.tar.gz"
@@ -156,14 +245,48 @@ class Fetcher:
         sha256, size = await asyncio.to_thread(pack, module_root(tree, source.subdir), packed)
         return FetchedModule(Archive(packed, sha256, size), source)
 
-    async def _download_http(self, source: Source, dst: Path) -> tuple[str, int]:
+    @asynccontextmanager
+    async def _get(
+        self, url: str, policy: SourcePolicy, what: str, **options: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET ``url`` without credentials of any kind (a download location authenticates
+        itself), following redirects by hand: each hop goes through the caller's session when the
+        policy trusts its host, else through the guarded one. UnsupportedSource when the guard
+        refuses an address, or a hop leaves http(s)."""
+        target = _url(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            shown = _shown(str(target))
+            if target.scheme not in ("http", "https"):
+                raise UnsupportedSource(f"{what}: redirected to {shown}, which is not an http(s) URL")
+            session = self._session if policy.trusts(str(target)) else self._guarded()
+            try:
+                async with session.get(
+                    target, headers={"User-Agent": self._user_agent}, allow_redirects=False, **options
+                ) as response:
+                    if response.status in _REDIRECT_STATUSES and "Location" in response.headers:
+                        target = response.url.join(URL(response.headers["Location"]))
+                        continue
+                    yield response
+                    return
+            except aiohttp.ClientError as exc:
+                refused = guard_error(exc)
+                if refused is not None:
+                    raise UnsupportedSource(
+                        f"{what}: {shown}: {refused}; set allow_private = true on the upstream to allow it"
+                    ) from None
+                raise
+        raise UpstreamError(f"{what}: more than {MAX_REDIRECTS} redirects")
+
+    def _guarded(self) -> aiohttp.ClientSession:
+        if self._guarded_session is None:
+            self._guarded_session = outbound_session(allow_private=False, resolver=self._resolver)
+        return self._guarded_session
+
+    async def _download_http(self, source: Source, dst: Path, policy: SourcePolicy) -> tuple[str, int]:
         what = f"downloading {source.describe()}"
         timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=self._timeout)
         try:
-            # no credentials of any kind: a download location authenticates itself
-            async with self._session.get(
-                _url(source.url), headers={"User-Agent": self._user_agent}, timeout=timeout, auto_decompress=False
-            ) as response:
+            async with self._get(source.url, policy, what, timeout=timeout, auto_decompress=False) as response:
                 if response.status != 200:
                     raise _http_status_error(what, response.status)
                 if response.content_length is not None and response.content_length > self._limits.max_archive_bytes:
@@ -177,15 +300,13 @@ class Fetcher:
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"{what}: {_reason(exc)}") from None
 
-    async def _follow_terraform_get(self, source: Source) -> Source:
+    async def _follow_terraform_get(self, source: Source, policy: SourcePolicy) -> Source:
         """go-getter's http getter for a URL that names no archive: ask it where the files are."""
         what = f"asking {source.describe()} for its X-Terraform-Get location"
         separator = "&" if "?" in source.url else "?"
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         try:
-            async with self._session.get(
-                _url(source.url + separator + "terraform-get=1"), headers={"User-Agent": self._user_agent}, timeout=timeout
-            ) as response:
+            async with self._get(source.url + separator + "terraform-get=1", policy, what, timeout=timeout) as response:
                 if not 200 <= response.status < 300:
                     raise _http_status_error(what, response.status)
                 location = response.headers.get("X-Terraform-Get")
@@ -277,30 +398,70 @@ class Fetcher:
 
     # -- git ----------------------------------------------------------------------------------
 
-    async def _fetch_git(self, source: Source, workdir: Path) -> FetchedModule:
+    async def _git_options(self, source: Source, policy: SourcePolicy) -> list[str]:
+        """``-c`` options for git: no ``file`` transport (submodules included) unless the policy
+        allows local sources; for a host the policy does not trust, its name resolved and checked
+        here, git's http transport pinned to those addresses and following no redirects."""
+        options = [] if policy.allow_file_sources else ["-c", "protocol.file.allow=never"]
+        parts = urlsplit(source.url)
+        host = parts.hostname or ""
+        if "://" not in source.url or parts.scheme == "file" or not host or policy.trusts(source.url):
+            return options
+        options += ["-c", "http.followRedirects=false"]
+        if parse_address(host) is not None:
+            return options  # a literal address: check_source judged it
+        try:
+            port = parts.port or {"https": 443, "http": 80, "ssh": 22, "git": 9418}.get(parts.scheme, 0)
+        except ValueError:
+            raise UnsupportedSource(f"git source {source.describe()!r} has an invalid port") from None
+        resolver = self._resolver or DefaultResolver()
+        try:
+            answers = await resolver.resolve(host, port, socket.AF_UNSPEC)
+        except OSError as exc:
+            raise UpstreamUnavailable(f"git source {source.describe()}: {host} does not resolve ({exc})") from None
+        finally:
+            if self._resolver is None:
+                await resolver.close()
+        addresses = []
+        for answer in answers:
+            address = parse_address(answer["host"])
+            reason = non_public_reason(address) if address is not None else "not an IP address"
+            if reason is not None:
+                raise UnsupportedSource(
+                    f"git source {source.describe()!r}: {host} resolves to {answer['host']}, {reason}; "
+                    "set allow_private = true on the upstream to allow it"
+                )
+            addresses.append(f"[{address}]" if address.version == 6 else str(address))  # type: ignore[union-attr]
+        if parts.scheme in ("http", "https") and addresses:
+            options += ["-c", f"http.curloptResolve={host}:{port}:{','.join(addresses)}"]
+        return options
+
+    async def _fetch_git(self, source: Source, workdir: Path, policy: SourcePolicy) -> FetchedModule:
+        options = await self._git_options(source, policy)
         checkout = workdir / "git"
         depth = str(source.depth or 1)
         clone = ["clone", "--quiet", "--depth", depth, "--single-branch", "--recurse-submodules", "--shallow-submodules"]
         if source.ref:
             clone += ["--branch", source.ref]
         try:
-            await self._run_git(source, [*clone, "--", source.url, str(checkout)])
+            await self._run_git(source, [*options, *clone, "--", source.url, str(checkout)])
         except UpstreamError:
             if not (source.ref and _HEX_REF_RE.match(source.ref)):
                 raise
             # a commit id, which --branch does not take: a full clone, then check it out
             await asyncio.to_thread(shutil.rmtree, checkout, True)
-            await self._run_git(source, ["clone", "--quiet", "--no-checkout", "--", source.url, str(checkout)])
-            await self._run_git(source, ["-C", str(checkout), "checkout", "--quiet", "--detach", source.ref])
-            await self._run_git(source, ["-C", str(checkout), "submodule", "update", "--quiet", "--init", "--recursive"])
-        commit = (await self._run_git(source, ["-C", str(checkout), "rev-parse", "HEAD"])).strip()
+            await self._run_git(source, [*options, "clone", "--quiet", "--no-checkout", "--", source.url, str(checkout)])
+            await self._run_git(source, [*options, "-C", str(checkout), "checkout", "--quiet", "--detach", source.ref])
+            await self._run_git(source, [*options, "-C", str(checkout), "submodule", "update", "--quiet", "--init", "--recursive"])
+        commit = (await self._run_git(source, [*options, "-C", str(checkout), "rev-parse", "HEAD"])).strip()
         packed = workdir / "module.tar.gz"
         sha256, size = await asyncio.to_thread(pack, module_root(checkout, source.subdir), packed)
         return FetchedModule(Archive(packed, sha256, size), source, commit_sha=commit or None)
 
     async def _run_git(self, source: Source, args: list[str]) -> str:
         """Run git (never prompting); its stdout, or UpstreamError / UpstreamUnavailable."""
-        what = f"git {args[0] if args[0] != '-C' else args[2]} of {source.describe()}"
+        command = [arg for index, arg in enumerate(args) if arg != "-c" and (index == 0 or args[index - 1] != "-c")]
+        what = f"git {command[0] if command[0] != '-C' else command[2]} of {source.describe()}"
         env = dict(os.environ)
         env.update({"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "LC_ALL": "C"})
         env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
@@ -394,6 +555,11 @@ def _url(text: str) -> URL:
     if text.isascii() and not any(char in text for char in ' "<>\\^`{|}'):
         return URL(text, encoded=True)
     return URL(text)
+
+
+def _shown(url: str) -> str:
+    """A URL for messages: without its query, which may carry signatures or keys."""
+    return url.split("?", 1)[0]
 
 
 def _http_status_error(what: str, status: int) -> Exception:

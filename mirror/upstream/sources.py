@@ -16,14 +16,22 @@ What ``parse_source`` understands, in go-getter's order:
    ``ref`` and ``depth`` (git), ``region``, ``version`` and ``aws_access_key_id`` /
    ``aws_access_key_secret`` / ``aws_access_token`` (s3). Every other parameter is kept as sent,
    byte for byte (a presigned URL's signature covers them).
+
+What an upstream may hand out is then checked against its ``SourcePolicy`` (``check_source``):
+``s3::`` only to AWS S3 hosts or the upstream's ``s3_endpoints``, local git repositories
+(``git::file://``, a path) only with ``allow_file_sources``, http(s) and git hosts that are literal
+non-public addresses only with ``allow_private`` (a host name's addresses are checked when the
+fetcher connects), and nothing of that restricted at the upstream's own origin.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit, urlunsplit
 
+from mirror.services.netguard import non_public_reason, parse_address
 from mirror.upstream.errors import UnsupportedSource
 
 #: archive types by file suffix, longest first (go-getter's decompressors, zstd left out)
@@ -36,7 +44,10 @@ CHECKSUM_TYPES = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 
 _FORCED_RE = re.compile(r"^([A-Za-z0-9]+)::(.+)$", re.DOTALL)
 _SCP_RE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
-_AWS_HOST_RE = re.compile(r"^(?:(?P<bucket>.+)\.)?s3(?:[.-](?P<region>[a-z0-9-]+))?\.amazonaws\.com$")
+_AWS_HOST_RE = re.compile(
+    r"^(?:(?P<bucket>.+)\.)?s3(?:[.-](?P<region>[a-z0-9-]+))?\.(?P<domain>amazonaws\.com(?:\.cn)?)$"
+)
+_AWS_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
 _CONTENT_NAME_RE = re.compile(r"^([0-9a-f]{64})\.(?:tar\.gz|tgz)$")
 _HTTP_PARAMS = frozenset({"archive", "checksum"})
 _GIT_PARAMS = frozenset({"ref", "depth", "sshkey"})
@@ -295,7 +306,7 @@ def _s3_source(text: str, subdir: str) -> Source:
             bucket, key = aws["bucket"], path.lstrip("/")
         else:  # path style: s3[.-]region.amazonaws.com/bucket/key
             bucket, _, key = path.lstrip("/").partition("/")
-    elif host.endswith(".amazonaws.com"):
+    elif host.endswith(_AWS_SUFFIXES):
         raise UnsupportedSource(f"s3 source {_redacted(text)!r}: {host!r} is not an S3 host name mirror recognizes")
     else:  # an S3-compatible store: path style, region from ?region=
         region = params.get("region") or "us-east-1"
@@ -317,7 +328,7 @@ def _s3_source(text: str, subdir: str) -> Source:
         secret_access_key=secret_key,
         session_token=params.get("aws_access_token") or None,
     )
-    display = f"{endpoint_url or 'https://s3.' + region + '.amazonaws.com'}/{bucket}/{key}"
+    display = f"{endpoint_url or 'https://s3.' + region + '.' + aws['domain']}/{bucket}/{key}"
     return Source("s3", display, subdir, _archive_type(params, key), _checksum(params), s3=s3)
 
 
@@ -327,3 +338,93 @@ _PASSWORD_RE = re.compile(r"(//[^/@:?#]*):[^/@?#]*@")
 def _redacted(text: str) -> str:
     """A source for messages: the query (signatures, keys) and any password left out."""
     return _PASSWORD_RE.sub(r"\1:***@", text.split("?", 1)[0])
+
+
+# -- what an upstream may hand out ---------------------------------------------------------------
+
+#: git transports over the network; ``file`` and plain paths are local repositories
+_GIT_NETWORK_SCHEMES = frozenset({"http", "https", "ssh", "git"})
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` (lowercase, the default port written out) of an http(s) URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    host = (parts.hostname or "").lower()
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePolicy:
+    """Which download locations one upstream may hand out (its ``[[upstreams]]`` keys).
+
+    By default: http(s) and git over the network to public addresses, and ``s3::`` to AWS S3
+    (with this host's AWS credentials). Locations at the upstream's own ``origins`` (its
+    configured host) are allowed as configured, like the upstream itself."""
+
+    #: http(s) and git hosts at non-public addresses (``allow_private``)
+    allow_private: bool = False
+    #: ``git::file://`` and local paths (``allow_file_sources``)
+    allow_file_sources: bool = False
+    #: S3-compatible endpoints ``s3::`` may name besides AWS (``s3_endpoints``), as origins
+    s3_endpoints: frozenset[str] = field(default_factory=frozenset)
+    #: the upstream's own origins
+    origins: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_upstream(
+        cls,
+        host_url: str,
+        *,
+        allow_private: bool = False,
+        allow_file_sources: bool = False,
+        s3_endpoints: Iterable[str] = (),
+    ) -> SourcePolicy:
+        """The policy of the upstream at ``host_url`` (its registry base URL)."""
+        return cls(
+            allow_private=allow_private,
+            allow_file_sources=allow_file_sources,
+            s3_endpoints=frozenset(origin_of(url) for url in s3_endpoints),
+            origins=frozenset({origin_of(host_url)}),
+        )
+
+    def trusts(self, url: str) -> bool:
+        """Whether a request to ``url`` may go to any address: ``allow_private``, or the
+        upstream's own origin."""
+        return self.allow_private or (url.lower().startswith(("http://", "https://")) and origin_of(url) in self.origins)
+
+
+def check_source(source: Source, policy: SourcePolicy) -> None:
+    """UnsupportedSource when ``policy`` does not let the upstream hand out ``source``. Pure: a
+    host name is not resolved here (the fetcher's guarded session checks what it connects to)."""
+    if source.getter == "s3":
+        obj = source.s3
+        assert obj is not None
+        if obj.endpoint_url is not None and origin_of(obj.endpoint_url) not in policy.s3_endpoints:
+            raise UnsupportedSource(
+                f"s3 source {source.describe()!r}: {obj.endpoint_url} is not an AWS S3 host, nor one of this "
+                "upstream's s3_endpoints; this host's AWS credentials are never sent there"
+            )
+        return
+    if source.getter == "git":
+        scheme = urlsplit(source.url).scheme.lower() if "://" in source.url else ""
+        if scheme in ("file", ""):
+            if not policy.allow_file_sources:
+                raise UnsupportedSource(
+                    f"git source {source.describe()!r} is a local repository; set allow_file_sources = true "
+                    "on the upstream to allow it"
+                )
+            return
+        if scheme not in _GIT_NETWORK_SCHEMES:
+            raise UnsupportedSource(f"git source {source.describe()!r}: the {scheme!r} transport is not supported")
+    if policy.trusts(source.url):
+        return
+    host = urlsplit(source.url).hostname or ""
+    address = parse_address(host)
+    reason = non_public_reason(address) if address is not None else None
+    if reason is not None:
+        raise UnsupportedSource(
+            f"download location {source.describe()!r}: {host} is {reason}; set allow_private = true "
+            "on the upstream to allow it"
+        )
