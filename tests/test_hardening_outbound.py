@@ -244,16 +244,16 @@ async def test_private_http_locations_need_allow_private(aiohttp_server, registr
 
     # a location at the upstream's own origin is allowed as configured, but a redirect from
     # there to another private origin is judged like any location: refused before connecting
-    own = web.Application()
-    own.router.add_get("/files/m.tar.gz", lambda request: web.HTTPFound(archives.url + "/m.tar.gz"))
-    own.router.add_get("/files/own.tar.gz", lambda request: web.Response(body=body))
-    own_url = await serve(aiohttp_server, own)
+    async def own_file(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    async def redirect_away(request: web.Request) -> web.Response:
+        raise web.HTTPFound(archives.url + "/m.tar.gz")
+
     upstream = FakeRegistry()
-    upstream.add("hashicorp/net/aws", "1.0.0", own_url + "/files/own.tar.gz")
-    upstream.add("hashicorp/net/aws", "1.0.1", own_url + "/files/m.tar.gz")
     upstream_app = upstream.app()
-    upstream_app.router.add_get("/files/own.tar.gz", lambda request: web.Response(body=body))
-    upstream_app.router.add_get("/files/m.tar.gz", lambda request: web.HTTPFound(archives.url + "/m.tar.gz"))
+    upstream_app.router.add_get("/files/own.tar.gz", own_file)
+    upstream_app.router.add_get("/files/m.tar.gz", redirect_away)
     upstream.url = await serve(aiohttp_server, upstream_app)
     upstream.locations = {
         ("hashicorp/net/aws", "1.0.0"): upstream.url + "/files/own.tar.gz",
