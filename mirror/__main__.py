@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from mirror import __version__
-from mirror.cli_common import CONFIG_ENV, UsageError, config_of, default_registry, print_table, with_store
+from mirror.cli_common import CONFIG_ENV, REGISTRY_HELP, UsageError, config_of, print_table, remote, with_store
 from mirror.domain.models import JOB_STATES
 from mirror.errors import ConfigError, MirrorError
 
@@ -67,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--registry",
         default=None,
-        help="registry URL (default: $MIRROR_REGISTRY, else [server] public_url, else http://HOST:PORT from config)",
+        help=REGISTRY_HELP,
     )
     publish.set_defaults(handler=_cmd_publish)
 
@@ -149,10 +148,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         normalize(args.version)
     except MirrorError as exc:
         raise UsageError(str(exc)) from None
-    token = os.environ.get("MIRROR_TOKEN", "")
-    if not token:
-        raise UsageError("set MIRROR_TOKEN to a token with the publish scope")
-    registry = args.registry or os.environ.get("MIRROR_REGISTRY") or default_registry(config_of(args))
+    registry, token = remote(args, "the publish scope")
     result = asyncio.run(publish(registry, token, address, args.version, args.path))
     print(
         f"{result['status']}: {result['id']} sha256={result['sha256']} size={result['size']}",

@@ -57,6 +57,20 @@ def default_registry(config: Config) -> str:
     return f"{scheme}://{host}:{server.port}"
 
 
+#: the ``--registry`` option's help, for every command that talks to a registry over HTTP
+REGISTRY_HELP = "registry URL (default: $MIRROR_REGISTRY, else [server] public_url, else http://HOST:PORT from config)"
+
+
+def remote(args: argparse.Namespace, needs: str) -> tuple[str, str]:
+    """The registry URL and the token of a command that talks to a registry over HTTP: the token
+    from ``$MIRROR_TOKEN`` (``needs`` says which scope, for the message when it is unset), the URL
+    from ``--registry``, else ``$MIRROR_REGISTRY``, else the config's own address."""
+    token = os.environ.get("MIRROR_TOKEN", "")
+    if not token:
+        raise UsageError(f"set MIRROR_TOKEN to a token with {needs}")
+    return args.registry or os.environ.get("MIRROR_REGISTRY") or default_registry(config_of(args)), token
+
+
 async def with_store(config: Config, action: Callable[..., Awaitable[T]], *extra: Any) -> T:
     """Open the config's metadata store, run ``action(store, *extra)``, close the store."""
     from mirror.storage.factory import make_metadata_store

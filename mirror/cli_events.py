@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import aiohttp
 import orjson
 
-from mirror.cli_common import UsageError, config_of, default_registry
+from mirror.cli_common import REGISTRY_HELP, remote
 from mirror.errors import MirrorError
 
 MAX_LIMIT = 1000
@@ -49,7 +49,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     tail_parser.add_argument(
         "--registry",
         default=None,
-        help="registry URL (default: $MIRROR_REGISTRY, else [server] public_url, else http://HOST:PORT from config)",
+        help=REGISTRY_HELP,
     )
     tail_parser.set_defaults(handler=cmd_tail)
 
@@ -67,10 +67,7 @@ def _limit(text: str) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    token = os.environ.get("MIRROR_TOKEN", "")
-    if not token:
-        raise UsageError("set MIRROR_TOKEN to a token with the read scope")
-    registry = args.registry or os.environ.get("MIRROR_REGISTRY") or default_registry(config_of(args))
+    registry, token = remote(args, "the read scope")
     try:
         asyncio.run(
             tail(registry, token, after=args.after, types=args.types, limit=args.limit, follow=args.follow)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from mirror.cli_common import UsageError, config_of, default_registry
+from mirror.cli_common import REGISTRY_HELP, UsageError, remote
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.provenance import Owner
 from mirror.errors import MirrorError
@@ -48,11 +47,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _registry_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--registry",
-        default=None,
-        help="registry URL (default: $MIRROR_REGISTRY, else [server] public_url, else http://HOST:PORT from config)",
-    )
+    parser.add_argument("--registry", default=None, help=REGISTRY_HELP)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -87,10 +82,7 @@ async def _call(args: argparse.Namespace, method: str, body: dict[str, Any] | No
         address = ModuleAddress.parse(args.address)
     except MirrorError as exc:
         raise UsageError(str(exc)) from None
-    token = os.environ.get("MIRROR_TOKEN", "")
-    if not token:
-        raise UsageError("set MIRROR_TOKEN to a token (read scope to show, admin to set)")
-    registry = args.registry or os.environ.get("MIRROR_REGISTRY") or default_registry(config_of(args))
+    registry, token = remote(args, "the read scope to show, admin to set")
     parts = (address.namespace, address.name, address.provider)
     url = registry.rstrip("/") + "/api/v1/modules/" + "/".join(quote(p, safe="") for p in parts)
     try:
