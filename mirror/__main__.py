@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     jobs_list.add_argument("--state", choices=JOB_STATES, default=None, help="only jobs in this state")
     jobs_list.add_argument("--limit", type=int, default=50, help=f"at most this many jobs (1..{MAX_JOBS_LISTED})")
     jobs_list.set_defaults(handler=_cmd_jobs_list)
+    jobs_show = jobs.add_parser("show", parents=[common], help="print one job whole: every field, payload, full error")
+    jobs_show.add_argument("job_id", metavar="ID", type=_job_id)
+    jobs_show.set_defaults(handler=_cmd_jobs_show)
     jobs_retry = jobs.add_parser("retry", parents=[common], help="queue a failed job again with fresh attempts")
     jobs_retry.add_argument("job_id", metavar="ID", type=_job_id)
     jobs_retry.set_defaults(handler=_cmd_jobs_retry)
@@ -149,7 +152,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     except MirrorError as exc:
         raise UsageError(str(exc)) from None
     registry, token = remote(args, "the publish scope")
-    result = asyncio.run(publish(registry, token, address, args.version, args.path))
+    limits = config_of(args).limits.archive_limits()  # the server may have others: it stays the judge
+    result = asyncio.run(publish(registry, token, address, args.version, args.path, limits))
     print(
         f"{result['status']}: {result['id']} sha256={result['sha256']} size={result['size']}",
     )
@@ -240,12 +244,37 @@ def _cmd_jobs_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_jobs_show(args: argparse.Namespace) -> int:
+    import json
+
+    job = asyncio.run(with_store(config_of(args), lambda store: store.get_job(args.job_id)))
+    if job is None:
+        raise MirrorError(f"no job with id {args.job_id}")
+    fields = job.to_json()  # the jobs API's shape: every field, under the same names
+    payload = fields.pop("payload")
+    width = max(len(name) for name in fields) + 2
+    for name, value in fields.items():
+        text = "-" if value is None else _printable(str(value))
+        print(f"{name + ':':<{width}}" + text.replace("\n", "\n" + " " * width))
+    print("payload:")
+    print(json.dumps(payload, indent=2))
+    return 0
+
+
 def _cmd_jobs_retry(args: argparse.Namespace) -> int:
     from mirror.services.jobs import requeue_failed_job
 
     job = asyncio.run(with_store(config_of(args), requeue_failed_job, args.job_id))
     print(f"job {job.id} ({job.kind}) is queued again")
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters other than newlines escaped, so stored text (an error
+    quoting an archive member's name) cannot drive the terminal."""
+    return "".join(
+        c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text.replace("\r\n", "\n")
+    )
 
 
 def _one_line(text: str, limit: int) -> str:

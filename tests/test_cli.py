@@ -208,3 +208,143 @@ def test_events_tail_replays_the_feed(server: MirrorServer, config_file: Path, t
     # the server's own JSONL log holds the same events
     log = (tmp_path / "mirror-data" / "events.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in log] == events
+
+
+# -- publish checks the archive before any request ---------------------------------------------
+
+
+def write_tar_gz(path: Path, members: list[tuple[str, bytes | str]]) -> Path:
+    """A .tar.gz of regular files (bytes) and symlinks (str: the link target)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+async def test_publish_checks_the_archive_locally_before_any_request(config_file: Path, tmp_path: Path):
+    """A bad archive is one line and exit 1 without a request to the registry (a server here that
+    records every request); a good one is still uploaded, whole, in one PUT."""
+    import asyncio
+    import hashlib
+
+    from aiohttp import web
+
+    requests: list[tuple[str, str, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        body = await request.read()
+        requests.append((request.method, request.path, body))
+        return web.json_response(
+            {"status": "created", "id": "acme/network/aws/1.0.0", "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)},
+            status=201,
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    env = {"MIRROR_TOKEN": "mirror_not_checked_by_the_recorder"}
+
+    def publish(path: Path, *extra: str) -> subprocess.CompletedProcess:  # in a thread: the loop serves meanwhile
+        return run_cli(
+            "publish", "acme/network/aws", "1.0.0", str(path), "--registry", f"http://127.0.0.1:{port}",
+            "--config", str(config_file), *extra, cwd=tmp_path, env=env,
+        )
+
+    main_tf = b'output "x" { value = 1 }\n'
+    escaping_dir = write_module(tmp_path / "escaping")
+    (escaping_dir / "up").symlink_to("../../etc")
+    no_tf_dir = tmp_path / "no-tf"
+    no_tf_dir.mkdir()
+    (no_tf_dir / "notes.txt").write_text("no terraform here")
+    not_gzip = tmp_path / "plain.tar.gz"
+    not_gzip.write_text("this is not a gzip stream\n")
+    small_limits = write_config(
+        tmp_path / "small.toml",
+        {"server": {"port": free_port()}, "metadata": {"path": str(tmp_path / "small.db")}, "limits": {"max_archive_bytes": 64}},
+    )
+    bad = [
+        ("tar-slip", write_tar_gz(tmp_path / "slip.tar.gz", [("main.tf", main_tf), ("../evil.tf", main_tf)]), (), "'..'"),
+        ("symlink out", write_tar_gz(tmp_path / "link.tar.gz", [("main.tf", main_tf), ("up", "../../etc")]), (), "outside the module"),
+        ("absolute path", write_tar_gz(tmp_path / "abs.tar.gz", [("main.tf", main_tf), ("/etc/evil.tf", main_tf)]), (), "/etc/evil.tf"),
+        ("not gzip", not_gzip, (), "not a valid .tar.gz"),
+        ("no .tf at the root", no_tf_dir, (), ".tf"),
+        ("symlink out of a directory", escaping_dir, (), "outside the module"),
+        ("over the config's size limit", write_module(tmp_path / "big"), ("--config", str(small_limits)), "the limit is"),
+    ]
+    try:
+        for what, path, extra, fragment in bad:
+            result = await asyncio.to_thread(publish, path, *extra)
+            assert_one_line_error(result, 1, fragment)
+            assert str(path) in result.stderr and "nothing was uploaded" in result.stderr, what
+        assert requests == []
+
+        good = write_tar_gz(tmp_path / "good.tar.gz", [("main.tf", main_tf)])
+        published = await asyncio.to_thread(publish, good)
+        assert published.returncode == 0, published.stderr
+        assert published.stdout.startswith("created: acme/network/aws/1.0.0")
+        assert requests == [("PUT", "/api/v1/modules/acme/network/aws/1.0.0", good.read_bytes())]
+    finally:
+        await runner.cleanup()
+
+
+# -- jobs show -----------------------------------------------------------------------------------
+
+
+async def test_jobs_show_prints_a_job_whole(config_file: Path, tmp_path: Path):
+    import json
+    import time
+
+    from mirror.storage.sqlite import SqliteMetadataStore
+
+    error = "InvalidArchive: archive member 'modules/x': " + "y" * 150 + "\nsecond line \x1b[31mred"
+    payload = {"namespace": "acme", "tag": "v4", "repository": {"id": 7, "full_name": "acme/terraform-aws-network"}}
+    store = SqliteMetadataStore(tmp_path / "data" / "mirror.db")
+    await store.open()
+    try:
+        failed = await store.enqueue_job("ingest", payload)
+        await store.claim_job(time.time(), 60)
+        await store.fail_job(failed.id, error)
+        expected = (await store.get_job(failed.id)).to_json()
+    finally:
+        await store.close()
+
+    def jobs(*args: str) -> subprocess.CompletedProcess:  # the store is closed meanwhile
+        return run_cli("jobs", *args, "--config", str(config_file), cwd=tmp_path)
+
+    shown = jobs("show", str(failed.id))
+    assert shown.returncode == 0, shown.stderr
+    fields, _, payload_text = shown.stdout.partition("\npayload:\n")
+    assert json.loads(payload_text) == payload and payload_text.startswith("{\n  ")  # pretty-printed
+    values = {}
+    for line in fields.splitlines():
+        if line.startswith(" "):  # a continuation of the field above
+            values[name] += "\n" + line.strip()
+        else:
+            name, _, value = line.partition(":")
+            values[name] = value.strip()
+    assert list(values) == [key for key in expected if key != "payload"]  # every field, in the API's order
+    assert values["id"] == str(failed.id) and values["kind"] == "ingest" and values["state"] == "failed"
+    assert values["attempts"] == "1" and values["created_at"] == expected["created_at"]
+    assert values["claimed_by"] == "-" and values["dedupe_key"] == "-"
+    # the whole error, not the 80 characters of `jobs list`, its control characters escaped
+    assert values["last_error"] == error.replace("\x1b", "\\x1b")
+    assert "\x1b" not in shown.stdout
+
+    unknown = jobs("show", "424242")
+    assert_one_line_error(unknown, 1, "no job with id 424242")
+    for malformed in ("abc", "0", "1.5", "99999999999999999999"):
+        refused = jobs("show", malformed)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert f"invalid job id {malformed!r}" in refused.stderr

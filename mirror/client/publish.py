@@ -1,4 +1,8 @@
-"""``mirror publish``: pack a directory (or take a .tar.gz), upload it with a progress bar."""
+"""``mirror publish``: pack a directory (or take a .tar.gz), check it, upload it with a progress bar.
+
+The archive goes through the registry's own checks (``check_archive``) here first, with the
+limits of the local config, so a bad archive is refused before any request is made; the
+registry checks it again on upload, with its own limits, and stays the judge."""
 
 from __future__ import annotations
 
@@ -14,23 +18,43 @@ import aiohttp
 from tqdm import tqdm
 
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.archive import pack_directory
+from mirror.domain.archive import ArchiveLimits, check_archive, pack_directory
 from mirror.errors import MirrorError
 
 CHUNK = 256 * 1024
 
 
-async def publish(registry: str, token: str, address: ModuleAddress, version: str, source: Path) -> dict[str, Any]:
-    """Upload and return the registry's JSON answer; raise MirrorError with its message on failure."""
+async def publish(
+    registry: str, token: str, address: ModuleAddress, version: str, source: Path, limits: ArchiveLimits
+) -> dict[str, Any]:
+    """Check the archive against ``limits``, then upload it and return the registry's JSON answer;
+    raise MirrorError with its message on failure (a refused archive before any request)."""
     if source.is_dir():
         with tempfile.TemporaryDirectory(prefix="mirror-publish-") as tmp:
             archive = Path(tmp) / "module.tar.gz"
-            with archive.open("wb") as out:
-                await asyncio.to_thread(pack_directory, source, out)
+            try:
+                with archive.open("wb") as out:
+                    await asyncio.to_thread(pack_directory, source, out)
+            except MirrorError as exc:  # InvalidArchive: what cannot be published
+                raise MirrorError(f"{source}: {exc} (checked locally; nothing was uploaded)") from None
+            except OSError as exc:
+                raise MirrorError(f"cannot pack {source}: {exc}") from None
+            await _check(archive, source, limits)
             return await _upload(registry, token, address, version, archive)
     if source.is_file():
+        await _check(source, source, limits)
         return await _upload(registry, token, address, version, source)
     raise MirrorError(f"{source} is neither a directory nor a file")
+
+
+async def _check(archive: Path, source: Path, limits: ArchiveLimits) -> None:
+    """Run the archive checks in a thread; a refusal names ``source`` and says nothing was sent."""
+    try:
+        await asyncio.to_thread(check_archive, archive, limits)
+    except MirrorError as exc:  # InvalidArchive, PayloadTooLarge
+        raise MirrorError(f"{source}: {exc} (checked locally; nothing was uploaded)") from None
+    except OSError as exc:
+        raise MirrorError(f"cannot read {source}: {exc.strerror or exc}") from None
 
 
 async def _upload(registry: str, token: str, address: ModuleAddress, version: str, archive: Path) -> dict[str, Any]:
