@@ -48,6 +48,8 @@ from tests.live import (
 from tests.moto_server import MotoServer
 from tests.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.replicas
+
 SECRET = "replica-webhook-secret"
 OWNER = "acme-corp"
 REPO = "terraform-aws-network"

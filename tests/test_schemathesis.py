@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.live import MirrorServer, free_port, run_cli, write_config
 from tests.modules import write_module
 
@@ -22,6 +24,8 @@ CHECKS = (
     "response_headers_conformance",
 )
 MAX_SECONDS = 40
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # the schemathesis run alone may take MAX_SECONDS + 120
 
 
 def test_no_server_error_and_answers_match_the_document(tmp_path: Path) -> None:
