@@ -223,6 +223,7 @@ def target(tmp_path: Path) -> Path:
 # -- round trip --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_export_then_import_round_trip_and_is_idempotent(source: Source, target: Path, tmp_path: Path):
     # the bundle: manifest first, then each archive once (two versions share one), live versions only
     entries = members(source.bundle)
@@ -277,6 +278,7 @@ def test_full_export_then_import_round_trip_and_is_idempotent(source: Source, ta
     assert not any((target.parent / "spool").iterdir())  # the spool is cleaned up
 
 
+@pytest.mark.slow
 def test_namespace_and_since_make_partial_and_incremental_bundles(source: Source, target: Path, tmp_path: Path):
     config = str(source.config)
     latest = source.state.events[-1][0]
@@ -327,6 +329,7 @@ def test_dry_run_verifies_and_writes_nothing(source: Source, target: Path, tmp_p
 # -- signatures --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_signed_bundles(source: Source, target: Path, tmp_path: Path):
     entries = members(source.signed)
     assert [name for name, _ in entries[:2]] == ["manifest.json", "manifest.sig"]
@@ -387,6 +390,7 @@ def test_tampered_archive_byte_is_refused(source: Source, target: Path, tmp_path
     assert not any((target.parent / "spool").iterdir())
 
 
+@pytest.mark.slow
 def test_edited_manifest_is_refused(source: Source, target: Path, tmp_path: Path):
     archives = [name for name, _ in members(source.bundle)[1:]]
 
@@ -423,6 +427,7 @@ def test_edited_manifest_is_refused(source: Source, target: Path, tmp_path: Path
     assert len(archives) == 4
 
 
+@pytest.mark.slow
 def test_truncated_bundle_is_refused_wherever_it_is_cut(source: Source, target: Path, tmp_path: Path):
     data = source.bundle.read_bytes()
     with tarfile.open(source.bundle) as tar:
@@ -451,6 +456,7 @@ def test_truncated_bundle_is_refused_wherever_it_is_cut(source: Source, target: 
     assert not any((target.parent / "spool").iterdir())
 
 
+@pytest.mark.slow
 def test_unexpected_members_are_refused(source: Source, target: Path, tmp_path: Path):
     entries = members(source.bundle)
     evil = write_tar(tmp_path / "evil.tar", [*entries, ("../evil", b"boom")])

@@ -48,6 +48,7 @@ def mint(config_file: Path, namespace: str = "*", scope: str = "admin") -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_token_lifecycle(config_file: Path):
     created = run_cli(
         "token", "create", "--namespace", "acme", "--scope", "publish", "--description", "ci pipeline",
@@ -85,6 +86,7 @@ def test_config_from_environment_variable(tmp_path: Path, config_file: Path):
     assert (tmp_path / "data" / "mirror.db").exists()
 
 
+@pytest.mark.slow
 def test_publish_directory_and_archive(server: MirrorServer, config_file: Path, tmp_path: Path):
     token = mint(config_file, "acme", "publish")
     source = write_module(tmp_path / "module")
@@ -114,6 +116,7 @@ def test_publish_directory_and_archive(server: MirrorServer, config_file: Path, 
     assert from_file.returncode == 0, from_file.stderr
 
 
+@pytest.mark.slow
 def test_publish_errors_are_one_line(server: MirrorServer, config_file: Path, tmp_path: Path):
     source = write_module(tmp_path / "module")
     token = {"MIRROR_TOKEN": mint(config_file, "acme", "read")}
@@ -186,6 +189,7 @@ def test_serve_fails_clearly_when_the_bucket_is_missing(tmp_path: Path, moto):
     assert "mirror: error: S3 bucket 'no-such-bucket' does not exist" in result.stderr
 
 
+@pytest.mark.slow
 def test_events_tail_replays_the_feed(server: MirrorServer, config_file: Path, tmp_path: Path):
     import json
 
@@ -230,6 +234,7 @@ def write_tar_gz(path: Path, members: list[tuple[str, bytes | str]]) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_publish_checks_the_archive_locally_before_any_request(config_file: Path, tmp_path: Path):
     """A bad archive is one line and exit 1 without a request to the registry (a server here that
     records every request); a good one is still uploaded, whole, in one PUT."""
@@ -302,6 +307,7 @@ async def test_publish_checks_the_archive_locally_before_any_request(config_file
 # -- jobs show -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_jobs_show_prints_a_job_whole(config_file: Path, tmp_path: Path):
     import json
     import time

@@ -246,6 +246,7 @@ async def test_installation_webhook_makes_modules_terraform_installs(live_github
     assert outputs["id"] == "v1.0.0-main"
 
 
+@pytest.mark.slow
 async def test_killed_mid_ingest_leaves_no_half_version_and_finishes_after_restart(live_github: LiveGitHub):
     live, fake = live_github, live_github.fake
     repo = network_repo(fake, "v1.0.0")

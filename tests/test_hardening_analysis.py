@@ -55,6 +55,7 @@ def write_archive(tmp_path: Path, files: dict[str, str], name: str = "module.tar
     return path
 
 
+@pytest.mark.slow
 async def test_pathological_file_is_stopped_the_version_installs_and_healthz_stays_fast(start_registry, make_config):
     registry = await start_registry(make_config(analysis={"cpu_seconds": 1, "timeout_seconds": 30}))
     admin = await registry.auth()
@@ -95,6 +96,7 @@ async def test_pathological_file_is_stopped_the_version_installs_and_healthz_sta
     assert [i["name"] for i in shown["root"]["inputs"]] == ["ok"]
 
 
+@pytest.mark.slow
 async def test_a_file_seen_before_is_not_parsed_again(start_registry, make_config, tmp_path: Path):
     registry = await start_registry(make_config(analysis={"cpu_seconds": 1}))
     analyzer = registry.app[ANALYZER]
@@ -181,6 +183,7 @@ async def test_memory_limit_stops_the_file_and_a_fresh_process_parses_the_rest(t
     assert analyzer.counters.children == 2
 
 
+@pytest.mark.slow
 async def test_wall_clock_limit_reports_the_files_not_reached_and_is_not_cached(tmp_path: Path):
     path = write_archive(tmp_path, {"main.tf": pathological_tf(), "variables.tf": 'variable "ok" {}\n'})
     analyzer = Analyzer(AnalysisLimits(cpu_seconds=120, timeout_seconds=1), cache_dir=tmp_path / "cache")
@@ -200,6 +203,7 @@ async def test_wall_clock_limit_reports_the_files_not_reached_and_is_not_cached(
     assert (analyzer.counters.parsed, analyzer.counters.children) == (4, 2)
 
 
+@pytest.mark.slow
 async def test_cached_stop_is_retried_under_larger_limits_and_damaged_entries_are_ignored(tmp_path: Path):
     path = write_archive(tmp_path, {"main.tf": pathological_tf()})
     cache = tmp_path / "cache"

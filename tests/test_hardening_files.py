@@ -94,6 +94,7 @@ async def _exists(path: Path) -> bool:
 # -- one server per database and spool -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_serve_on_the_same_database_exits_at_once_with_one_line(tmp_path: Path) -> None:
     port = free_port()
     config = data_config(tmp_path / "data", port)

@@ -158,6 +158,7 @@ async def test_unsigned_upload_gets_its_answer_at_once(registry: TestClient):
     assert (await registry.post("/github/webhook", data=ping, headers=headers_for("ping", ping))).status == 200
 
 
+@pytest.mark.slow
 async def test_a_trickled_body_is_cut_off_at_the_deadline(registry: TestClient):
     """1 byte every 0.2 s of a 1,000-byte body: 408 once the deadline has passed, and the
     connection closes within aiohttp's 10 s of lingering instead of staying open for minutes."""

@@ -10,6 +10,8 @@ import asyncio
 import io
 from pathlib import Path
 
+import pytest
+
 from mirror.domain.archive import pack_directory
 from mirror.keys import JOBS, STORE
 from tests.fake_github import (
@@ -236,6 +238,7 @@ async def test_modules_recorded_before_owners_get_their_legacy_owner(tmp_path: P
         await store.close()
 
 
+@pytest.mark.slow
 async def test_sync_and_bundles_leave_other_sources_modules_alone(start_mirror, tmp_path: Path):  # noqa: F811
     """`mirror sync` does not add versions to a module uploaded here, and reports the conflict
     naming its owner; what it creates is the upstream's. A bundle never adds to a module that

@@ -218,6 +218,7 @@ async def _logged(down: Downstream, text: str) -> bool:
 # A public-style registry upstream -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_pull_through_from_a_public_style_registry(aiohttp_server, session, tmp_path):
     archives = ArchiveHost()
     archives.url = await serve(aiohttp_server, archives.app())

@@ -292,6 +292,7 @@ async def test_mirror_to_mirror_sync_installs_with_terraform(start_mirror, tmp_p
         assert downstream.stop() == 0, downstream.logs()
 
 
+@pytest.mark.slow
 async def test_from_mirror_follows_the_event_feed_along_a_chain(start_mirror, tmp_path):
     """connected -> DMZ -> air gap: each hop follows the previous one's feed from its own cursor."""
     connected = await start_mirror("connected")

@@ -428,6 +428,7 @@ async def cli(*args: str, cwd: Path) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_cli_add_list_failures_redeliver_remove(tmp_path, receiver, module_archive, start):
     registry = await start(max_attempts=1)
     reject = {"on": True}
