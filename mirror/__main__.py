@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mirror import __version__
 from mirror.cli_common import CONFIG_ENV, REGISTRY_HELP, UsageError, config_of, print_table, remote, with_store
 from mirror.domain.models import JOB_STATES
 from mirror.errors import ConfigError, MirrorError
+
+if TYPE_CHECKING:
+    from mirror.config import Config
 
 MAX_JOBS_LISTED = 1000
 #: longer errors are cut in `jobs list`
@@ -44,14 +49,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mirror", description="A private Terraform module registry.")
+    parser = argparse.ArgumentParser(
+        prog="mirror",
+        description="A private Terraform module registry.",
+        epilog="--config FILE may come before the command, after it, or between a command and its action "
+        "(`mirror --config F token list`, `mirror token list --config F`, `mirror token --config F list`); "
+        f"given more than once, the last one wins. Without it: ${CONFIG_ENV}, else the built-in defaults.",
+    )
     parser.add_argument("--version", action="version", version=f"mirror {__version__}")
-    config_help = f"TOML configuration file (default: ${CONFIG_ENV}, else built-in defaults)"
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE", help=CONFIG_HELP)
+    # Every command parser gets the same option with no default of its own: argparse copies a
+    # subparser's results over the namespace, and a default of None there would erase the value
+    # given before the command. The commands' ``common`` parent carries it; _config_everywhere
+    # adds it to the command groups (token, jobs, ...) that have none.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=None, help=config_help)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", parents=[common], help="run the registry server")
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the registry server",
+        description="Run the registry server. --host and --port override [server] host and port for this "
+        "run: they win over the config file and over $MIRROR_SERVER_HOST / $MIRROR_SERVER_PORT.",
+    )
+    serve.add_argument("--host", default=None, help="address to listen on (overrides [server] host)")
+    serve.add_argument("--port", default=None, help="port to listen on, 0..65535, 0 for any free one (overrides [server] port)")
     serve.set_defaults(handler=_cmd_serve)
 
     publish = sub.add_parser(
@@ -125,7 +148,38 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("namespace", metavar="NAMESPACE", nargs="?", default=None)
     reconcile.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait for the reconcile to finish")
     reconcile.set_defaults(handler=_cmd_github_reconcile)
+    _config_everywhere(parser)
     return parser
+
+
+CONFIG_HELP = f"TOML configuration file, before or after the command; the last one given wins (default: ${CONFIG_ENV}, else built-in defaults)"
+
+
+def _config_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Give every parser below ``parser`` a ``--config`` without a default, where it has none:
+    the command groups (so ``mirror token --config F list`` works) and any command added without
+    the ``common`` parent."""
+    seen: set[int] = set()
+    pending = _subparsers_of(parser)
+    while pending:
+        child = pending.pop()
+        if id(child) in seen:  # an alias names the same parser twice
+            continue
+        seen.add(id(child))
+        try:
+            child.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="FILE", help=CONFIG_HELP)
+        except argparse.ArgumentError:
+            pass  # it has one already (from ``common``)
+        pending += _subparsers_of(child)
+
+
+def _subparsers_of(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    return [
+        child
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for child in action.choices.values()
+    ]
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -134,8 +188,36 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from mirror.server import serve
 
-    serve(config_of(args))
+    host, port = _listen_host(args.host), _listen_port(args.port)  # bad input before the config is read
+    serve(_with_listen_address(config_of(args), host, port))
     return 0
+
+
+def _listen_host(text: str | None) -> str | None:
+    if text is not None and (not text or not text.isprintable() or any(c.isspace() for c in text)):
+        raise UsageError(f"--host must be a host name or address, not {text!r}")
+    return text
+
+
+def _listen_port(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 0 <= int(text) <= 65535:
+        raise UsageError(f"--port must be a whole number between 0 and 65535, not {text!r}")
+    return int(text)
+
+
+def _with_listen_address(config: Config, host: str | None, port: int | None) -> Config:
+    """``config`` with ``serve --host/--port`` applied: the command line wins over the file and
+    the MIRROR_SERVER_* variables, which load_config has already merged."""
+    changes: dict[str, object] = {}
+    if host is not None:
+        changes["host"] = host
+    if port is not None:
+        changes["port"] = port
+    if not changes:
+        return config
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, **changes))
 
 
 # -- publish ---------------------------------------------------------------------------------
