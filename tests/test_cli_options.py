@@ -58,6 +58,7 @@ def token_ids(listing: subprocess.CompletedProcess) -> list[str]:
     return [line.split()[0] for line in listing.stdout.strip().splitlines()[1:]]
 
 
+@pytest.mark.slow  # several CLI runs of half a second each
 def test_config_before_after_and_between_the_command(config_file: Path):
     cwd = config_file.parent.parent  # elsewhere: a store found by a default path would be another one
     created = run_cli(
@@ -79,6 +80,7 @@ def test_config_before_after_and_between_the_command(config_file: Path):
     assert webhooks.returncode == 0, webhooks.stderr
 
 
+@pytest.mark.slow  # several CLI runs of half a second each
 def test_the_last_config_given_wins(config_file: Path, tmp_path: Path):
     missing = str(tmp_path / "missing.toml")
     created = run_cli("token", "create", "--namespace", "*", "--scope", "admin", "--config", str(config_file), cwd=tmp_path)
@@ -94,6 +96,7 @@ def test_the_last_config_given_wins(config_file: Path, tmp_path: Path):
     )
 
 
+@pytest.mark.slow  # several CLI runs of half a second each
 def test_the_environment_variable_is_the_fallback_wherever_config_may_go(config_file: Path, tmp_path: Path):
     missing = {"MIRROR_CONFIG": str(tmp_path / "missing.toml")}
     good = {"MIRROR_CONFIG": str(config_file)}
