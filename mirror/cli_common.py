@@ -71,12 +71,39 @@ def remote(args: argparse.Namespace, needs: str) -> tuple[str, str]:
     return args.registry or os.environ.get("MIRROR_REGISTRY") or default_registry(config_of(args)), token
 
 
-async def with_store(config: Config, action: Callable[..., Awaitable[T]], *extra: Any) -> T:
-    """Open the config's metadata store, run ``action(store, *extra)``, close the store."""
+async def open_store(config: Config, *, create: bool = False) -> Any:
+    """The config's metadata store, opened. An admin command never makes a new, empty registry:
+    unless ``create`` (``serve``, and commands that fill a new registry: ``import``, ``sync``), a
+    SQLite database that is not there is one line saying where it was looked for."""
     from mirror.storage.factory import make_metadata_store
+    from mirror.storage.sqlite import DatabaseMissing
 
-    store = make_metadata_store(config)
-    await store.open()
+    store = make_metadata_store(config, create=create)
+    try:
+        await store.open()
+    except DatabaseMissing as exc:
+        raise MirrorError(_missing_database(config, exc.path)) from None
+    return store
+
+
+def _missing_database(config: Config, path: Path) -> str:
+    data_dir = config.server.data_dir
+    if path == data_dir / "mirror.db":
+        origin = f"[server] data_dir = {data_dir}"
+        hint = "set MIRROR_SERVER_DATA_DIR"
+    else:
+        origin = f"[metadata] path = {path}"
+        hint = "set MIRROR_METADATA_PATH"
+    return (
+        f"no registry database at {path} (from {origin}); run the command where the server's files are, "
+        f"or pass --config FILE / {hint}"
+    )
+
+
+async def with_store(config: Config, action: Callable[..., Awaitable[T]], *extra: Any, create: bool = False) -> T:
+    """Open the config's metadata store (never creating one unless ``create``), run
+    ``action(store, *extra)``, close the store."""
+    store = await open_store(config, create=create)
     try:
         return await action(store, *extra)
     finally:
@@ -95,18 +122,19 @@ class OfflineRegistry:
 
 
 @asynccontextmanager
-async def offline_registry(config: Config) -> AsyncIterator[OfflineRegistry]:
+async def offline_registry(config: Config, *, create: bool = False) -> AsyncIterator[OfflineRegistry]:
     """Open the config's stores (checking the blob store answers), yield them, close them.
+    ``create``: a metadata store that is not there is made (``import`` and ``sync`` may start a
+    new registry); otherwise it is an error, as for ``with_store``.
 
     A running server sees what was written here like another replica's writes: new versions at
     once, its caches within ``[metadata] cache_seconds``, the events through its event log."""
     from mirror.services.analysis import analyzer_for
     from mirror.services.catalog import ModuleCatalog
     from mirror.services.ingest import Ingestor
-    from mirror.storage.factory import make_blob_store, make_metadata_store
+    from mirror.storage.factory import make_blob_store
 
-    store = make_metadata_store(config)
-    await store.open()
+    store = await open_store(config, create=create)
     blobs = make_blob_store(config)
     analyzer = analyzer_for(config)
     try:

@@ -25,6 +25,8 @@ from mirror.errors import BadRequest, ConfigError
 from mirror.upstream.specs import ModuleSpec, registry_base_url
 
 MiB = 1024 * 1024
+#: ``[server] data_dir`` when unset, relative to the working directory
+DEFAULT_DATA_DIR = Path("mirror-data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +39,19 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     shutdown_timeout: float = 30.0
+    #: the directory every default path derives from (relative: to the working directory); a
+    #: path set explicitly wins, and a relative one stays relative to the working directory
+    data_dir: Path = DEFAULT_DATA_DIR
     #: where uploads and GitHub downloads are spooled while they are checked; entries a crash
-    #: left behind are removed at start-up
-    spool_dir: Path = Path("mirror-data/spool")
+    #: left behind are removed at start-up. Default: ``data_dir/spool``
+    spool_dir: Path = DEFAULT_DATA_DIR / "spool"
 
 
 @dataclass(frozen=True, slots=True)
 class MetadataConfig:
     backend: str = "sqlite"
-    path: Path = Path("mirror-data/mirror.db")
+    #: default: ``[server] data_dir/mirror.db``
+    path: Path = DEFAULT_DATA_DIR / "mirror.db"
     #: how long this process serves a module's versions from memory; its own writes show at once
     cache_seconds: float = 2.0
     #: backend "dynamodb": the table (``mirror dynamodb create-table`` makes it), its region, and an
@@ -58,7 +64,8 @@ class MetadataConfig:
 @dataclass(frozen=True, slots=True)
 class BlobsConfig:
     backend: str = "local"
-    path: Path = Path("mirror-data/blobs")
+    #: default: ``[server] data_dir/blobs``
+    path: Path = DEFAULT_DATA_DIR / "blobs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +120,8 @@ class AnalysisConfig:
     #: parsing processes running at once
     workers: int = 2
     #: parse results kept by file content; default: ``analysis-cache`` beside the spool directory
-    cache_dir: Path | None = None
+    #: (``[server] data_dir/analysis-cache`` unless ``spool_dir`` is set); empty means the default
+    cache_dir: Path | None = DEFAULT_DATA_DIR / "analysis-cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +172,8 @@ class JobsConfig:
 
 @dataclass(frozen=True, slots=True)
 class EventsConfig:
-    #: the local JSONL event log; empty turns it off
-    log_path: str = "mirror-data/events.jsonl"
+    #: the local JSONL event log; empty turns it off. Default: ``[server] data_dir/events.jsonl``
+    log_path: str = str(DEFAULT_DATA_DIR / "events.jsonl")
     #: rotate the log once it passes this size; rotated files are kept (nothing is lost)
     log_max_bytes: int = 100 * MiB
 
@@ -290,6 +298,7 @@ def load_config(
             raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
 
     sections: dict[str, Any] = {"upstreams": _build_upstreams(raw.pop("upstreams", []), environ, problems)}
+    given: set[str] = set()  # "section.key" of every key the file or the environment set
     for section_field in dataclasses.fields(Config):
         if section_field.name == "upstreams":
             continue
@@ -298,12 +307,12 @@ def load_config(
         if not isinstance(values, dict):
             problems.append(f"[{section_field.name}] must be a table")
             values = {}
-        sections[section_field.name] = _build_section(section_field.name, section_cls, values, environ, problems)
+        sections[section_field.name] = _build_section(section_field.name, section_cls, values, environ, problems, given)
     for unknown in raw:
         problems.append(f"unknown section [{unknown}]" + _did_you_mean(unknown, [f.name for f in dataclasses.fields(Config)]))
 
     # Fields that failed to parse kept their defaults, so validation still reports the rest.
-    config = Config(**sections)
+    config = _derive_paths(Config(**sections), given)
     problems.extend(_unknown_variables(environ, config))
     problems.extend(_validate(config, metadata_backends, blob_backends))
     if problems:
@@ -315,7 +324,9 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _build_section(name: str, cls: type, values: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> Any:
+def _build_section(
+    name: str, cls: type, values: dict[str, Any], environ: Mapping[str, str], problems: list[str], given: set[str]
+) -> Any:
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for key in values:
@@ -329,11 +340,32 @@ def _build_section(name: str, cls: type, values: dict[str, Any], environ: Mappin
             value, source = values[key], f"[{name}] {key}"
         else:
             continue
+        given.add(f"{name}.{key}")
         try:
             kwargs[key] = _coerce(value, hint)
         except ValueError as exc:
             problems.append(f"{source}: {exc}")
     return cls(**kwargs)
+
+
+def _derive_paths(config: Config, given: set[str]) -> Config:
+    """Every path the file and the environment left unset, under ``[server] data_dir``; the
+    analysis cache beside the spool directory (which is under ``data_dir`` unless set)."""
+    data_dir = config.server.data_dir
+    server = config.server
+    if "server.spool_dir" not in given:
+        server = dataclasses.replace(server, spool_dir=data_dir / "spool")
+    metadata, blobs, events = config.metadata, config.blobs, config.events
+    if "metadata.path" not in given:
+        metadata = dataclasses.replace(metadata, path=data_dir / "mirror.db")
+    if "blobs.path" not in given:
+        blobs = dataclasses.replace(blobs, path=data_dir / "blobs")
+    if "events.log_path" not in given:  # set empty, it stays empty: the log is off
+        events = dataclasses.replace(events, log_path=str(data_dir / "events.jsonl"))
+    analysis = config.analysis
+    if "analysis.cache_dir" not in given or analysis.cache_dir is None:
+        analysis = dataclasses.replace(analysis, cache_dir=server.spool_dir.parent / "analysis-cache")
+    return dataclasses.replace(config, server=server, metadata=metadata, blobs=blobs, events=events, analysis=analysis)
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:

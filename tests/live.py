@@ -123,6 +123,20 @@ class MirrorServer:
         return self.log_file.read_text(errors="replace") if self.log_file and self.log_file.exists() else ""
 
 
+def create_database(path: Path) -> Path:
+    """Make an empty SQLite registry database at ``path``, as ``mirror serve`` does at its first
+    start (admin commands such as ``mirror token create`` never create one)."""
+    from mirror.storage.sqlite import SqliteMetadataStore
+
+    async def create() -> None:
+        store = SqliteMetadataStore(path)
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
+    return path
+
+
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     full_env = {key: value for key, value in os.environ.items() if not key.startswith("MIRROR_")}
     full_env.update(env or {})

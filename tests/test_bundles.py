@@ -114,7 +114,7 @@ def state(config_file: Path) -> State:
         blobs = frozenset(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else frozenset()
         return State(versions, events, blobs)
 
-    return asyncio.run(with_store(config, read))
+    return asyncio.run(with_store(config, read, create=True))  # an empty registry reads as empty
 
 
 def live_versions(s: State) -> dict[tuple[str, str], dict[str, Any]]:
@@ -529,7 +529,7 @@ def test_existing_version_with_other_bytes_is_refused(source: Source, target: Pa
     spooled.write_bytes(other)
 
     async def publish() -> None:
-        async with offline_registry(cli_config(target)) as registry:
+        async with offline_registry(cli_config(target), create=True) as registry:
             outcome = await registry.ingestor.publish(
                 ModuleAddress("acme", "network", "aws"), "1.2.0",
                 Archive(spooled, hashlib.sha256(other).hexdigest(), len(other)), owner=Owner.upload(), source="upload",

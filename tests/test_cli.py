@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import MirrorServer, free_port, run_cli, write_config
+from tests.live import MirrorServer, create_database, free_port, run_cli, write_config
 from tests.modules import write_module
 
 
@@ -24,6 +24,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragm
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
+    create_database(tmp_path / "data" / "mirror.db")  # as the server's first start would
     return write_config(
         tmp_path / "mirror.toml",
         {

@@ -77,7 +77,8 @@ def config_of(path: Path) -> Config:
 
 
 async def token_for(config_file: Path, scope: str = "admin") -> str:
-    _, secret = await with_store(config_of(config_file), create_token, "*", scope)
+    # before the server's first start, as the server would: the store is created here
+    _, secret = await with_store(config_of(config_file), create_token, "*", scope, create=True)
     return secret
 
 
@@ -347,7 +348,7 @@ async def test_upstream_killed_mid_sync_fails_the_rest_and_a_rerun_completes(sta
 
     async def run(on_line: Callable[[str], None]) -> Syncer:
         # the engine's own API, as a server would use it: one session, one fetcher, the stores
-        async with offline_registry(config) as down, aiohttp.ClientSession() as session:
+        async with offline_registry(config, create=True) as down, aiohttp.ClientSession() as session:
             # the upstream's own locations (its URLs on loopback) are allowed, as for a configured upstream
             fetcher = Fetcher(
                 session, spool_dir=config.server.spool_dir, limits=ArchiveLimits(),

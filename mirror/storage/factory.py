@@ -18,10 +18,10 @@ METADATA_GROUP = "mirror.metadata_stores"
 BLOB_GROUP = "mirror.blob_stores"
 
 
-def _sqlite(config: Config) -> MetadataStore:
+def _sqlite(config: Config, *, create: bool = True) -> MetadataStore:
     from mirror.storage.sqlite import SqliteMetadataStore
 
-    return SqliteMetadataStore(config.metadata.path)
+    return SqliteMetadataStore(config.metadata.path, create=create)
 
 
 def _dynamodb(config: Config) -> MetadataStore:
@@ -76,7 +76,11 @@ def blob_backends() -> dict[str, Callable[[Config], BlobStore]]:
     return _with_plugins(BLOB_BACKENDS, BLOB_GROUP)
 
 
-def make_metadata_store(config: Config) -> MetadataStore:
+def make_metadata_store(config: Config, *, create: bool = True) -> MetadataStore:
+    """The configured metadata store, unopened. ``create=False``: a SQLite store refuses to create
+    a database that does not exist (other backends create nothing on open)."""
+    if config.metadata.backend == "sqlite":
+        return _sqlite(config, create=create)
     return metadata_backends()[config.metadata.backend](config)
 
 

@@ -201,11 +201,21 @@ _VERSION_COLUMNS_NO_README = _VERSION_COLUMNS.replace("v.readme", "NULL")
 _MODULE_MATCH = "m.namespace = ? AND m.name = ? AND m.provider = ?"
 
 
+class DatabaseMissing(StorageUnavailable):
+    """The database file does not exist and the store was told not to create it."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class SqliteMetadataStore:
     """The MetadataStore on one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = Path(path)
+        #: False: ``open`` raises DatabaseMissing instead of creating a database that is not there
+        self.create = create
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -215,6 +225,8 @@ class SqliteMetadataStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
+        if not self.create and not self.path.is_file():
+            raise DatabaseMissing(f"no SQLite database at {self.path}", path=self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch(mode=0o600, exist_ok=True)  # a new database is 0600; SQLite gives -wal and -shm its mode
