@@ -137,7 +137,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     _quiet_logs()
 
     async def run() -> ImportResult:
-        async with offline_registry(config) as registry:
+        async with offline_registry(config, create=True) as registry:
             return await import_bundle(
                 registry.store,
                 registry.ingestor,

@@ -224,7 +224,7 @@ async def _syncer(config: Config, args: argparse.Namespace) -> AsyncIterator[tup
     from mirror.upstream.sources import SourcePolicy
 
     await asyncio.to_thread(_sweep_spool, config.server.spool_dir)
-    async with offline_registry(config) as registry, aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+    async with offline_registry(config, create=True) as registry, aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         fetcher = Fetcher(
             session,
             spool_dir=config.server.spool_dir,
