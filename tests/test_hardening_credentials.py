@@ -28,7 +28,7 @@ from mirror.logs import CredentialRedactor, StdlibBridge, processors, scrub_rend
 from mirror.services.auth import MAX_AUTHORIZATION_CHARS, MAX_TOKEN_CHARS, Authenticator, authorization_header
 from mirror.services.tokens import create_token
 from mirror.storage.sqlite import SqliteMetadataStore
-from tests.live import MirrorServer, free_port, run_cli, write_config
+from tests.live import MirrorServer, create_database, free_port, run_cli, write_config
 
 #: in every hostile credential, so the log can be searched for it
 MARK = b"s3cr3tMARK"
@@ -50,6 +50,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MirrorServe
             "events": {"log_path": str(tmp / "data" / "events.jsonl")},
         },
     )
+    create_database(tmp / "data" / "mirror.db")  # as the server's first start would
     created = run_cli("token", "create", "--namespace", "*", "--scope", "admin", "--config", str(config_file), cwd=tmp)
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import MirrorServer, free_port, run_cli, write_config
+from tests.live import MirrorServer, create_database, free_port, run_cli, write_config
 from tests.modules import write_module
 
 #: what the run asserts; the checks left out judge how strictly input is validated beyond the
@@ -46,6 +46,7 @@ def test_no_server_error_and_answers_match_the_document(tmp_path: Path) -> None:
             "logging": {"format": "json"},
         },
     )
+    create_database(tmp_path / "data" / "mirror.db")  # as the server's first start would
     created = run_cli("token", "create", "--namespace", "*", "--scope", "admin", "--config", str(config), cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]
