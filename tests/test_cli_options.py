@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -15,20 +14,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from mirror.storage.sqlite import SqliteMetadataStore
-from tests.live import free_port, run_cli, stop_process, write_config
-
-
-def create_database(path: Path) -> None:
-    """An empty registry database, as the server's first start makes (admin commands such as
-    ``mirror token create`` do not create one)."""
-
-    async def create() -> None:
-        store = SqliteMetadataStore(path)
-        await store.open()
-        await store.close()
-
-    asyncio.run(create())
+from tests.live import create_database, free_port, run_cli, stop_process, write_config
 
 
 @pytest.fixture
