@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from mirror.config import Config
-from mirror.github.deliveries import DeliveryReader
 from mirror.services.analysis import Analyzer
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
@@ -32,5 +31,5 @@ JOBS = web.AppKey("jobs", JobQueue)
 READINESS = web.AppKey("readiness", SingleFlight[None, list[str]])
 #: job kind -> handler, filled by feature contexts before the queue's workers start
 JOB_HANDLERS = web.AppKey("job_handlers", dict[str, JobHandler])
-#: the webhook secret and the bounds on delivery bodies (only when ``[github]`` is configured)
-DELIVERY_READER = web.AppKey("github_delivery_reader", DeliveryReader)
+#: (the GitHub integration's own key, ``DELIVERY_READER``, lives beside its type in
+#: ``mirror.github.deliveries``: this module sits below the integrations)

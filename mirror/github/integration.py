@@ -15,10 +15,10 @@ from aiohttp import web
 from mirror.config import GitHubConfig
 from mirror.errors import ConfigError
 from mirror.github.api import AppCredentials, GitHubClient, GitHubCredentials, TokenCredentials
-from mirror.github.deliveries import DeliveryReader
+from mirror.github.deliveries import DELIVERY_READER, DeliveryReader
 from mirror.github.naming import Naming
 from mirror.github.sync import RECONCILE, GitHubSync
-from mirror.keys import BLOBS, CATALOG, CONFIG, DELIVERY_READER, INGESTOR, JOB_HANDLERS, JOBS, STORE
+from mirror.keys import BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, STORE
 
 log = structlog.get_logger("mirror.github")
 

@@ -28,7 +28,8 @@ from aiohttp import web
 from mirror.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from mirror.github.deliveries import SIGNATURE, DeliveriesBusy, VerifiedBody
 from mirror.github.sync import DELIVERY
-from mirror.keys import DELIVERY_READER, JOBS
+from mirror.github.deliveries import DELIVERY_READER
+from mirror.keys import JOBS
 
 HANDLED_EVENTS = frozenset(
     {"installation", "installation_repositories", "repository", "create", "delete", "push", "release"}
