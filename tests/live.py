@@ -137,6 +137,16 @@ def create_database(path: Path) -> Path:
     return path
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    """The CLI failed with ``code``, one ``mirror: ...`` line holding ``fragments``, no traceback."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mirror: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     full_env = {key: value for key, value in os.environ.items() if not key.startswith("MIRROR_")}
     full_env.update(env or {})

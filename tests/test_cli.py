@@ -9,17 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import MirrorServer, create_database, free_port, run_cli, write_config
+from tests.live import MirrorServer, assert_one_line_error, create_database, free_port, run_cli, write_config
 from tests.modules import write_module
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mirror: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

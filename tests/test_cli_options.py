@@ -14,7 +14,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from tests.live import create_database, free_port, run_cli, stop_process, write_config
+from tests.live import assert_one_line_error, create_database, free_port, run_cli, stop_process, write_config
 
 
 @pytest.fixture
@@ -28,15 +28,6 @@ def config_file(tmp_path: Path) -> Path:
             "blobs": {"path": str(tmp_path / "data" / "blobs")},
         },
     )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mirror: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def token_ids(listing: subprocess.CompletedProcess) -> list[str]:
