@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mirror.domain.addresses import valid_namespace
-from mirror.domain.archive import ArchiveLimits
+from mirror.formats.archive import ArchiveLimits
 from mirror.domain.urls import http_url
-from mirror.errors import BadRequest, ConfigError
-from mirror.upstream.specs import ModuleSpec, registry_base_url
+from mirror.domain.errors import BadRequest, ConfigError
+from mirror.domain.specs import ModuleSpec, registry_base_url
 
 MiB = 1024 * 1024
 #: ``[server] data_dir`` when unset, relative to the working directory

@@ -29,12 +29,12 @@ from pathlib import Path
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from mirror.app import create_app
+from mirror.app.build import create_app
 from mirror.config import load_config
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.analysis import analyze_archive
-from mirror.domain.archive import ArchiveLimits
-from mirror.keys import STORE
+from mirror.formats.analysis import analyze_archive
+from mirror.formats.archive import ArchiveLimits
+from mirror.http.keys import STORE
 from mirror.services.analysis import Analyzer
 from mirror.services.tokens import create_token
 
@@ -55,7 +55,7 @@ print(json.dumps(latencies))
 
 IN_PROCESS = r"""
 import resource, sys, time
-from mirror.domain.analysis import parse_file
+from mirror.formats.analysis import parse_file
 text = open(sys.argv[1], encoding="utf-8").read()
 started, cpu = time.perf_counter(), time.process_time()
 parse_file(text)

@@ -219,7 +219,7 @@ def make_module(index: int) -> Module:
 
 
 def analysis_of(module: Module) -> dict[str, Any]:
-    """A small analysis in the shape ``mirror.domain.analysis.analyze_archive`` gives."""
+    """A small analysis in the shape ``mirror.formats.analysis.analyze_archive`` gives."""
     provider = module.address.provider
     root = {
         "path": "", "name": "", "readme": "", "empty": False,

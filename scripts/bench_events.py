@@ -386,7 +386,7 @@ async def run(args: argparse.Namespace, work: Path) -> list[Row]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from mirror.logs import configure_logging
+    from mirror.app.logs import configure_logging
 
     configure_logging("warning", "console")  # this process's own writers log at info: keep the table readable
 

@@ -9,7 +9,7 @@ coroutine driven to completion with ``.send(None)``. Variants, interleaved in ev
 - ``no metrics``  the wrapper without metrics (``[metrics] enabled = false``);
 - ``metrics``     the wrapper counting into a ``RouteStats``;
 - ``baseline``    with ``--baseline FILE``: the wrapper of another ``middleware.py`` (for instance
-                  ``git show HEAD:mirror/registry/middleware.py > /tmp/middleware_before.py``);
+                  ``git show HEAD:mirror/http/middleware.py > /tmp/middleware_before.py``);
 
 each wrapper once without a request line and once (``+ line``) with one that does nothing (as
 ``mirror serve`` logs every request, the wrapper reads the clock a second time there anyway).
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from mirror.metrics import HttpMetrics
-from mirror.registry.middleware import RequestWrapper
+from mirror.http.metrics import HttpMetrics
+from mirror.http.middleware import RequestWrapper
 
 ROUTE = "/v1/modules/{namespace}/{name}/{provider}/versions"
 PATH = "/v1/modules/acme/net/aws/versions"

@@ -487,7 +487,7 @@ def mint_token(config_file: Path, workdir: Path, namespace: str, scope: str) -> 
 
 def publish_versions(url: str, token: str, workdir: Path) -> None:
     """PUT each version's archive, as ``mirror publish`` does (without a process per version)."""
-    from mirror.domain.archive import pack_directory
+    from mirror.formats.archive import pack_directory
     from tests.modules import write_module
 
     for version in VERSIONS:

@@ -11,7 +11,7 @@ this process, with the same ``--jobs`` concurrent copies (default 4) and one kee
   plain copy   what any script would do to fetch the archives and nothing else: per module
                GET /versions, GET /:version/download (token sent), GET the location (no token),
                streamed to a file on disk. No checks, no hashing, no store.
-  sync         ``Syncer.sync_modules`` (mirror/sync.py), the engine behind ``mirror sync``, into
+  sync         ``Syncer.sync_modules`` (mirror/services/sync.py), the engine behind ``mirror sync``, into
                an empty registry (SQLite + local disk blobs): the same three requests per
                module, the archive streamed to the spool and hashed, then ``Ingestor.publish``:
                archive checks (gzip + tar read to the end), HCL analysis, the blob copied into the
@@ -90,7 +90,7 @@ def mirror_config(root: Path, port: int) -> Path:
 
 
 async def admin_token(config_file: Path) -> str:
-    from mirror.cli_common import cli_config, with_store
+    from mirror.cli.common import cli_config, with_store
     from mirror.services.tokens import create_token
 
     _, secret = await with_store(cli_config(config_file), create_token, "*", "admin")
@@ -98,7 +98,7 @@ async def admin_token(config_file: Path) -> str:
 
 
 def module_archive(work: Path, index: int, size: int) -> bytes:
-    from mirror.domain.archive import pack_directory
+    from mirror.formats.archive import pack_directory
 
     root = work / "src" / f"m{index:03d}"
     root.mkdir(parents=True, exist_ok=True)
@@ -157,13 +157,13 @@ async def plain_copy(url: str, token: str, addresses: list[str], dest: Path, job
 
 
 async def sync_engine(url: str, token: str, addresses: list[str], target: Path, jobs: int, expected: dict[str, str]) -> Row:
-    from mirror.cli_common import cli_config, offline_registry
+    from mirror.cli.common import cli_config, offline_registry
     from mirror.domain.addresses import ModuleAddress
-    from mirror.domain.archive import ArchiveLimits
-    from mirror.sync import Syncer
-    from mirror.upstream.client import RegistryClient
-    from mirror.upstream.fetch import Fetcher
-    from mirror.upstream.specs import ModuleSpec
+    from mirror.formats.archive import ArchiveLimits
+    from mirror.services.sync import Syncer
+    from mirror.integrations.upstream.client import RegistryClient
+    from mirror.integrations.upstream.fetch import Fetcher
+    from mirror.domain.specs import ModuleSpec
 
     config = cli_config(mirror_config(target, 0))
     specs = [ModuleSpec.parse(address) for address in addresses]
@@ -255,7 +255,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from mirror.logs import configure_logging
+    from mirror.app.logs import configure_logging
 
     configure_logging("warning", "console")
 

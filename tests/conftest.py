@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from mirror.app import create_app
+from mirror.app.build import create_app
 from mirror.config import Config, load_config
-from mirror.domain.archive import pack_directory
-from mirror.keys import STORE
+from mirror.formats.archive import pack_directory
+from mirror.http.keys import STORE
 from mirror.services.tokens import create_token
 from tests import terraform
 from tests.live import write_config

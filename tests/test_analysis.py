@@ -1,4 +1,4 @@
-"""mirror.domain.analysis against real tar.gz archives built in tmp_path."""
+"""mirror.formats.analysis against real tar.gz archives built in tmp_path."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from mirror.domain.analysis import analyze_archive
-from mirror.domain.archive import ArchiveLimits, check_archive, pack_directory
+from mirror.formats.analysis import analyze_archive
+from mirror.formats.archive import ArchiveLimits, check_archive, pack_directory
 
 VARIABLES_TF = r'''
 variable "name" {

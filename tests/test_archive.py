@@ -1,4 +1,4 @@
-"""mirror.domain.archive against real tar.gz files built with the standard library."""
+"""mirror.formats.archive against real tar.gz files built with the standard library."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.domain.archive import ArchiveInfo, ArchiveLimits, check_archive, pack_directory, strip_top_level_directory
-from mirror.errors import InvalidArchive, PayloadTooLarge
+from mirror.formats.archive import ArchiveInfo, ArchiveLimits, check_archive, pack_directory, strip_top_level_directory
+from mirror.domain.errors import InvalidArchive, PayloadTooLarge
 
 MiB = 1024 * 1024
 MAIN_TF = b'variable "name" {\n  type = string\n}\n'
@@ -861,7 +861,7 @@ def test_strip_top_level_directory_drops_setuid_setgid_and_sticky_bits(tmp_path:
 
 
 def test_unpacking_a_downloaded_archive_refuses_what_check_archive_refuses(tmp_path: Path) -> None:
-    from mirror.upstream.unpack import pack, unpack
+    from mirror.formats.unpack import pack, unpack
 
     sparse = write_tar_gz(tmp_path / "sparse.tar.gz", pax_member("main.tf", {"GNU.sparse.name": "other.tf"}))
     with pytest.raises(InvalidArchive, match="pax key 'GNU.sparse.name'"):

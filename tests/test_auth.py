@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.errors import Forbidden, Unauthorized
+from mirror.domain.errors import Forbidden, Unauthorized
 from mirror.services.auth import Authenticator
 from mirror.services.tokens import create_token
 from mirror.storage.sqlite import SqliteMetadataStore

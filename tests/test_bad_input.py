@@ -49,13 +49,13 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from mirror.app import create_app
+from mirror.app.build import create_app
 from mirror.config import load_config
 from mirror.domain.addresses import valid_namespace, valid_provider
 from mirror.domain.blobs import is_sha256
 from mirror.domain.versions import Constraints, Version
-from mirror.errors import BadRequest
-from mirror.keys import JOBS, STORE
+from mirror.domain.errors import BadRequest
+from mirror.http.keys import JOBS, STORE
 from mirror.services.tokens import create_token
 from tests.fake_github import FakeGitHub, sign
 from tests.live import write_config

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from mirror.domain.blobs import archive_key
-from mirror.errors import NotFound, StorageUnavailable
+from mirror.domain.errors import NotFound, StorageUnavailable
 from mirror.storage.s3 import CHUNK, MIN_PART_SIZE, S3BlobStore, normalize_prefix
 from tests.moto_server import MotoServer
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from mirror.cli_common import cli_config, offline_registry, with_store
+from mirror.cli.common import cli_config, offline_registry, with_store
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.provenance import Owner
-from mirror.domain.archive import pack_directory
+from mirror.formats.archive import pack_directory
 from mirror.services.ingest import Archive
 from tests.live import MirrorServer, free_port, run_cli, write_config
 from tests.modules import write_module, write_root_config

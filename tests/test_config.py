@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mirror.config import Config, load_config
-from mirror.errors import ConfigError
+from mirror.domain.errors import ConfigError
 
 
 def problems(text: str, tmp_path: Path, environ: dict[str, str] | None = None) -> list[str]:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from mirror.__main__ import main
-from mirror.app import create_app
+from mirror.cli.main import main
+from mirror.app.build import create_app
 from mirror.config import Config, load_config
-from mirror.errors import ConfigError, StorageUnavailable
+from mirror.domain.errors import ConfigError, StorageUnavailable
 from mirror.storage.dynamodb import INDEX, DynamoMetadataStore
 from mirror.storage.factory import make_metadata_store, metadata_backends
 from tests.live import write_config
@@ -97,7 +97,7 @@ async def test_the_registry_runs_on_dynamodb(
     _, config = dynamodb_config(tmp_path, moto, table)
     assert await DynamoMetadataStore.from_config(config).create_table() is True
     client = await aiohttp_client(create_app(config))
-    from mirror.keys import STORE
+    from mirror.http.keys import STORE
     from mirror.services.tokens import create_token
 
     _, secret = await create_token(client.server.app[STORE], "*", "admin")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mirror.app import create_app
-from mirror.cli_common import UsageError
-from mirror.cli_events import add_commands, tail
-from mirror.errors import MirrorError, StorageUnavailable
-from mirror.keys import STORE
+from mirror.app.build import create_app
+from mirror.cli.common import UsageError
+from mirror.cli.events import add_commands, tail
+from mirror.domain.errors import MirrorError, StorageUnavailable
+from mirror.http.keys import STORE
 from mirror.services.eventlog import CONSUMER_NAME, EventLogWriter, log_files, rotated_files
 from tests.conftest import Registry
 
@@ -355,7 +355,7 @@ async def test_tail_errors_carry_the_registry_message(registry):
 
 
 def events_parser() -> argparse.ArgumentParser:
-    """The same shape as mirror.__main__: top-level subparsers, a common parent with --config."""
+    """The same shape as mirror.cli.main: top-level subparsers, a common parent with --config."""
     parser = argparse.ArgumentParser(prog="mirror")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=None)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from mirror.github.sync import RECONCILE
-from mirror.keys import JOBS, STORE
+from mirror.integrations.github.sync import RECONCILE
+from mirror.http.keys import JOBS, STORE
 from tests.conftest import Registry
 from tests.fake_github import (
     FakeGitHub,

@@ -1,4 +1,4 @@
-"""mirror.github.api against the fake GitHub in tests/fake_github.py, over real HTTP on loopback."""
+"""mirror.integrations.github.api against the fake GitHub in tests/fake_github.py, over real HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from gidgethub import sansio
 
-from mirror.domain.archive import ArchiveLimits, strip_top_level_directory
-from mirror.errors import PayloadTooLarge
-from mirror.github.api import (
+from mirror.formats.archive import ArchiveLimits, strip_top_level_directory
+from mirror.domain.errors import PayloadTooLarge
+from mirror.integrations.github.api import (
     AppCredentials,
     GitHubClient,
     GitHubError,

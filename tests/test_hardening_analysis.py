@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from mirror.config import load_config
-from mirror.domain.analysis import analyze_archive
-from mirror.domain.archive import ArchiveLimits
-from mirror.errors import ConfigError
-from mirror.keys import ANALYZER, STORE
+from mirror.formats.analysis import analyze_archive
+from mirror.formats.archive import ArchiveLimits
+from mirror.domain.errors import ConfigError
+from mirror.http.keys import ANALYZER, STORE
 from mirror.domain.addresses import ModuleAddress
 from mirror.services.analysis import AnalysisLimits, Analyzer
 from tests.live import write_config

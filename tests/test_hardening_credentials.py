@@ -23,8 +23,8 @@ import structlog
 from aiohttp.http_exceptions import BadHttpMessage
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from mirror.errors import Unauthorized
-from mirror.logs import CredentialRedactor, StdlibBridge, processors, scrub_rendered
+from mirror.domain.errors import Unauthorized
+from mirror.app.logs import CredentialRedactor, StdlibBridge, processors, scrub_rendered
 from mirror.services.auth import MAX_AUTHORIZATION_CHARS, MAX_TOKEN_CHARS, Authenticator, authorization_header
 from mirror.services.tokens import create_token
 from mirror.storage.sqlite import SqliteMetadataStore

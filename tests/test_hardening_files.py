@@ -23,12 +23,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.bundles import MAX_MANIFEST_DEPTH, BundleError, parse_manifest
-from mirror.cli_bundles import KEY_ENV
-from mirror.cli_common import CONFIG_ENV
-from mirror.cli_sync import TOKEN_ENV
+from mirror.services.bundles import MAX_MANIFEST_DEPTH, BundleError, parse_manifest
+from mirror.cli.bundles import KEY_ENV
+from mirror.cli.common import CONFIG_ENV
+from mirror.cli.sync import TOKEN_ENV
 from mirror.config import NON_CONFIG_VARIABLES, load_config
-from mirror.errors import ConfigError
+from mirror.domain.errors import ConfigError
 from tests.live import MirrorServer, eventually, free_port, run_cli, stop_process, write_config
 from tests.moto_server import MotoServer
 from tests.tcp_proxy import TcpProxy

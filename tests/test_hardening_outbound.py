@@ -19,17 +19,17 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
 from mirror.config import load_config
-from mirror.domain.archive import ArchiveLimits
+from mirror.formats.archive import ArchiveLimits
 from mirror.domain.models import Event
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.urls import redact_url, redact_urls_in
-from mirror.errors import BadRequest
-from mirror.keys import STORE
-from mirror.services.netguard import GuardedResolver, NonPublicAddress, non_public_reason, outbound_session
+from mirror.domain.errors import BadRequest
+from mirror.http.keys import STORE
+from mirror.integrations.netguard import GuardedResolver, NonPublicAddress, non_public_reason, outbound_session
 from mirror.services.webhooks import DeliveryError, check_destination, deliver, new_subscription
-from mirror.upstream.client import RegistryClient
-from mirror.upstream.errors import UnsupportedSource
-from mirror.upstream.fetch import Fetcher, source_policies
+from mirror.integrations.upstream.client import RegistryClient
+from mirror.domain.errors import UnsupportedSource
+from mirror.integrations.upstream.fetch import Fetcher, source_policies
 from mirror.domain.addresses import ModuleAddress
 from tests.live import run_cli, write_config
 from tests.test_upstream import ArchiveHost, FakeRegistry, bare_repository, packed, serve
@@ -297,7 +297,7 @@ def test_redact_url_hides_userinfo_and_query_values():
 async def test_subscriber_urls_are_redacted_in_the_api_last_error_logs_and_cli(
     aiohttp_client, make_config, aiohttp_server, capsys, tmp_path
 ):
-    from mirror.app import create_app
+    from mirror.app.build import create_app
     from tests.conftest import Registry
 
     async def refuse(request: web.Request) -> web.Response:
@@ -338,7 +338,7 @@ async def test_subscriber_urls_are_redacted_in_the_api_last_error_logs_and_cli(
 def _archive(tmp_path: Path) -> bytes:
     import io
 
-    from mirror.domain.archive import pack_directory
+    from mirror.formats.archive import pack_directory
 
     out = io.BytesIO()
     pack_directory(write_module(tmp_path / "published"), out)

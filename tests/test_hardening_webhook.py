@@ -19,9 +19,9 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mirror.app import create_app
-from mirror.errors import ConfigError
-from mirror.keys import JOBS, STORE
+from mirror.app.build import create_app
+from mirror.domain.errors import ConfigError
+from mirror.http.keys import JOBS, STORE
 from tests.fake_github import FakeGitHub, sign
 
 SECRET = "hardening-webhook-secret"

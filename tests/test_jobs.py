@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from mirror.domain.models import Job
-from mirror.errors import BadRequest, NotFound, StorageUnavailable
-from mirror.keys import JOBS, STORE
+from mirror.domain.errors import BadRequest, NotFound, StorageUnavailable
+from mirror.http.keys import JOBS, STORE
 from mirror.services.jobs import JobQueue, retry_delay
 from mirror.storage.protocols import JobStore
 from mirror.storage.sqlite import SqliteMetadataStore

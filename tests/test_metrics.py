@@ -12,9 +12,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from mirror.errors import BadRequest, StorageUnavailable
-from mirror.keys import JOBS, STORE
-from mirror.metrics import LATENCY_BUCKETS
+from mirror.domain.errors import BadRequest, StorageUnavailable
+from mirror.http.keys import JOBS, STORE
+from mirror.http.metrics import LATENCY_BUCKETS
 from tests.conftest import Registry
 from tests.fake_github import FakeGitHub, installation_payload, webhook_delivery
 

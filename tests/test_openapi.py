@@ -5,9 +5,9 @@ from __future__ import annotations
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
-from mirror.app import create_app
+from mirror.app.build import create_app
 from mirror.config import Config, GitHubConfig
-from mirror.registry import openapi
+from mirror.http import openapi
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 

@@ -6,9 +6,9 @@ import io
 import tarfile
 import time
 
-from mirror.app import SIGNING_KEY_SETTING
+from mirror.app.build import SIGNING_KEY_SETTING
 from mirror.domain import signatures
-from mirror.keys import STORE
+from mirror.http.keys import STORE
 from mirror.services.downloads import archive_path
 
 ADDR = "acme/network/aws"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.domain.archive import pack_directory
-from mirror.keys import JOBS, STORE
+from mirror.formats.archive import pack_directory
+from mirror.http.keys import JOBS, STORE
 from tests.fake_github import (
     FakeGitHub,
     delete_tag_payload,

@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror.config import load_config
-from mirror.errors import ConfigError
+from mirror.domain.errors import ConfigError
 from mirror.services.pullthrough import STALE_WAIT_SECONDS
 from tests.live import MirrorServer
 from tests.modules import write_module, write_root_config

@@ -11,7 +11,7 @@ import pytest
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.models import ModuleVersion, TokenRecord
-from mirror.errors import StorageUnavailable
+from mirror.domain.errors import StorageUnavailable
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.singleflight import SingleFlight

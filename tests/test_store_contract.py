@@ -28,7 +28,7 @@ from mirror.domain.models import (
     WebhookSubscription,
 )
 from mirror.domain.provenance import NotOwner, Owner
-from mirror.errors import Conflict, MirrorError
+from mirror.domain.errors import Conflict, MirrorError
 from mirror.services.jobs import JobQueue
 from mirror.storage.factory import make_metadata_store, metadata_backends
 from mirror.storage.protocols import MetadataStore

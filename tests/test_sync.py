@@ -22,17 +22,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mirror.cli_common import offline_registry, with_store
+from mirror.cli.common import offline_registry, with_store
 from mirror.config import Config, load_config
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.archive import ArchiveLimits
+from mirror.formats.archive import ArchiveLimits
 from mirror.domain.models import ModuleVersion
 from mirror.services.tokens import create_token
-from mirror.sync import Syncer, human_size
-from mirror.upstream.client import RegistryClient
-from mirror.upstream.fetch import Fetcher
-from mirror.upstream.sources import SourcePolicy
-from mirror.upstream.specs import ModuleSpec
+from mirror.services.sync import Syncer, human_size
+from mirror.integrations.upstream.client import RegistryClient
+from mirror.integrations.upstream.fetch import Fetcher
+from mirror.domain.sources import SourcePolicy
+from mirror.domain.specs import ModuleSpec
 from tests.live import MirrorServer, free_port, write_config
 from tests.modules import write_module, write_root_config
 from tests.moto_server import TEST_ENVIRONMENT

@@ -23,9 +23,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from yarl import URL
 
-from mirror.domain.archive import pack_directory
-from mirror.web.readme import safe_link
-from mirror.web.usage import version_constraint
+from mirror.formats.archive import pack_directory
+from mirror.http.ui.readme import safe_link
+from mirror.http.ui.usage import version_constraint
 from tests.browser import launch_chromium, log_in
 from tests.live import MirrorServer, free_port, run_cli, write_config
 from tests.modules import write_module

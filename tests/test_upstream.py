@@ -23,14 +23,14 @@ import pytest
 from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.archive import ArchiveLimits, check_archive, pack_directory
+from mirror.formats.archive import ArchiveLimits, check_archive, pack_directory
 from mirror.domain.versions import Constraints, Version, matching
-from mirror.errors import BadRequest, InvalidArchive, PayloadTooLarge
-from mirror.upstream.client import RegistryClient
-from mirror.upstream.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
-from mirror.upstream.fetch import Fetcher
-from mirror.upstream.sources import SourcePolicy, parse_source, split_subdir
-from mirror.upstream.specs import ModuleSpec, registry_base_url
+from mirror.domain.errors import BadRequest, InvalidArchive, PayloadTooLarge
+from mirror.integrations.upstream.client import RegistryClient
+from mirror.domain.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
+from mirror.integrations.upstream.fetch import Fetcher
+from mirror.domain.sources import SourcePolicy, parse_source, split_subdir
+from mirror.domain.specs import ModuleSpec, registry_base_url
 from tests.live import free_port
 from tests.modules import write_module
 
@@ -549,7 +549,7 @@ async def test_s3_sources_are_read_with_the_aws_credential_chain(fetcher, moto, 
 
 def test_upstreams_in_the_config(tmp_path):
     from mirror.config import UpstreamConfig, load_config
-    from mirror.errors import ConfigError
+    from mirror.domain.errors import ConfigError
 
     path = tmp_path / "mirror.toml"
     path.write_text(
@@ -587,7 +587,7 @@ def test_upstreams_in_the_config(tmp_path):
 
 
 def test_sync_usage_errors_exit_2(tmp_path, capsys):
-    from mirror.__main__ import main
+    from mirror.cli.main import main
 
     empty = tmp_path / "empty.toml"
     empty.write_text(f'[metadata]\npath = "{tmp_path / "db"}"\n')

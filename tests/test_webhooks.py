@@ -18,11 +18,11 @@ import pytest
 from aiohttp import web
 from gidgethub.sansio import validate_event
 
-from mirror.app import create_app
-from mirror.errors import BadRequest
-from mirror.keys import STORE
+from mirror.app.build import create_app
+from mirror.domain.errors import BadRequest
+from mirror.http.keys import STORE
 from mirror.storage.sqlite import SqliteMetadataStore
-from mirror.registry.webhooks_api import WEBHOOKS
+from mirror.http.webhooks_api import WEBHOOKS
 from mirror.domain.timeutil import now_rfc3339
 from mirror.services.webhooks import (
     WebhookDispatcher,
@@ -404,8 +404,8 @@ async def test_a_stored_backoff_is_waited_out_after_a_restart(start, receiver, m
 CLI_DRIVER = """
 import argparse, sys
 from pathlib import Path
-from mirror.cli_webhooks import add_commands
-from mirror.errors import MirrorError
+from mirror.cli.webhooks import add_commands
+from mirror.domain.errors import MirrorError
 parser = argparse.ArgumentParser(prog="mirror")
 common = argparse.ArgumentParser(add_help=False)
 common.add_argument("--config", type=Path, default=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mirror.errors import BadRequest
+from mirror.domain.errors import BadRequest
 
 # \Z, not $: "$" also matches before a trailing newline, which let "acme\n" through
 _NAME_RE = re.compile(r"^[0-9A-Za-z](?:[0-9A-Za-z_-]{0,62}[0-9A-Za-z])?\Z")

@@ -35,7 +35,7 @@ class NewVersion:
     #: events to append, as (type, data) pairs; ``module.created`` is added by the store when the
     #: module did not exist before this version.
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    #: what the module's HCL declares (``mirror.domain.analysis``), stored beside the version
+    #: what the module's HCL declares (``mirror.formats.analysis``), stored beside the version
     analysis: dict[str, Any] | None = None
     #: the source publishing it: a new module is recorded with this owner
     owner: Owner = Owner("upload")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 from typing import Literal
 
-from mirror.errors import BadRequest, Conflict
+from mirror.domain.errors import BadRequest, Conflict
 
 OwnerKind = Literal["upload", "github", "upstream", "bundle"]
 KINDS: tuple[OwnerKind, ...] = ("upload", "github", "upstream", "bundle")

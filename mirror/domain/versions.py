@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
-from mirror.errors import BadRequest
+from mirror.domain.errors import BadRequest
 
 # ASCII digits only (re.ASCII: a bare \d also matches "٢", which int() reads as 2) and \Z, not $
 # (which also matches before a trailing newline)

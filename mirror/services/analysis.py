@@ -2,7 +2,7 @@
 and each file's result is kept by the sha256 of its bytes.
 
 A file over a limit does not stop the publish: its result is ``{"stopped": reason}`` and the
-version's analysis says ``"complete": false`` and why (``mirror.domain.analysis.assemble``).
+version's analysis says ``"complete": false`` and why (``mirror.formats.analysis.assemble``).
 
 - A child (``mirror.services.analysis_worker``) gets ``cpu_seconds`` of CPU time per file and
   ``memory_mb`` of address space; a file that passes either is stopped, that child ends, and a
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from mirror.domain.analysis import RESULT_FORMAT, ModuleFiles, assemble, read_module_files
-from mirror.domain.archive import ArchiveLimits
+from mirror.formats.analysis import RESULT_FORMAT, ModuleFiles, assemble, read_module_files
+from mirror.formats.archive import ArchiveLimits
 
 if TYPE_CHECKING:
     from mirror.config import Config

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     sys.unraisablehook = lambda unraisable: None  # printing one may need memory there is none of
     cpu_stop = _line({"stopped": f"cpu time limit of {cpu_seconds} s exceeded"})
     memory_stop = _line({"stopped": f"memory limit of {memory_mb} MiB exceeded"})
-    from mirror.domain.analysis import parse_file
+    from mirror.formats.analysis import parse_file
 
     for line in sys.stdin.buffer:
         text = json.loads(line)["text"]

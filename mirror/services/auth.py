@@ -17,7 +17,7 @@ from multidict import MultiMapping
 
 from mirror.domain.models import Scope, TokenRecord
 from mirror.domain.tokens import hash_token, token_allows
-from mirror.errors import Forbidden, Unauthorized
+from mirror.domain.errors import Forbidden, Unauthorized
 from mirror.services.singleflight import SingleFlight
 from mirror.storage.protocols import TokenStore
 

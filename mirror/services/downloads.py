@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from mirror.domain import signatures
 from mirror.domain.models import ModuleVersion
-from mirror.errors import ConfigError
+from mirror.domain.errors import ConfigError
 from mirror.storage.protocols import BlobStore
 
 ARCHIVE_ROUTE_PREFIX = "/v1/archives/"

@@ -31,7 +31,7 @@ import orjson
 import structlog
 
 from mirror.domain.models import Consumer, Event
-from mirror.errors import MirrorError, StorageUnavailable
+from mirror.domain.errors import MirrorError, StorageUnavailable
 
 log = structlog.get_logger("mirror.eventlog")
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import structlog
 
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.archive import ArchiveLimits, check_archive
+from mirror.formats.archive import ArchiveLimits, check_archive
 from mirror.domain.blobs import archive_key
 from mirror.domain import provenance
 from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
 from mirror.domain.provenance import NotOwner, Owner
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import normalize
-from mirror.errors import Conflict, MirrorError
+from mirror.domain.errors import Conflict, MirrorError
 from mirror.services.analysis import Analyzer
 from mirror.services.catalog import ModuleCatalog
 from mirror.storage.protocols import BlobStore, ModuleAdmin, ModuleIndex, ModulePublisher

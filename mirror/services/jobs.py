@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from mirror.domain.models import Job
-from mirror.errors import Conflict, MirrorError, NotFound
+from mirror.domain.errors import Conflict, MirrorError, NotFound
 from mirror.storage.protocols import JobStore
 
 JobHandler = Callable[[dict[str, Any]], Awaitable[None]]

@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import structlog
@@ -44,7 +44,7 @@ from mirror.domain.addresses import ModuleAddress
 from mirror.domain.provenance import Owner
 from mirror.domain.models import ModuleRecord, ModuleVersion
 from mirror.domain.versions import Version, normalize
-from mirror.errors import (
+from mirror.domain.errors import (
     Conflict,
     InvalidArchive,
     MirrorError,
@@ -53,12 +53,10 @@ from mirror.errors import (
 )
 from mirror.services.catalog import ModuleCatalog, ModuleEntry
 from mirror.services.ingest import Ingestor
-from mirror.upstream.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
+from mirror.domain.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
 
-if TYPE_CHECKING:  # the upstream package builds on services (ingest), not the other way round
-    from mirror.upstream.client import RegistryClient
-    from mirror.upstream.fetch import Fetcher
-    from mirror.upstream.sources import Source
+from mirror.domain.sources import Source
+from mirror.services.upstream import ModuleFetcher, UpstreamRegistry
 
 log = structlog.get_logger("mirror.pullthrough")
 
@@ -92,7 +90,7 @@ class PullThroughStore(Protocol):
 class ProxiedUpstream:
     """An upstream registry and the local namespaces (lowercase) that proxy it."""
 
-    client: RegistryClient
+    client: UpstreamRegistry
     namespaces: frozenset[str]
     ttl_seconds: float
 
@@ -130,7 +128,7 @@ class PullThrough:
         store: PullThroughStore,
         catalog: ModuleCatalog,
         ingestor: Ingestor,
-        fetcher: Fetcher,
+        fetcher: ModuleFetcher,
         max_pulls: int = MAX_PULLS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -411,7 +409,7 @@ def _unreachable(what: str, upstream: ProxiedUpstream, error: MirrorError | None
     )
 
 
-def _source_label(client: RegistryClient, address: ModuleAddress, where: Source) -> str:
+def _source_label(client: UpstreamRegistry, address: ModuleAddress, where: Source) -> str:
     """What the version records as its source, as ``mirror sync`` records it: the repository
     for an http(s) git source, else the Terraform source address ``HOST/NS/NAME/PROVIDER``."""
     url = where.url

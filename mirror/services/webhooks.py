@@ -50,9 +50,9 @@ from aiohttp.resolver import DefaultResolver
 from mirror.domain.models import Consumer, DeliveryFailure, Event, WebhookSubscription
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.urls import http_url, redact_url, redact_urls_in
-from mirror.errors import BadRequest, Conflict, MirrorError, NotFound
+from mirror.domain.errors import BadRequest, Conflict, MirrorError, NotFound
 from mirror.services.jobs import describe_error, retry_delay
-from mirror.services.netguard import (
+from mirror.domain.netaddr import (
     guard_error,
     is_guarded,
     non_public_reason,
@@ -184,7 +184,7 @@ async def check_destination(
     url: str, *, allow_private: bool, resolver: AbstractResolver | None = None, resolve: bool = True
 ) -> None:
     """BadRequest unless ``url`` is http(s) and (unless ``allow_private``) its host is a public
-    address, or a name every address of which is public (see ``mirror.services.netguard``).
+    address, or a name every address of which is public (see ``mirror.domain.netaddr``).
 
     Checked when a subscription is created (a name is resolved through ``resolver``, aiohttp's
     default when None) and, with ``resolve=False``, before each delivery: then only a literal
@@ -359,7 +359,7 @@ class WebhookDispatcher:
         "failed", and "dead_lettered" when a failed event is parked.
 
         Unless ``allow_private``, ``session`` must be a guarded one
-        (``mirror.services.netguard.outbound_session``): it checks the addresses it connects to.
+        (``mirror.integrations.netguard.outbound_session``): it checks the addresses it connects to.
         ``resolver`` (the one under that guard, aiohttp's default when None) is the one a new
         subscription's host is checked with."""
         if not allow_private and not is_guarded(session):

@@ -75,7 +75,7 @@ from mirror.domain.models import (
 from mirror.domain.readme import first_paragraph
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import Version
-from mirror.errors import Conflict, MirrorError, StorageUnavailable
+from mirror.domain.errors import Conflict, MirrorError, StorageUnavailable
 from mirror.storage.protocols import ModuleSummary, new_lease_owner
 
 if TYPE_CHECKING:

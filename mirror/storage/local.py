@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from mirror.errors import NotFound, StorageUnavailable
+from mirror.domain.errors import NotFound, StorageUnavailable
 
 CHUNK = 256 * 1024
 

@@ -19,7 +19,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mirror.domain.s3urls import s3_getter_source
-from mirror.errors import NotFound, StorageUnavailable
+from mirror.domain.errors import NotFound, StorageUnavailable
 
 log = structlog.get_logger("mirror.storage.s3")
 

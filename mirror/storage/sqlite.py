@@ -39,7 +39,7 @@ from mirror.domain.models import (
 from mirror.domain.readme import first_paragraph
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.versions import Version
-from mirror.errors import Conflict, MirrorError, StorageUnavailable
+from mirror.domain.errors import Conflict, MirrorError, StorageUnavailable
 from mirror.storage.protocols import ModuleSummary, new_lease_owner
 
 # Each entry moves the schema one version up; never edit a released entry, append a new one.

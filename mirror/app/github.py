@@ -1,0 +1,109 @@
+"""Wiring of the GitHub integration: only when ``[github]`` is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from mirror.config import GitHubConfig
+from mirror.domain.errors import ConfigError
+from mirror.integrations.github.api import AppCredentials, GitHubClient, GitHubCredentials, TokenCredentials
+from mirror.integrations.github.deliveries import DELIVERY_READER, DeliveryReader
+from mirror.integrations.github.naming import Naming
+from mirror.integrations.github.sync import RECONCILE, GitHubSync
+from mirror.http.keys import BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, STORE
+
+log = structlog.get_logger("mirror.github")
+
+RECONCILER = web.AppKey("github_reconciler", asyncio.Task)
+
+
+def setup_github(app: web.Application) -> None:
+    """Add the integration's cleanup context, which must come before the job queue's: its
+    handlers are registered before workers start, and its HTTP session closes only after the
+    queue has stopped. (``create_app`` registers the webhook route, ``webhook.routes()``.)"""
+    app.cleanup_ctx.append(_github)
+    app.on_startup.append(_start_reconciler)  # runs once every cleanup context has started
+    app.on_shutdown.append(_stop_reconciler)  # before the stores close
+
+
+async def _github(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    github = config.github
+    app[DELIVERY_READER] = DeliveryReader(
+        _read_secret(github.webhook_secret, github.webhook_secret_file, "webhook_secret"),
+        timeout=github.webhook_body_seconds,
+        large_body=github.webhook_large_body_bytes,
+        large_bodies=github.webhook_large_bodies,
+        spool_dir=config.server.spool_dir,
+    )
+    async with aiohttp.ClientSession() as session:
+        client = GitHubClient(
+            session=session, api_url=github.api_url, credentials=_credentials(github, session), timeout=github.timeout
+        )
+        sync = GitHubSync(
+            store=app[STORE],
+            blobs=app[BLOBS],
+            ingestor=app[INGESTOR],
+            catalog=app[CATALOG],
+            client=client,
+            enqueue=lambda *args, **kwargs: app[JOBS].enqueue(*args, **kwargs),  # the queue starts later
+            naming=Naming(github.module_prefix, tuple(github.namespaces.items())),
+            limits=config.limits.archive_limits(),
+            spool_dir=config.server.spool_dir,
+            delete_archives_on_uninstall=github.on_uninstall == "delete",
+        )
+        app[JOB_HANDLERS].update(sync.handlers())
+        yield
+
+
+async def _start_reconciler(app: web.Application) -> None:
+    app[RECONCILER] = asyncio.create_task(_reconcile_periodically(app, app[CONFIG].github.reconcile_interval))
+
+
+async def _stop_reconciler(app: web.Application) -> None:
+    task = app[RECONCILER]
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _reconcile_periodically(app: web.Application, interval: int) -> None:
+    """Queue a reconcile every ``interval`` seconds; the dedupe key makes it one per interval
+    across every process sharing the store."""
+    if interval <= 0:
+        return
+    while True:
+        slot = int(time.time() // interval)
+        await app[JOBS].enqueue(RECONCILE, {}, dedupe_key=f"github-reconcile:{interval}:{slot}")
+        await asyncio.sleep((slot + 1) * interval - time.time())
+
+
+def _credentials(github: GitHubConfig, session: aiohttp.ClientSession) -> GitHubCredentials:
+    if github.app_id:
+        private_key = _read_secret(github.private_key, github.private_key_file, "private_key")
+        return AppCredentials(
+            session=session, api_url=github.api_url, app_id=github.app_id, private_key=private_key, timeout=github.timeout
+        )
+    assert github.token, "validated: an App or a token is configured"
+    return TokenCredentials(github.token)
+
+
+def _read_secret(value: str | None, path: Path | None, key: str) -> str:
+    if value:
+        return value
+    assert path is not None, f"validated: [github] {key} or {key}_file is set"
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError([f"[github] {key}_file: cannot read {path}: {exc.strerror}"]) from None
+    if not text:
+        raise ConfigError([f"[github] {key}_file: {path} is empty"])
+    return text

@@ -1,0 +1,135 @@
+"""The outbound webhooks API (registry-wide admin scope) and the dispatcher's cleanup context.
+
+``webhooks_context`` is meant for ``app.cleanup_ctx`` after the storage context: it creates the
+one outbound ``aiohttp.ClientSession`` of the webhooks (guarded: it connects to public addresses
+only, unless ``[webhooks] allow_private``), the dispatcher, makes the config's
+subscriptions current and starts delivering; on shutdown it stops the dispatcher, then closes the
+session (both before the store closes, as cleanup runs in reverse order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from mirror.domain.timeutil import now_rfc3339
+from mirror.domain.errors import BadRequest, NotFound
+from mirror.http.keys import CONFIG, STORE
+from mirror.http.metrics import METRICS
+from mirror.http.common import authorize
+from mirror.integrations.netguard import outbound_session
+from mirror.services.webhooks import WebhookDispatcher, failure_to_json, new_subscription, subscription_to_json
+
+WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
+
+_ID = r"{id:[A-Za-z0-9_-]{1,64}}"
+
+
+async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG].webhooks
+    async with outbound_session(allow_private=config.allow_private) as session:
+        dispatcher = WebhookDispatcher(
+            app[STORE],
+            session,
+            timeout=config.timeout_seconds,
+            max_attempts=config.max_attempts,
+            backoff_base=config.backoff_base,
+            backoff_max=config.backoff_max,
+            allow_private=config.allow_private,
+            lease_seconds=config.lease_seconds,
+            on_delivery=app[METRICS].webhooks.count,
+        )
+        app[WEBHOOKS] = dispatcher
+        app[STORE].add_event_listener(dispatcher.wake)  # deliver as soon as an event is committed
+        await dispatcher.sync_config(config.subscriptions)
+        await dispatcher.start()
+        try:
+            yield
+        finally:
+            await dispatcher.stop()
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    """``POST /api/v1/webhooks`` {url, secret, events?, namespaces?}: 201 with the subscription."""
+    await authorize(request, "*", "admin")  # registry-wide admins only
+    body = await _json_object(request)
+    url, secret = body.get("url"), body.get("secret")
+    if not isinstance(url, str) or not isinstance(secret, str):
+        raise BadRequest("url and secret are required strings")
+    subscription = new_subscription(
+        url, secret, _strings(body, "events"), _strings(body, "namespaces"), now_rfc3339()
+    )
+    await request.app[WEBHOOKS].add(subscription)
+    return web.json_response({"webhook": subscription_to_json(subscription)}, status=201)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    """``GET /api/v1/webhooks``: every subscription with its cursor, lag and counters."""
+    await authorize(request, "*", "admin")
+    return web.json_response({"webhooks": await request.app[WEBHOOKS].status()})
+
+
+async def get_webhook(request: web.Request) -> web.Response:
+    await authorize(request, "*", "admin")
+    rows = await request.app[WEBHOOKS].status(request.match_info["id"])
+    if not rows:
+        raise NotFound(f"no webhook subscription with id {request.match_info['id']!r}")
+    return web.json_response({"webhook": rows[0]})
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    """204; 409 for a subscription from the config file (remove it there)."""
+    await authorize(request, "*", "admin")
+    await request.app[WEBHOOKS].remove(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def list_failures(request: web.Request) -> web.Response:
+    """``GET /api/v1/webhooks/{id}/failures[?all=true]``: parked events (pending ones by default)."""
+    await authorize(request, "*", "admin")
+    subscription_id = request.match_info["id"]
+    store = request.app[STORE]
+    if await store.get_subscription(subscription_id) is None:
+        raise NotFound(f"no webhook subscription with id {subscription_id!r}")
+    pending_only = request.query.get("all", "false").lower() not in ("1", "true", "yes")
+    failures = await store.list_delivery_failures(subscription_id, pending_only=pending_only)
+    return web.json_response({"failures": [failure_to_json(f) for f in failures]})
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    """One immediate attempt at a parked event: 200, 404, or 502 with the delivery error."""
+    await authorize(request, "*", "admin")
+    subscription_id, failure_id = request.match_info["id"], int(request.match_info["failure_id"])
+    await request.app[WEBHOOKS].redeliver(subscription_id, failure_id)
+    return web.json_response({"redelivered": {"subscription_id": subscription_id, "failure_id": failure_id}})
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep for the decoder
+        raise BadRequest("the body must be a JSON object") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _strings(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise BadRequest(f"{key} must be a list of non-empty strings")
+    return value
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/webhooks", create_webhook),
+        web.get("/api/v1/webhooks", list_webhooks),
+        web.get(f"/api/v1/webhooks/{_ID}", get_webhook),
+        web.delete(f"/api/v1/webhooks/{_ID}", delete_webhook),
+        web.get(f"/api/v1/webhooks/{_ID}/failures", list_failures),
+        # [0-9]: \d also matches other scripts' digits ("١"), which int() accepts
+        web.post(rf"/api/v1/webhooks/{_ID}/failures/{{failure_id:[0-9]{{1,18}}}}/redeliver", redeliver),
+    ]

@@ -1,0 +1,50 @@
+"""Which repositories are modules, and which tags are versions (pure; no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mirror.domain.addresses import ModuleAddress, valid_namespace, valid_provider
+from mirror.domain.versions import normalize
+from mirror.domain.errors import BadRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """``<prefix><provider>-<name>`` repositories of an account become ``<namespace>/<name>/<provider>``."""
+
+    prefix: str = "terraform-"
+    namespaces: tuple[tuple[str, str], ...] = ()  # (login, namespace), matched case-insensitively
+
+    def namespace_for(self, login: str) -> str:
+        for account, namespace in self.namespaces:
+            if account.lower() == login.lower():
+                return namespace
+        return login
+
+    def module_for(self, owner: str, repository: str) -> ModuleAddress | None:
+        """The module a repository holds, or None when its name does not follow the convention."""
+        if not repository.startswith(self.prefix):
+            return None
+        provider, _, name = repository[len(self.prefix) :].partition("-")
+        namespace = self.namespace_for(owner)
+        if not (valid_provider(provider) and name and valid_namespace(namespace)):
+            return None
+        try:
+            return ModuleAddress.parse_parts(namespace, name, provider)
+        except BadRequest:
+            return None
+
+
+def version_for_tag(tag: str) -> str | None:
+    """The normalized version a tag names (``v1.2.0`` -> ``1.2.0``), or None if it is not SemVer."""
+    try:
+        return normalize(tag)
+    except BadRequest:
+        return None
+
+
+def tag_from_ref(ref: str) -> str | None:
+    """``refs/tags/v1.0.0`` -> ``v1.0.0``; None for branches."""
+    prefix = "refs/tags/"
+    return ref[len(prefix) :] if ref.startswith(prefix) else None
