@@ -261,6 +261,9 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: ``[[upstreams]]``: registries ``mirror sync`` copies from (an array of tables, not a section)
     upstreams: tuple[UpstreamConfig, ...] = ()
+    #: ``[plugins.NAME]``: each plug-in's own table, as written; the plug-in named NAME (its
+    #: entry-point name) validates it (see ``mirror.app.plugins``)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 ENV_PREFIX = "MIRROR_"
@@ -297,10 +300,13 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
 
-    sections: dict[str, Any] = {"upstreams": _build_upstreams(raw.pop("upstreams", []), environ, problems)}
+    sections: dict[str, Any] = {
+        "upstreams": _build_upstreams(raw.pop("upstreams", []), environ, problems),
+        "plugins": _plugin_tables(raw.pop("plugins", {}), problems),
+    }
     given: set[str] = set()  # "section.key" of every key the file or the environment set
     for section_field in dataclasses.fields(Config):
-        if section_field.name == "upstreams":
+        if section_field.name in ("upstreams", "plugins"):
             continue
         section_cls = _hints(Config)[section_field.name]
         values = raw.pop(section_field.name, {})
@@ -318,6 +324,20 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _plugin_tables(raw: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """``[plugins.NAME]`` tables, kept as written for each plug-in to validate."""
+    if not isinstance(raw, dict):
+        problems.append("[plugins] must be a table of tables, one [plugins.NAME] per plug-in")
+        return {}
+    tables: dict[str, dict[str, Any]] = {}
+    for name, table in raw.items():
+        if isinstance(table, dict):
+            tables[name] = table
+        else:
+            problems.append(f"[plugins.{name}] must be a table")
+    return tables
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -379,7 +399,7 @@ def _unknown_variables(environ: Mapping[str, str], config: Config) -> list[str]:
     known = {
         f"{ENV_PREFIX}{section.name.upper()}_{key.upper()}"
         for section in dataclasses.fields(Config)
-        if section.name != "upstreams"
+        if section.name not in ("upstreams", "plugins")
         for key in _hints(_hints(Config)[section.name])
     }
     allowed = known | NON_CONFIG_VARIABLES | _named_variables(config)
