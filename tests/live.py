@@ -34,6 +34,19 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+class ManualClock:
+    """A clock the test moves: pass ``clock=`` to a service instead of sleeping through its TTLs."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,7 +3,6 @@ cache period even for checks it remembers."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from mirror.domain.errors import Forbidden, Unauthorized
 from mirror.services.auth import Authenticator
 from mirror.services.tokens import create_token
 from mirror.storage.sqlite import SqliteMetadataStore
+from tests.live import ManualClock
 
 CACHE_SECONDS = 0.3
 
@@ -52,13 +52,15 @@ async def test_anonymous_read_only_reads(store: SqliteMetadataStore) -> None:
 
 
 async def test_a_revoked_token_stops_working_within_the_cache_period(store: SqliteMetadataStore) -> None:
-    auth = Authenticator(store, anonymous_read=False, cache_seconds=CACHE_SECONDS)
+    clock = ManualClock()
+    auth = Authenticator(store, anonymous_read=False, cache_seconds=CACHE_SECONDS, clock=clock)
     record, secret = await create_token(store, "*", "read")
     header = f"Bearer {secret}"
     await auth.authorize(header, "acme", "read")  # looked up and remembered
     assert await store.revoke_token(record.id)
+    clock.advance(CACHE_SECONDS - 0.01)
     await auth.authorize(header, "acme", "read")  # still remembered: that is the cache period
-    await asyncio.sleep(CACHE_SECONDS + 0.05)
+    clock.advance(0.02)
     with pytest.raises(Unauthorized):
         await auth.authorize(header, "acme", "read")
     with pytest.raises(Unauthorized):

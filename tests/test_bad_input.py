@@ -58,7 +58,7 @@ from mirror.domain.errors import BadRequest
 from mirror.http.keys import JOBS, STORE
 from mirror.services.tokens import create_token
 from tests.fake_github import FakeGitHub, sign
-from tests.live import write_config
+from tests.live import eventually, write_config
 
 #: the async tests share the module-scoped registry, so they run in the module's event loop
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -254,16 +254,16 @@ async def settle(world: World) -> None:
     """Jobs drained, the config subscription's cursor and the event log caught up."""
     store = world.app[STORE]
     await world.app[JOBS].drain(15)
-    async with asyncio.timeout(15):
-        while True:
-            latest = await store.latest_serial()
-            consumers = {c.name: c for c in await store.list_consumers()}
-            hook = consumers.get(f"webhook:{world.config_hook}")
-            log = world.data / "events.jsonl"
-            lines = log.read_bytes().count(b"\n") if log.exists() else 0
-            if hook is not None and hook.serial >= latest and lines >= latest:
-                return
-            await asyncio.sleep(0.02)
+
+    async def caught_up() -> bool:
+        latest = await store.latest_serial()
+        consumers = {c.name: c for c in await store.list_consumers()}
+        hook = consumers.get(f"webhook:{world.config_hook}")
+        log = world.data / "events.jsonl"
+        lines = log.read_bytes().count(b"\n") if log.exists() else 0
+        return hook is not None and hook.serial >= latest and lines >= latest
+
+    await eventually(caught_up, "the event log and the webhook consumer to catch up", timeout=15)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from mirror.integrations.github.sync import RECONCILE
 from mirror.http.keys import JOBS, STORE
 from tests.conftest import Registry
+from tests.live import eventually
 from tests.fake_github import (
     FakeGitHub,
     FakeRepo,
@@ -366,8 +367,11 @@ async def test_github_timeouts_are_retried(aiohttp_server, start_registry, make_
     org_with_modules(fake)
     fake.delay["tags"] = 5  # GitHub hangs past the timeout ...
     await world.deliver("installation", installation_payload(fake, "created", 7))
-    while fake.calls["tags"] < 2:  # ... at least twice
-        await asyncio.sleep(0.05)
+
+    async def asked_twice() -> bool:  # ... at least twice
+        return fake.calls["tags"] >= 2
+
+    await eventually(asked_twice, "two calls for the tags", timeout=20)
     del fake.delay["tags"]  # then recovers
     await world.settle(timeout=30)
     assert await world.versions("acme-corp/network/aws") == ["1.1.0", "1.0.0"]

@@ -28,7 +28,7 @@ from mirror.app.logs import CredentialRedactor, StdlibBridge, processors, scrub_
 from mirror.services.auth import MAX_AUTHORIZATION_CHARS, MAX_TOKEN_CHARS, Authenticator, authorization_header
 from mirror.services.tokens import create_token
 from mirror.storage.sqlite import SqliteMetadataStore
-from tests.live import MirrorServer, create_database, free_port, run_cli, write_config
+from tests.live import MirrorServer, create_database, eventually, free_port, run_cli, write_config
 
 #: in every hostile credential, so the log can be searched for it
 MARK = b"s3cr3tMARK"
@@ -206,8 +206,14 @@ async def test_the_log_holds_no_credential_and_no_locals(live: tuple[MirrorServe
     for lines in REFUSED_BY_THE_PARSER.values():
         await send(server, API_PATH, lines)
     await send(server, API_PATH, [bearer(token.encode()), bearer(token.encode())])
-    await asyncio.sleep(0.6)  # the sink writes every 0.2 s
-    raw = server.log_file.read_bytes() if server.log_file else b""
+    # the sink writes in order, every 0.2 s: once this last request's line is there, all are
+    await send(server, b"/v1/modules/acme/the-last-request/aws/versions", [])
+
+    async def logged_to_the_end() -> bytes:
+        raw = server.log_file.read_bytes() if server.log_file else b""
+        return raw if b"the-last-request" in raw else b""
+
+    raw = await eventually(logged_to_the_end, "the last request's log line", timeout=10)
     assert raw.count(b"\n") > 20, raw[:2000]
     for needle in (MARK, MARK.decode().lower().encode(), b"czNjcjN0TUFSSzpwYXNzd29yZA", token.encode()):
         assert needle not in raw, needle

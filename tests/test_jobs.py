@@ -19,7 +19,7 @@ from mirror.http.keys import JOBS, STORE
 from mirror.services.jobs import JobQueue, retry_delay
 from mirror.storage.protocols import JobStore
 from mirror.storage.sqlite import SqliteMetadataStore
-from tests.live import run_cli, write_config
+from tests.live import eventually, run_cli, write_config
 
 
 @pytest.fixture
@@ -55,10 +55,11 @@ async def running(queue: JobQueue) -> AsyncIterator[JobQueue]:
 
 
 async def wait_for_state(store: JobStore, job_id: int, state: str, timeout: float = 5) -> Job:
-    async with asyncio.timeout(timeout):
-        while (job := await store.get_job(job_id)) is None or job.state != state:
-            await asyncio.sleep(0.01)
-    return job
+    async def reached() -> Job | None:
+        job = await store.get_job(job_id)
+        return job if job is not None and job.state == state else None
+
+    return await eventually(reached, f"job {job_id} to be {state}", timeout=timeout)
 
 
 def recorder(calls: list[dict[str, Any]], fail: Callable[[int], BaseException | None] = lambda n: None):

@@ -3,7 +3,6 @@ ingests, job outcomes and webhook deliveries, read back with prometheus-client's
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from mirror.domain.errors import BadRequest, StorageUnavailable
 from mirror.http.keys import JOBS, STORE
 from mirror.http.metrics import LATENCY_BUCKETS
 from tests.conftest import Registry
+from tests.live import eventually
 from tests.fake_github import FakeGitHub, installation_payload, webhook_delivery
 
 # Names that must never reach the metrics: the module's parts are made up to be unmistakable.
@@ -39,12 +39,6 @@ def values(family: Any, *labels: str, sample: str | None = None) -> dict[tuple[s
     """``{label values: value}`` of the family's samples named ``sample`` (by default its ``_total``)."""
     name = sample or f"{family.name}_total"
     return {tuple(s.labels[label] for label in labels): s.value for s in family.samples if s.name == name}
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_requests_are_counted_by_route_template_method_and_status(registry, module_archive):
@@ -237,7 +231,7 @@ async def test_webhook_deliveries_are_counted(start_registry, make_config, modul
         parked = await store.list_delivery_failures(ids["bad"])
         return attempts["good"] == events and len(parked) == events
 
-    await until(settled)
+    await eventually(settled, "the counters to settle", timeout=10)
     body, families = await scrape(registry)
     assert values(families["mirror_webhook_deliveries"], "outcome") == {
         ("delivered",): events,

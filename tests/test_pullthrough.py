@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mirror.config import load_config
 from mirror.domain.errors import ConfigError
 from mirror.services.pullthrough import STALE_WAIT_SECONDS
-from tests.live import MirrorServer
+from tests.live import MirrorServer, eventually
 from tests.modules import write_module, write_root_config
 from tests.terraform import TERRAFORM_1_15, base_env, cli_config, installed_modules
 from tests.test_sync import LiveMirror, config_of, mirror_config, token_for, version_of
@@ -109,15 +109,6 @@ async def metric(session: aiohttp.ClientSession, url: str, name: str, **labels: 
     return found
 
 
-async def until(predicate: Any, timeout: float) -> float:
-    """Poll ``predicate`` (async) until it holds; the seconds it took."""
-    started = time.monotonic()
-    while not await predicate():
-        assert time.monotonic() - started < timeout, "timed out"
-        await asyncio.sleep(0.2)
-    return time.monotonic() - started
-
-
 # A mirror upstream, terraform on the downstream side ----------------------------------------------
 
 
@@ -178,7 +169,7 @@ async def test_pull_through_from_a_mirror_installs_with_terraform_and_outlives_t
         assert await down.versions() == ["1.1.0", "1.0.0"]
         await upstream.publish(ADDRESS, "1.2.0", marker="up-1.2.0")
         assert await down.versions() == ["1.1.0", "1.0.0"]
-        await until(lambda: _lists(down, "1.2.0"), timeout=TTL + 5)
+        await eventually(lambda: _lists(down, "1.2.0"), "1.2.0 to be listed", timeout=TTL + 5)
         assert time.monotonic() - asked >= TTL
         assert await down.versions() == ["1.2.0", "1.1.0", "1.0.0"]
 
@@ -186,7 +177,7 @@ async def test_pull_through_from_a_mirror_installs_with_terraform_and_outlives_t
         assert upstream.server.stop() == 0
         await asyncio.sleep(TTL + 0.2)
         assert await down.versions() == ["1.2.0", "1.1.0", "1.0.0"]  # the last list, stale
-        await until(lambda: _logged(down, "upstream failed: serving the module's last versions list"), timeout=5)
+        await eventually(lambda: _logged(down, "upstream failed: serving the module's last versions list"), "the stale-list log line", timeout=5)
         assert (await down.download("1.1.0"))[0] == 200  # already here: never leaves the site
         again = write_root_config(tmp_path / "again", f"{HOST}/{ADDRESS}", "1.1.0")
         init = TERRAFORM_1_15.run(again, "init", "-no-color", env=base_env(rc, tmp_path))
@@ -291,7 +282,7 @@ async def test_pull_through_from_a_public_style_registry(aiohttp_server, session
         started = time.monotonic()
         assert await down.versions("slow/mod/aws") == ["1.0.0"]
         assert STALE_WAIT_SECONDS - 0.3 < time.monotonic() - started < 3.5
-        await until(lambda: _lists(down, "1.1.0", "slow/mod/aws"), timeout=6)
+        await eventually(lambda: _lists(down, "1.1.0", "slow/mod/aws"), "1.1.0 of slow/mod/aws to be listed", timeout=6)
     finally:
         assert down.server.stop() == 0, down.server.logs()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from multidict import MultiMapping
@@ -58,8 +59,10 @@ class Authenticator:
         anonymous_read: bool,
         cache_seconds: float = 5.0,
         cache_size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tokens = tokens
+        self._clock = clock
         self.anonymous_read = anonymous_read
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
@@ -79,7 +82,7 @@ class Authenticator:
     async def _identify(self, authorization: str | None) -> tuple[float, TokenRecord | None]:
         """``identify``, with the time until which its answer may be reused."""
         if not authorization:
-            return time.monotonic() + self._cache_seconds, None
+            return self._clock() + self._cache_seconds, None
         if len(authorization) > MAX_AUTHORIZATION_CHARS:
             raise Unauthorized(f"{_MALFORMED}: it is longer than {MAX_AUTHORIZATION_CHARS} characters")
         scheme, _, token = authorization.partition(" ")
@@ -110,7 +113,7 @@ class Authenticator:
     async def authorize(self, authorization: str | None, namespace: str | None, scope: Scope) -> TokenRecord | None:
         key = (authorization, namespace, scope)
         granted = self._granted.get(key)
-        if granted is not None and granted[0] > time.monotonic():
+        if granted is not None and granted[0] > self._clock():
             return granted[1]
         expires, record = await self._identify(authorization)
         self.check(record, namespace, scope)
@@ -119,20 +122,20 @@ class Authenticator:
 
     async def _lookup(self, token_hash: str) -> tuple[float, TokenRecord | None]:
         cached = self._cache.get(token_hash)
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > self._clock():
             return cached
         return await self._lookups.do(token_hash, lambda: self._fetch(token_hash))
 
     async def _fetch(self, token_hash: str) -> tuple[float, TokenRecord | None]:
         """One store lookup, shared by the requests that missed the cache at once."""
         record = await self._tokens.find_token(token_hash)
-        entry = (time.monotonic() + self._cache_seconds, record)
+        entry = (self._clock() + self._cache_seconds, record)
         self._remember(self._cache, token_hash, entry)
         return entry
 
     def _remember(self, cache: dict[Any, tuple[float, TokenRecord | None]], key: Any, entry: tuple[float, TokenRecord | None]) -> None:
         """Add an entry; all of them go when the cache is full, the expired ones once a period."""
-        now = time.monotonic()
+        now = self._clock()
         if len(cache) >= self._cache_size:
             cache.clear()
         elif now >= self._next_purge:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mirror.domain.addresses import ModuleAddress
@@ -39,7 +40,15 @@ def _key(address: ModuleAddress) -> tuple[str, str, str]:
 
 
 class ModuleCatalog:
-    def __init__(self, index: ModuleIndex, *, ttl_seconds: float = 2.0, max_entries: int = 50_000) -> None:
+    def __init__(
+        self,
+        index: ModuleIndex,
+        *,
+        ttl_seconds: float = 2.0,
+        max_entries: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
         self._index = index
         self._ttl = ttl_seconds
         self._max_entries = max_entries
@@ -51,7 +60,7 @@ class ModuleCatalog:
     async def module(self, address: ModuleAddress) -> ModuleEntry:
         key = _key(address)
         entry = self._entries.get(key)
-        if entry is not None and entry.expires > time.monotonic():
+        if entry is not None and entry.expires > self._clock():
             return entry
         return await self._loads.do(key, lambda: self._load(key, address))
 
@@ -86,4 +95,4 @@ class ModuleCatalog:
         if newest_first:
             answer = {"modules": [{"source": str(address), "versions": [{"version": v} for v in newest_first]}]}
             body = json.dumps(answer, separators=(",", ":")).encode()
-        return ModuleEntry(by_version, newest_first, body, time.monotonic() + self._ttl)
+        return ModuleEntry(by_version, newest_first, body, self._clock() + self._ttl)
