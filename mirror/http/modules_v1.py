@@ -33,7 +33,6 @@ from mirror.http.metrics import METRICS
 from mirror.http.browse_api import DOWNLOADS, is_verified, owner_of, source_of
 from mirror.http.common import authorize, module_address
 from mirror.services.downloads import ARCHIVE_ROUTE_PREFIX, archive_path
-from mirror.storage.local import LocalBlobStore
 
 MODULES_BASE = "/v1/modules/"
 _MODULE = MODULES_BASE + "{namespace}/{name}/{provider}"
@@ -175,8 +174,8 @@ async def archive(request: web.Request) -> web.StreamResponse:
         "ETag": f'"{sha256}"',
         "Cache-Control": "private, max-age=300, immutable",
     }
-    if isinstance(blobs, LocalBlobStore):
-        file = blobs.path_for(key)
+    file = blobs.local_path(key)  # a store with files on this machine: served with sendfile
+    if file is not None:
         if not file.is_file():
             raise NotFound("archive not found")
         return web.FileResponse(file, headers=headers)

@@ -40,6 +40,9 @@ class LocalBlobStore:
             raise NotFound(f"no blob {key!r}")
         return path
 
+    def local_path(self, key: str) -> Path | None:
+        return self.path_for(key)
+
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_for(key).is_file)
 

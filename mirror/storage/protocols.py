@@ -77,6 +77,10 @@ class BlobStore(Protocol):
     def url(self, key: str) -> str:
         """Where the object lives, for events and operators (``s3://...``, ``file://...``)."""
 
+    def local_path(self, key: str) -> Path | None:
+        """The object's file on this machine, for a store that keeps one (served with sendfile);
+        None when it has none (the object is then read through ``open``). The file may be missing."""
+
 
 class ModuleIndex(Protocol):
     """Read side of modules and versions: what Terraform's protocol needs."""

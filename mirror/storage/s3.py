@@ -190,6 +190,9 @@ class S3BlobStore:
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.object_key(key)}"
 
+    def local_path(self, key: str) -> Path | None:
+        return None  # objects live in the bucket: read them through ``open``
+
     async def presigned_url(self, key: str, ttl_seconds: int) -> str:
         """A GET URL for the object, valid for ``ttl_seconds`` (SigV4 allows up to 7 days)."""
         if not 0 < ttl_seconds <= MAX_PRESIGN_SECONDS:
