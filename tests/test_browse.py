@@ -10,7 +10,7 @@ import pytest
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.models import NewVersion
 from mirror.http.keys import STORE
-from mirror.http.browse_api import DOWNLOADS
+from mirror.http.keys import DOWNLOADS
 from mirror.storage.sqlite import MIGRATIONS, SqliteMetadataStore
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")

@@ -22,7 +22,7 @@ from mirror.app.build import create_app
 from mirror.domain.errors import BadRequest
 from mirror.http.keys import STORE
 from mirror.storage.sqlite import SqliteMetadataStore
-from mirror.http.webhooks_api import WEBHOOKS
+from mirror.http.keys import WEBHOOKS
 from mirror.domain.timeutil import now_rfc3339
 from mirror.services.webhooks import (
     WebhookDispatcher,

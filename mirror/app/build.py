@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from mirror.http import metrics
+from mirror.http import contexts, metrics
 from mirror.config import Config
 from mirror.domain.errors import BadRequest, Conflict, InvalidArchive, MirrorError, NotFound, PayloadTooLarge, StorageUnavailable
 from mirror.integrations.github.api import GitHubError
@@ -36,13 +36,14 @@ from mirror.http.keys import (
     JOB_HANDLERS,
     JOBS,
     LOCATOR,
+    METRICS,
     PULLTHROUGH,
     READINESS,
     STORE,
 )
 from mirror.http import api, browse_api, events_api, jobs_api, modules_api, modules_v1, openapi, webhooks_api
 from mirror.http.access_log import AccessLog, structlog_access_log
-from mirror.http.metrics import METRICS, Metrics
+from mirror.http.telemetry import Metrics
 from mirror.http.middleware import RequestWrapper
 from mirror.services.analysis import analyzer_for
 from mirror.services.auth import Authenticator
@@ -91,11 +92,11 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     proxied = proxied_namespaces(config)
     if proxied:
         app.cleanup_ctx.append(_pull_through)
-    app.cleanup_ctx.append(browse_api.downloads_context)  # flushes download counts before the store closes
+    app.cleanup_ctx.append(contexts.downloads_context)  # flushes download counts before the store closes
     if config.github.enabled:
         setup_github(app)  # registers its job handlers; closes after the queue has stopped
     app.cleanup_ctx.append(_jobs)
-    app.cleanup_ctx.append(webhooks_api.webhooks_context)
+    app.cleanup_ctx.append(contexts.webhooks_context)
     wrapper = RequestWrapper(access_log, app[METRICS].http if config.metrics.enabled else None)
     # Terraform's hot routes first; browse patterns never overlap them
     wrapper.register(app.router, modules_v1.routes(proxied))

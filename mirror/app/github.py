@@ -15,14 +15,12 @@ from aiohttp import web
 from mirror.config import GitHubConfig
 from mirror.domain.errors import ConfigError
 from mirror.integrations.github.api import AppCredentials, GitHubClient, GitHubCredentials, TokenCredentials
-from mirror.integrations.github.deliveries import DELIVERY_READER, DeliveryReader
+from mirror.integrations.github.deliveries import DeliveryReader
 from mirror.integrations.github.naming import Naming
 from mirror.integrations.github.sync import RECONCILE, GitHubSync
-from mirror.http.keys import BLOBS, CATALOG, CONFIG, INGESTOR, JOB_HANDLERS, JOBS, STORE
+from mirror.http.keys import BLOBS, CATALOG, CONFIG, DELIVERY_READER, INGESTOR, JOB_HANDLERS, JOBS, RECONCILER, STORE
 
 log = structlog.get_logger("mirror.github")
-
-RECONCILER = web.AppKey("github_reconciler", asyncio.Task)
 
 
 def setup_github(app: web.Application) -> None:

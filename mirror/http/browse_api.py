@@ -1,146 +1,28 @@
-"""The registry's browse and search API (PROTOCOL section 4): module lists, search, the latest
-version of every provider of a module, and the download counts they show.
-
-Downloads are counted in memory by ``DownloadCounter`` (the ``/download`` hot path is one dict
-increment) and flushed to the store every ``FLUSH_SECONDS`` and at shutdown, in one write per
-flush. Lists add the counts not flushed yet, so a client sees its own downloads at once.
-
-Lists and search read one page of modules from the store's per-module summary (latest live
-version, description, download total), in address order. A module is ``verified`` when its
-namespace is in ``[browse] verified_namespaces``; ``owner`` is its repository's account when the
-source is known, else its namespace.
-"""
+"""The registry's browse and search API (PROTOCOL section 4): module lists, search, and the
+latest version of every provider of a module (what they show: ``mirror.http.module_views``;
+the download counts: ``mirror.services.browse``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import structlog
 from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress, valid_namespace, valid_provider
-from mirror.domain.urls import http_url
-from mirror.domain.errors import BadRequest, MirrorError, NotFound
-from mirror.http.keys import AUTH, CONFIG, STORE
+from mirror.domain.errors import BadRequest, NotFound
+from mirror.http.keys import AUTH, STORE
 from mirror.http.common import authorize
-from mirror.services.auth import Authenticator, authorization_header
-from mirror.storage.protocols import ModuleBrowser, ModuleSummary
-
-log = structlog.get_logger("mirror.browse")
-
-FLUSH_SECONDS = 5.0
-DEFAULT_LIMIT = 15
-MAX_LIMIT = 100
-MAX_OFFSET = 1_000_000_000  # far past any list; keeps the number inside SQL's integers
-
-_Key = tuple[str, str, str]  # namespace and name lowercased (they match case-insensitively), provider
-
-
-def _module_key(address: ModuleAddress) -> _Key:
-    return (address.namespace.lower(), address.name.lower(), address.provider)
-
-
-class DownloadCounter:
-    """Answered downloads per module version, kept in memory until the next flush."""
-
-    def __init__(self, store: ModuleBrowser, *, interval: float = FLUSH_SECONDS) -> None:
-        self._store = store
-        self._interval = interval
-        self._pending: dict[tuple[_Key, str], int] = {}
-        self._inflight: dict[tuple[_Key, str], int] = {}  # being written by a flush
-
-    def hit(self, address: ModuleAddress, version: str) -> None:
-        key = (_module_key(address), version)
-        self._pending[key] = self._pending.get(key, 0) + 1
-
-    def unflushed(self, address: ModuleAddress) -> int:
-        """Downloads of the module's versions not in the store yet (the pending dicts are small:
-        they hold only what arrived since the last flush)."""
-        wanted = _module_key(address)
-        return sum(n for batch in (self._pending, self._inflight) for (key, _), n in batch.items() if key == wanted)
-
-    async def flush(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
-        self._inflight = batch
-        try:
-            await self._store.add_downloads({(ModuleAddress(*key), version): n for (key, version), n in batch.items()})
-        except BaseException:
-            for key, n in batch.items():  # keep them for the next flush
-                self._pending[key] = self._pending.get(key, 0) + n
-            raise
-        finally:
-            self._inflight = {}
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except MirrorError as exc:
-                log.warning("download counts: flush failed, will retry", error=str(exc))
-
-
-DOWNLOADS = web.AppKey("downloads", DownloadCounter)
-
-
-async def downloads_context(app: web.Application) -> AsyncIterator[None]:
-    """For ``app.cleanup_ctx`` after the storage context: flushes periodically and at shutdown."""
-    counter = DownloadCounter(app[STORE])
-    app[DOWNLOADS] = counter
-    task = asyncio.create_task(counter.run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    try:
-        await counter.flush()
-    except MirrorError as exc:
-        log.warning("download counts: last flush failed, counts lost", error=str(exc))
-
-
-def source_of(version_source: str | None, source_url: str | None) -> str:
-    """The repository URL: the version's source when it is one, else the module's, else ""."""
-    if version_source and version_source.startswith(("https://", "http://")):
-        return version_source
-    return source_url or ""
-
-
-def owner_of(namespace: str, source_url: str) -> str:
-    """Who owns the module: the account of its repository (``https://host/OWNER/REPO``) when
-    known, else its namespace (the team that publishes into it)."""
-    parts = http_url(source_url)
-    owner = parts.path.strip("/").split("/")[0] if parts is not None else ""
-    return owner or namespace
-
-
-def is_verified(app: web.Application, namespace: str) -> bool:
-    """Namespaces listed in ``[browse] verified_namespaces`` (matched in any case) are verified."""
-    return namespace.lower() in {n.lower() for n in app[CONFIG].browse.verified_namespaces}
-
-
-def list_item(app: web.Application, summary: ModuleSummary) -> dict[str, object]:
-    version = summary.version
-    address = version.address
-    source = source_of(version.source, summary.source_url)
-    return {
-        "id": f"{address}/{version.version}",
-        "owner": owner_of(address.namespace, source),
-        "namespace": address.namespace,
-        "name": address.name,
-        "version": version.version,
-        "provider": address.provider,
-        "description": summary.description,
-        "source": source,
-        "published_at": version.published_at,
-        "downloads": summary.downloads + app[DOWNLOADS].unflushed(address),
-        "verified": is_verified(app, address.namespace),
-    }
-
+from mirror.http.module_views import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    ModulePage,
+    find_modules,
+    list_item,
+    visible_namespace,
+)
+from mirror.services.auth import authorization_header
 
 # -- query parameters ---------------------------------------------------------------------------
 
@@ -188,59 +70,6 @@ def _query(request: web.Request, allowed: Sequence[str]) -> _Query:
     if problems:
         raise BadRequest("; ".join(problems))
     return _Query(offset, limit, provider, verified, namespace, q)
-
-
-async def visible_namespace(auth: Authenticator, authorization: str | None, wanted: str | None) -> str | None:
-    """The namespace a cross-namespace list is limited to: the one asked for (the token must
-    allow it), else the token's own unless it is a ``*`` token or the call is anonymous."""
-    if wanted is not None:
-        await auth.authorize(authorization, wanted, "read")
-        return wanted
-    record = await auth.authorize(authorization, None, "read")
-    return None if record is None or record.namespace == "*" else record.namespace
-
-
-@dataclass(frozen=True, slots=True)
-class ModulePage:
-    """One page of modules, each as a list item (``list_item``)."""
-
-    items: list[dict[str, object]]
-    offset: int
-    limit: int
-    next_offset: int | None
-    prev_offset: int | None
-
-
-async def find_modules(
-    app: web.Application,
-    *,
-    namespace: str | None = None,
-    provider: str | None = None,
-    q: str = "",
-    verified: bool | None = None,
-    offset: int = 0,
-    limit: int = DEFAULT_LIMIT,
-) -> ModulePage:
-    """Modules with a live version, sorted by address: all of ``namespace`` (None: every one),
-    of ``provider``, whose namespace, name, provider or description contains ``q`` (any case),
-    and verified or not. The caller has checked that the namespace may be seen."""
-    verified_namespaces = app[CONFIG].browse.verified_namespaces
-    summaries, more = await app[STORE].browse_modules(
-        namespace=namespace,
-        provider=provider,
-        query=q,
-        only_namespaces=verified_namespaces if verified else None,
-        exclude_namespaces=verified_namespaces if verified is False else (),
-        offset=offset,
-        limit=limit,
-    )
-    return ModulePage(
-        items=[list_item(app, s) for s in summaries],
-        offset=offset,
-        limit=limit,
-        next_offset=offset + limit if more else None,
-        prev_offset=max(0, offset - limit) if offset > 0 else None,
-    )
 
 
 def _page(request: web.Request, page: ModulePage) -> web.Response:

@@ -28,8 +28,7 @@ from aiohttp import web
 from mirror.domain.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from mirror.integrations.github.deliveries import SIGNATURE, DeliveriesBusy, VerifiedBody
 from mirror.integrations.github.sync import DELIVERY
-from mirror.integrations.github.deliveries import DELIVERY_READER
-from mirror.http.keys import JOBS
+from mirror.http.keys import DELIVERY_READER, JOBS
 
 HANDLED_EVENTS = frozenset(
     {"installation", "installation_repositories", "repository", "create", "delete", "push", "release"}

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from mirror.config import Config
+from mirror.http.telemetry import Metrics
+from mirror.integrations.github.deliveries import DeliveryReader
 from mirror.services.analysis import Analyzer
 from mirror.services.auth import Authenticator
+from mirror.services.browse import DownloadCounter
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobHandler, JobQueue
 from mirror.services.pullthrough import PullThrough
 from mirror.services.singleflight import SingleFlight
+from mirror.services.webhooks import WebhookDispatcher
 from mirror.storage.protocols import BlobStore, MetadataStore
 
 CONFIG = web.AppKey("config", Config)
@@ -31,5 +37,13 @@ JOBS = web.AppKey("jobs", JobQueue)
 READINESS = web.AppKey("readiness", SingleFlight[None, list[str]])
 #: job kind -> handler, filled by feature contexts before the queue's workers start
 JOB_HANDLERS = web.AppKey("job_handlers", dict[str, JobHandler])
-#: (the GitHub integration's own key, ``DELIVERY_READER``, lives beside its type in
-#: ``mirror.integrations.github.deliveries``: this module sits below the integrations)
+#: the counters ``/metrics`` shows
+METRICS = web.AppKey("metrics", Metrics)
+#: downloads counted in memory, flushed to the store in the background
+DOWNLOADS = web.AppKey("downloads", DownloadCounter)
+#: the outbound webhooks' dispatcher
+WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
+#: the webhook secret and the bounds on GitHub delivery bodies (only when ``[github]`` is configured)
+DELIVERY_READER = web.AppKey("github_delivery_reader", DeliveryReader)
+#: the GitHub integration's periodic reconciliation (only when ``[github]`` is configured)
+RECONCILER = web.AppKey("github_reconciler", asyncio.Task)

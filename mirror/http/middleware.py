@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 
 from mirror.domain.errors import MirrorError
 from mirror.http.access_log import REQUEST_ID, AccessLog, structlog_access_log
-from mirror.http.metrics import UNMATCHED, HttpMetrics
+from mirror.http.telemetry import UNMATCHED, HttpMetrics
 
 log = structlog.get_logger("mirror.http")
 

@@ -14,9 +14,6 @@ and the detail routes show what is here (versions already pulled through) only.
 
 from __future__ import annotations
 
-import asyncio
-
-from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -25,13 +22,11 @@ from aiohttp.typedefs import Handler
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.blobs import archive_key, is_sha256
 from mirror.domain.models import ModuleVersion
-from mirror.domain.readme import first_paragraph
 from mirror.domain.versions import latest, normalize
 from mirror.domain.errors import NotFound, Unauthorized
-from mirror.http.keys import BLOBS, CATALOG, CONFIG, LOCATOR, PULLTHROUGH, STORE
-from mirror.http.metrics import METRICS
-from mirror.http.browse_api import DOWNLOADS, is_verified, owner_of, source_of
+from mirror.http.keys import BLOBS, CATALOG, CONFIG, DOWNLOADS, LOCATOR, METRICS, PULLTHROUGH
 from mirror.http.common import authorize, module_address
+from mirror.http.module_views import detail_body
 from mirror.services.downloads import ARCHIVE_ROUTE_PREFIX, archive_path
 
 MODULES_BASE = "/v1/modules/"
@@ -121,42 +116,6 @@ async def latest_detail(request: web.Request) -> web.Response:
     if newest is None:
         raise NotFound(f"module {address} not found")
     return web.json_response(await detail_body(request.app, address, newest))
-
-
-async def detail_body(app: web.Application, address: ModuleAddress, version: str) -> dict[str, Any]:
-    """A live version as a list item plus what its HCL declares (inputs, outputs, dependencies,
-    resources) for the root and submodules, its providers and the module's versions."""
-    catalog = app[CATALOG]
-    found = await catalog.version(address, version)
-    if found is None:
-        raise NotFound(f"version {version} of module {address} not found")
-    store = app[STORE]
-    stored, analysis, module = await asyncio.gather(  # the catalog keeps no READMEs
-        store.get_version(address, version), store.version_analysis(address, version), store.get_module(address)
-    )
-    analysis = analysis or {}
-    summaries = await store.latest_versions(namespace=address.namespace, name=address.name, provider=address.provider)
-    source = source_of(found.source, summaries[0].source_url if summaries else None)
-    return {
-        "id": f"{address}/{version}",
-        "owner": owner_of(address.namespace, source),
-        "namespace": address.namespace,
-        "name": address.name,
-        "provider": address.provider,
-        "version": version,
-        "description": first_paragraph(stored.readme if stored else None),
-        "source": source,
-        "published_at": found.published_at,
-        "downloads": (summaries[0].downloads if summaries else 0) + app[DOWNLOADS].unflushed(address),
-        "verified": is_verified(app, address.namespace),
-        "owner_source": str(module.owner) if module else None,
-        "allow_uploads": module.allow_uploads if module else False,
-        "root": analysis.get("root", {}),
-        "submodules": analysis.get("submodules", []),
-        "analysis_errors": analysis.get("errors", []),
-        "providers": [address.provider],
-        "versions": list((await catalog.module(address)).newest_first),
-    }
 
 
 async def archive(request: web.Request) -> web.StreamResponse:

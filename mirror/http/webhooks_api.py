@@ -1,54 +1,19 @@
-"""The outbound webhooks API (registry-wide admin scope) and the dispatcher's cleanup context.
-
-``webhooks_context`` is meant for ``app.cleanup_ctx`` after the storage context: it creates the
-one outbound ``aiohttp.ClientSession`` of the webhooks (guarded: it connects to public addresses
-only, unless ``[webhooks] allow_private``), the dispatcher, makes the config's
-subscriptions current and starts delivering; on shutdown it stops the dispatcher, then closes the
-session (both before the store closes, as cleanup runs in reverse order).
-"""
+"""The outbound webhooks API (registry-wide admin scope); the dispatcher runs in
+``mirror.http.contexts.webhooks_context``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.errors import BadRequest, NotFound
-from mirror.http.keys import CONFIG, STORE
-from mirror.http.metrics import METRICS
+from mirror.http.keys import STORE, WEBHOOKS
 from mirror.http.common import authorize
-from mirror.integrations.netguard import outbound_session
-from mirror.services.webhooks import WebhookDispatcher, failure_to_json, new_subscription, subscription_to_json
-
-WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
+from mirror.services.webhooks import failure_to_json, new_subscription, subscription_to_json
 
 _ID = r"{id:[A-Za-z0-9_-]{1,64}}"
-
-
-async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG].webhooks
-    async with outbound_session(allow_private=config.allow_private) as session:
-        dispatcher = WebhookDispatcher(
-            app[STORE],
-            session,
-            timeout=config.timeout_seconds,
-            max_attempts=config.max_attempts,
-            backoff_base=config.backoff_base,
-            backoff_max=config.backoff_max,
-            allow_private=config.allow_private,
-            lease_seconds=config.lease_seconds,
-            on_delivery=app[METRICS].webhooks.count,
-        )
-        app[WEBHOOKS] = dispatcher
-        app[STORE].add_event_listener(dispatcher.wake)  # deliver as soon as an event is committed
-        await dispatcher.sync_config(config.subscriptions)
-        await dispatcher.start()
-        try:
-            yield
-        finally:
-            await dispatcher.stop()
 
 
 async def create_webhook(request: web.Request) -> web.Response:

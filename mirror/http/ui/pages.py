@@ -1,7 +1,7 @@
 """The web UI's pages: the module list and search, a module's page, log in and log out, and the
 UI's two static files.
 
-Pages read the same data as the API (``browse_api.find_modules``, ``modules_v1.detail_body``) and
+Pages read the same data as the API (``module_views.find_modules`` and ``detail_body``) and
 check access the same way, with the credential ``session.credential`` finds. Every error a page
 handler raises becomes an HTML page with its status, never the API's JSON shape: a missing or
 rejected credential is a 303 to ``/login?next=<page>``, a token without read scope on the
@@ -33,8 +33,7 @@ from mirror.domain.addresses import ModuleAddress, valid_provider
 from mirror.domain.versions import latest, normalize
 from mirror.domain.errors import BadRequest, Forbidden, MirrorError, NotFound, Unauthorized
 from mirror.http.keys import AUTH, CATALOG, CONFIG, STORE
-from mirror.http.browse_api import MAX_OFFSET, find_modules, visible_namespace
-from mirror.http.modules_v1 import detail_body
+from mirror.http.module_views import MAX_OFFSET, detail_body, find_modules, visible_namespace
 from mirror.http.ui import session
 from mirror.http.ui.readme import markdown_renderer, render_readme
 from mirror.http.ui.usage import registry_host, source_address, usage_snippet

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from aiohttp import StreamReader, web
+from aiohttp import StreamReader
 
 from mirror.domain.errors import ConfigError, MirrorError, PayloadTooLarge, StorageUnavailable, Unauthorized
 
@@ -172,7 +172,3 @@ async def _write(spool: IO[bytes], data: bytearray) -> None:
 def _read_back(spool: IO[bytes]) -> bytes:
     spool.seek(0)
     return spool.read()
-
-
-#: the webhook secret and the bounds on delivery bodies (only when ``[github]`` is configured)
-DELIVERY_READER = web.AppKey("github_delivery_reader", DeliveryReader)
