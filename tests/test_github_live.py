@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +21,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from mirror.domain.addresses import ModuleAddress
+from mirror.domain.models import Event, Job
+from mirror.storage.sqlite import SqliteMetadataStore
 from tests.fake_github import (
     FakeGitHub,
     FakeRepo,
@@ -105,29 +108,33 @@ class LiveGitHub:
             assert response.status == 200, await response.text()
             return (await response.json())["jobs"]
 
-    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read the server's SQLite file directly, read-only (works while the server is down, too)."""
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[SqliteMetadataStore]:
+        """The server's metadata store, opened beside it through the store's own API (works while
+        the server is down, too)."""
+        store = SqliteMetadataStore(self.db, create=False)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
 
-        def read() -> list[tuple[Any, ...]]:
-            conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-            try:
-                return conn.execute(sql, params).fetchall()
-            finally:
-                conn.close()
-
-        return await asyncio.to_thread(read)
+    async def events(self, *types: str) -> list[Event]:
+        async with self.store() as store:
+            return await store.events_after(0, 10_000, types)
 
     async def released_events(self, version: str, name: str = "network") -> list[dict[str, Any]]:
-        rows = await self.query("SELECT data FROM events WHERE type = 'module.version_released' ORDER BY serial")
-        events = [json.loads(data) for (data,) in rows]
+        events = [event.data for event in await self.events("module.version_released")]
         return [e for e in events if e["name"] == name and e["version"] == version]
 
     async def stored_versions(self, name: str = "network") -> list[tuple[str, str, str | None]]:
-        return await self.query(
-            "SELECT v.version, v.sha256, v.revoked_at FROM versions v JOIN modules m ON m.id = v.module_id "
-            "WHERE m.name = ? ORDER BY v.id",
-            (name,),
-        )
+        async with self.store() as store:
+            versions = await store.all_versions(ModuleAddress.parse(f"acme-corp/{name}/aws"))
+        return [(v.version, v.sha256, v.revoked_at) for v in versions]
+
+    async def job(self, job_id: int) -> Job | None:
+        async with self.store() as store:
+            return await store.get_job(job_id)
 
     async def eventually(self, check: Callable[[], Awaitable[T]], what: str, timeout: float = WAIT_SECONDS) -> T:
         """Poll ``check`` until it returns something truthy; fail with the server's logs after ``timeout``."""
@@ -270,7 +277,8 @@ async def test_killed_mid_ingest_leaves_no_half_version_and_finishes_after_resta
     # With the server down nothing can change: no version, no event, no archive, no partial blob.
     assert await live.stored_versions() == []
     assert await live.released_events("1.0.0") == []
-    assert await live.query("SELECT state, attempts FROM jobs WHERE id = ?", (running["id"],)) == [("running", 1)]
+    job = await live.job(running["id"])
+    assert job is not None and (job.state, job.attempts) == ("running", 1)
     assert _files(live.blobs) == []
     # The partial download is in the spool, inside the data directory, never in the blob store;
     # a start-up clears spool entries older than an hour.
@@ -305,7 +313,7 @@ async def test_killed_mid_ingest_leaves_no_half_version_and_finishes_after_resta
     assert (version, revoked_at) == ("1.0.0", None)
     (event,) = await live.released_events("1.0.0")
     assert (event["namespace"], event["name"], event["provider"]) == ("acme-corp", "network", "aws")
-    types = [kind for (kind,) in await live.query("SELECT type FROM events ORDER BY serial")]
+    types = [event.type for event in await live.events()]
     assert types == ["module.created", "module.version_released"]  # the re-run created nothing twice
 
     blob_files = _files(live.blobs)
