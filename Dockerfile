@@ -1,4 +1,5 @@
-# mirror: a private Terraform module registry.
+# mirror: a private Terraform module registry. Everything it keeps (database, blobs, spool, event
+# log, analysis cache) derives from [server] data_dir, the volume below.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -12,10 +13,7 @@ WORKDIR /var/lib/mirror
 USER mirror
 ENV MIRROR_SERVER_HOST=0.0.0.0 \
     MIRROR_SERVER_PORT=8080 \
-    MIRROR_METADATA_PATH=/var/lib/mirror/data/mirror.db \
-    MIRROR_BLOBS_PATH=/var/lib/mirror/data/blobs \
-    MIRROR_SERVER_SPOOL_DIR=/var/lib/mirror/data/spool \
-    MIRROR_EVENTS_LOG_PATH=/var/lib/mirror/data/events.jsonl \
+    MIRROR_SERVER_DATA_DIR=/var/lib/mirror/data \
     MIRROR_LOGGING_FORMAT=json
 VOLUME ["/var/lib/mirror/data"]
 EXPOSE 8080
