@@ -17,7 +17,6 @@ STILL_LONG = {
     "mirror/config.py": 731,
     "mirror/http/openapi.py": 1172,
     "mirror/integrations/upstream/fetch.py": 567,
-    "mirror/services/bundles.py": 749,
     "mirror/services/webhooks.py": 683,
     "mirror/storage/dynamodb.py": 1989,
 }
