@@ -18,7 +18,6 @@ STILL_LONG = {
     "mirror/http/openapi.py": 1172,
     "mirror/integrations/upstream/fetch.py": 567,
     "mirror/services/webhooks.py": 683,
-    "mirror/storage/dynamodb.py": 1989,
 }
 
 
