@@ -16,9 +16,7 @@ DOCS = ROOT / "docs"
 #: a path into the package as the docs write it: ``mirror/storage/protocols.py``, ``mirror/cli/``
 PACKAGE_PATH = re.compile(r"(?<![\w./-])mirror/[\w./-]*[\w/]")
 
-pytestmark = pytest.mark.slow  # the build takes a few seconds on a busy machine
-
-
+@pytest.mark.slow  # the build takes two to three seconds
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     mkdocs = Path(sys.executable).with_name("mkdocs")
     result = subprocess.run(
