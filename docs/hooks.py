@@ -22,6 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+CONFIG_INTRO_MARKER = "<!-- generated: configuration intro -->"
 CONFIG_MARKER = "<!-- generated: configuration reference -->"
 OPENAPI_MARKER = "<!-- generated: openapi -->"
 PROTOCOLS_MARKER = "<!-- generated: storage protocols -->"
@@ -39,7 +40,8 @@ def on_config(config: Any) -> Any:
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if CONFIG_MARKER in markdown:
-        markdown = markdown.replace(CONFIG_MARKER, config_reference())
+        intro, sections = config_reference()
+        markdown = markdown.replace(CONFIG_INTRO_MARKER, intro).replace(CONFIG_MARKER, sections)
     if OPENAPI_MARKER in markdown:
         from mirror.http.openapi import spec
 
@@ -52,14 +54,30 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 # -- configuration reference ------------------------------------------------------------------------
 
 
-def config_reference() -> str:
-    """The reference from the config models: their own rendering once it exists, else read off
-    the ``Config`` class (dataclasses or pydantic models) and its ``#:`` field comments."""
+def config_reference() -> tuple[str, str]:
+    """The reference from the config models, as (introduction, one ``###`` section per table):
+    the models' own rendering (``mirror.config.reference.markdown``: a ``#`` title, an
+    introduction, a ``##`` per table), else read off the ``Config`` class and its field comments."""
     try:
         from mirror.config.reference import markdown
     except ImportError:
-        return _config_fallback()
-    return markdown()
+        return _FALLBACK_INTRO, _config_fallback()
+    page = markdown()
+    lines = page.splitlines()
+    if lines and lines[0].startswith("# "):
+        page = "\n".join(lines[1:])
+    intro, _, sections = page.partition("\n## ")
+    sections = "## " + sections if sections else ""
+    demoted = "\n".join("#" + line if line.startswith("## ") else line for line in sections.splitlines())
+    return intro.strip() + "\n", demoted + "\n"
+
+
+_FALLBACK_INTRO = """\
+`mirror` reads one TOML file (`--config FILE`, or `MIRROR_CONFIG`), then environment variables:
+`MIRROR_<SECTION>_<KEY>` sets `[section] key` and wins over the file. A list is comma-separated
+(`MIRROR_BROWSE_VERIFIED_NAMESPACES="acme,infra"`), a table is `key=value` pairs
+(`MIRROR_GITHUB_NAMESPACES="acme-corp=acme,..."`).
+"""
 
 
 def _config_fallback() -> str:
@@ -100,7 +118,7 @@ def _fields(cls: type) -> list[tuple[str, Any, str, str]]:
     """(name, annotation, default as shown, description) of each field of a config class."""
     comments = _field_comments(cls)
     found: list[tuple[str, Any, str, str]] = []
-    model_fields = getattr(cls, "model_fields", None)
+    model_fields = getattr(cls, "__pydantic_fields__", None) or getattr(cls, "model_fields", None)
     if isinstance(model_fields, dict):  # pydantic
         for name, info in model_fields.items():
             if info.default_factory is not None:
@@ -149,7 +167,7 @@ def _model_class(annotation: Any) -> type | None:
     """The config class an annotation names, directly or as a tuple/list of them."""
     candidates = [annotation, *typing.get_args(annotation)]
     for candidate in candidates:
-        if isinstance(candidate, type) and (dataclasses.is_dataclass(candidate) or hasattr(candidate, "model_fields")):
+        if isinstance(candidate, type) and (dataclasses.is_dataclass(candidate) or hasattr(candidate, "__pydantic_fields__")):
             return candidate
     return None
 
