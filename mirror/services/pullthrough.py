@@ -41,21 +41,22 @@ from urllib.parse import urlsplit
 import structlog
 
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.provenance import Owner
-from mirror.domain.models import ModuleRecord, ModuleVersion
-from mirror.domain.versions import Version, normalize
 from mirror.domain.errors import (
     Conflict,
     InvalidArchive,
     MirrorError,
     NotFound,
     PayloadTooLarge,
+    UnsupportedSource,
+    UpstreamError,
+    UpstreamUnavailable,
 )
+from mirror.domain.models import ModuleRecord, ModuleVersion
+from mirror.domain.provenance import Owner
+from mirror.domain.sources import Source
+from mirror.domain.versions import Version, normalize
 from mirror.services.catalog import ModuleCatalog, ModuleEntry
 from mirror.services.ingest import Ingestor
-from mirror.domain.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
-
-from mirror.domain.sources import Source
 from mirror.services.upstream import ModuleFetcher, UpstreamRegistry
 
 log = structlog.get_logger("mirror.pullthrough")

@@ -32,17 +32,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from mirror.domain.addresses import ModuleAddress
-from mirror.domain.provenance import Owner
 from mirror.domain import provenance
+from mirror.domain.addresses import ModuleAddress
+from mirror.domain.errors import (
+    Conflict,
+    InvalidArchive,
+    MirrorError,
+    PayloadTooLarge,
+    UnsupportedSource,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from mirror.domain.models import Consumer, ModuleRecord, ModuleVersion
-from mirror.domain.versions import Version, matching, normalize
-from mirror.domain.errors import Conflict, InvalidArchive, MirrorError, PayloadTooLarge
-from mirror.services.ingest import Ingestor
-from mirror.domain.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
+from mirror.domain.provenance import Owner
 from mirror.domain.sources import Source
-from mirror.services.upstream import ModuleFetcher, UpstreamRegistry
 from mirror.domain.specs import ModuleSpec
+from mirror.domain.versions import Version, matching, normalize
+from mirror.services.ingest import Ingestor
+from mirror.services.upstream import ModuleFetcher, UpstreamRegistry
 
 RELEASED = "module.version_released"
 REVOKED = "module.version_revoked"

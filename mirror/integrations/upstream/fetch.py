@@ -16,16 +16,11 @@ upstream's own origin) go through a guarded session that connects to public addr
 
 What each getter does:
 
-* http(s): a GET without credentials (redirects followed, at most 10). A URL without an archive suffix (and no
-  ``?archive=``) is asked with ``terraform-get=1`` for its own ``X-Terraform-Get`` (or
-  ``<meta name="terraform-get">``), followed up to 10 hops, as go-getter does;
-* ``s3::``: a GetObject with aiobotocore; credentials from the URL's ``aws_access_key_id`` /
-  ``aws_access_key_secret`` when given, else the standard AWS chain (environment, profile, role);
-* ``git::``: ``git clone --depth 1 --branch REF`` (``--depth`` from ``?depth=``; without ``ref``
-  the remote's HEAD; a commit id is fetched with a full clone and checked out), submodules too.
-  Unless the policy trusts the host, a host name is resolved and must have public addresses only,
-  git's http transport is pinned to them (``http.curloptResolve``) and follows no redirects;
-  the ``file`` transport is off (submodules included) unless ``allow_file_sources``.
+* http(s) (here): a GET without credentials (redirects followed, at most 10). A URL without an
+  archive suffix (and no ``?archive=``) is asked with ``terraform-get=1`` for its own
+  ``X-Terraform-Get`` (or ``<meta name="terraform-get">``), followed up to 10 hops, as go-getter does;
+* ``s3::``: ``mirror.integrations.upstream.s3_getter``;
+* ``git::``: ``mirror.integrations.upstream.git_getter``.
 
 Then the archive form: a ``.tar.gz`` (``.tgz``) taken whole is stored byte for byte, so the sha256
 an upstream mirror has is kept; anything else (zip, tar, tar.bz2, tar.xz, a ``//subdir``, a git
@@ -37,31 +32,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import os
 import re
 import shutil
 import tempfile
-import socket
 from collections.abc import AsyncIterator, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, Self
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
 import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
 from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from yarl import URL
 
-from mirror.formats.archive import ArchiveLimits
-from mirror.domain.errors import PayloadTooLarge, StorageUnavailable
-from mirror.services.ingest import Archive
-from mirror.services.upstream import FetchedModule
-from mirror.integrations.netguard import guard_error, non_public_reason, outbound_session, parse_address
 from mirror.domain.errors import UnsupportedSource, UpstreamError, UpstreamUnavailable
 from mirror.domain.sources import (
     TREE_ARCHIVES,
@@ -73,29 +55,18 @@ from mirror.domain.sources import (
     parse_source,
 )
 from mirror.domain.specs import registry_base_url
+from mirror.formats.archive import ArchiveLimits
 from mirror.formats.unpack import module_root, pack, unpack
+from mirror.integrations.netguard import guard_error, outbound_session
+from mirror.integrations.upstream.git_getter import GitGetter
+from mirror.integrations.upstream.s3_getter import S3Getter
+from mirror.integrations.upstream.spool import CHUNK, DownloadSpool, too_large
+from mirror.services.ingest import Archive
+from mirror.services.upstream import FetchedModule
 
-_CHUNK = 256 * 1024
 #: go-getter's limit on X-Terraform-Get hops
 MAX_HOPS = 10
 _META_RE = re.compile(rb"""<meta\s+name=["']terraform-get["']\s+content=["']([^"']+)["']""", re.IGNORECASE)
-_S3_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404", "NotFound"})
-_S3_REFUSED = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})
-_GIT_NETWORK_HINTS = (
-    "could not resolve host",
-    "connection refused",
-    "connection timed out",
-    "couldn't connect",
-    "failed to connect",
-    "network is unreachable",
-    "operation timed out",
-    "the remote end hung up",
-    "early eof",
-    "rpc failed",
-    "http 5",
-    "error: 5",
-)
-_HEX_REF_RE = re.compile(r"^[0-9a-f]{7,64}$")
 #: redirects followed by an http(s) download
 MAX_REDIRECTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -159,18 +130,13 @@ class Fetcher:
         self._spool_dir = spool_dir
         self._limits = limits
         self._timeout = timeout
-        self._git_timeout = git_timeout
-        self._git = git
         self._user_agent = user_agent
-        self._aws: AioSession | None = None
-        self._s3_clients: dict[tuple[Any, ...], Any] = {}
-        self._s3_stack = AsyncExitStack()
-        self._s3_lock = asyncio.Lock()
+        self._s3 = S3Getter(timeout=timeout)
+        self._git = GitGetter(git=git, git_timeout=git_timeout, resolver=resolver)
 
     async def close(self) -> None:
         """Close the S3 clients and the guarded session made along the way."""
-        self._s3_clients.clear()
-        await self._s3_stack.aclose()
+        await self._s3.close()
         if self._guarded_session is not None:
             await self._guarded_session.close()
             self._guarded_session = None
@@ -208,7 +174,7 @@ class Fetcher:
     async def _fetch(self, source: Source, workdir: Path, policy: SourcePolicy) -> FetchedModule:
         for _ in range(MAX_HOPS + 1):
             if source.getter == "git":
-                return await self._fetch_git(source, workdir, policy)
+                return await self._git.fetch(source, workdir, policy)
             if source.getter == "http" and source.archive is None:
                 source = await self._follow_terraform_get(source, policy)
                 check_source(source, policy)
@@ -216,7 +182,7 @@ class Fetcher:
             return await self._fetch_archive(source, workdir, policy)
         raise UpstreamError(f"more than {MAX_HOPS} X-Terraform-Get hops; giving up at {source.describe()}")
 
-    # -- archives over http and s3 ----------------------------------------------------------------
+    # -- archives over http (and s3) --------------------------------------------------------------
 
     async def _fetch_archive(self, source: Source, workdir: Path, policy: SourcePolicy) -> FetchedModule:
         if source.archive == "":
@@ -227,7 +193,7 @@ class Fetcher:
             )
         download = workdir / f"download.{source.archive}"
         if source.getter == "s3":
-            sha256, size = await self._download_s3(source, download)
+            sha256, size = await self._s3.download(source, download, self._limits.max_archive_bytes)
         else:
             sha256, size = await self._download_http(source, download, policy)
         if source.stored_as_is:
@@ -283,9 +249,9 @@ class Fetcher:
                 if response.status != 200:
                     raise _http_status_error(what, response.status)
                 if response.content_length is not None and response.content_length > self._limits.max_archive_bytes:
-                    raise self._too_large(what)
-                with _Spool(dst, self._limits.max_archive_bytes, source.checksum, what) as spool:
-                    async for chunk in response.content.iter_chunked(_CHUNK):
+                    raise too_large(what, self._limits.max_archive_bytes)
+                with DownloadSpool(dst, self._limits.max_archive_bytes, source.checksum, what) as spool:
+                    async for chunk in response.content.iter_chunked(CHUNK):
                         spool.write(chunk)
                     return spool.finish()
         except TimeoutError:
@@ -318,228 +284,6 @@ class Fetcher:
             )
         followed = parse_source(location, final_url)
         return dataclasses.replace(followed, subdir=join_subdirs(followed.subdir, source.subdir))
-
-    async def _download_s3(self, source: Source, dst: Path) -> tuple[str, int]:
-        obj = source.s3
-        assert obj is not None
-        what = f"downloading {source.describe()}"
-        params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
-        if obj.version_id:
-            params["VersionId"] = obj.version_id
-        try:
-            client = await self._s3_client(source)
-            response = await client.get_object(**params)
-            length = response.get("ContentLength")
-            if isinstance(length, int) and length > self._limits.max_archive_bytes:
-                raise self._too_large(what)
-            async with response["Body"] as body:
-                with _Spool(dst, self._limits.max_archive_bytes, source.checksum, what) as spool:
-                    async for chunk in body.iter_chunks(_CHUNK):
-                        spool.write(chunk)
-                    return spool.finish()
-        except NoCredentialsError:
-            raise UpstreamError(
-                f"{what}: no AWS credentials; set them in the environment (AWS_ACCESS_KEY_ID, ...), a profile or a role"
-            ) from None
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            message = f"{what}: S3 answered {code or status}: {error.get('Message', '')}".rstrip(": ")
-            if code in _S3_MISSING or code in _S3_REFUSED:
-                raise UpstreamError(message, status_code=status) from None
-            raise UpstreamUnavailable(message) from None
-        except (BotoCoreError, aiohttp.ClientError) as exc:
-            raise UpstreamUnavailable(f"{what}: {exc}") from None
-        except TimeoutError:
-            raise UpstreamUnavailable(f"{what}: no data for {self._timeout:g} s") from None
-
-    async def _s3_client(self, source: Source) -> Any:
-        obj = source.s3
-        assert obj is not None
-        key = (obj.region, obj.endpoint_url, obj.access_key_id, obj.secret_access_key, obj.session_token)
-        async with self._s3_lock:
-            client = self._s3_clients.get(key)
-            if client is None:
-                self._aws = self._aws or get_session()
-                options: dict[str, Any] = {
-                    "signature_version": "s3v4",
-                    "connect_timeout": self._timeout,
-                    "read_timeout": self._timeout,
-                    "retries": {"mode": "standard", "total_max_attempts": 3},
-                }
-                if obj.endpoint_url is not None:  # S3-compatible stores: path style, no extra checksums
-                    options["s3"] = {"addressing_style": "path"}
-                    options["request_checksum_calculation"] = "when_required"
-                    options["response_checksum_validation"] = "when_required"
-                client = await self._s3_stack.enter_async_context(
-                    self._aws.create_client(
-                        "s3",
-                        region_name=obj.region,
-                        endpoint_url=obj.endpoint_url,
-                        aws_access_key_id=obj.access_key_id,
-                        aws_secret_access_key=obj.secret_access_key,
-                        aws_session_token=obj.session_token,
-                        config=AioConfig(**options),
-                    )
-                )
-                self._s3_clients[key] = client
-        return client
-
-    def _too_large(self, what: str) -> PayloadTooLarge:
-        return PayloadTooLarge(f"{what}: the archive is larger than the limit of {self._limits.max_archive_bytes} bytes")
-
-    # -- git ----------------------------------------------------------------------------------
-
-    async def _git_options(self, source: Source, policy: SourcePolicy) -> list[str]:
-        """``-c`` options for git: no ``file`` transport (submodules included) unless the policy
-        allows local sources; for a host the policy does not trust, its name resolved and checked
-        here, git's http transport pinned to those addresses and following no redirects."""
-        options = [] if policy.allow_file_sources else ["-c", "protocol.file.allow=never"]
-        parts = urlsplit(source.url)
-        host = parts.hostname or ""
-        if "://" not in source.url or parts.scheme == "file" or not host or policy.trusts(source.url):
-            return options
-        options += ["-c", "http.followRedirects=false"]
-        if parse_address(host) is not None:
-            return options  # a literal address: check_source judged it
-        try:
-            port = parts.port or {"https": 443, "http": 80, "ssh": 22, "git": 9418}.get(parts.scheme, 0)
-        except ValueError:
-            raise UnsupportedSource(f"git source {source.describe()!r} has an invalid port") from None
-        resolver = self._resolver or DefaultResolver()
-        try:
-            answers = await resolver.resolve(host, port, socket.AF_UNSPEC)
-        except OSError as exc:
-            raise UpstreamUnavailable(f"git source {source.describe()}: {host} does not resolve ({exc})") from None
-        finally:
-            if self._resolver is None:
-                await resolver.close()
-        addresses = []
-        for answer in answers:
-            address = parse_address(answer["host"])
-            reason = non_public_reason(address) if address is not None else "not an IP address"
-            if reason is not None:
-                raise UnsupportedSource(
-                    f"git source {source.describe()!r}: {host} resolves to {answer['host']}, {reason}; "
-                    "set allow_private = true on the upstream to allow it"
-                )
-            addresses.append(f"[{address}]" if address.version == 6 else str(address))  # type: ignore[union-attr]
-        if parts.scheme in ("http", "https") and addresses:
-            options += ["-c", f"http.curloptResolve={host}:{port}:{','.join(addresses)}"]
-        return options
-
-    async def _fetch_git(self, source: Source, workdir: Path, policy: SourcePolicy) -> FetchedModule:
-        options = await self._git_options(source, policy)
-        checkout = workdir / "git"
-        depth = str(source.depth or 1)
-        clone = ["clone", "--quiet", "--depth", depth, "--single-branch", "--recurse-submodules", "--shallow-submodules"]
-        if source.ref:
-            clone += ["--branch", source.ref]
-        try:
-            await self._run_git(source, [*options, *clone, "--", source.url, str(checkout)])
-        except UpstreamError:
-            if not (source.ref and _HEX_REF_RE.match(source.ref)):
-                raise
-            # a commit id, which --branch does not take: a full clone, then check it out
-            await asyncio.to_thread(shutil.rmtree, checkout, True)
-            await self._run_git(source, [*options, "clone", "--quiet", "--no-checkout", "--", source.url, str(checkout)])
-            await self._run_git(source, [*options, "-C", str(checkout), "checkout", "--quiet", "--detach", source.ref])
-            await self._run_git(source, [*options, "-C", str(checkout), "submodule", "update", "--quiet", "--init", "--recursive"])
-        commit = (await self._run_git(source, [*options, "-C", str(checkout), "rev-parse", "HEAD"])).strip()
-        packed = workdir / "module.tar.gz"
-        sha256, size = await asyncio.to_thread(pack, module_root(checkout, source.subdir), packed)
-        return FetchedModule(Archive(packed, sha256, size), source, commit_sha=commit or None)
-
-    async def _run_git(self, source: Source, args: list[str]) -> str:
-        """Run git (never prompting); its stdout, or UpstreamError / UpstreamUnavailable."""
-        command = [arg for index, arg in enumerate(args) if arg != "-c" and (index == 0 or args[index - 1] != "-c")]
-        what = f"git {command[0] if command[0] != '-C' else command[2]} of {source.describe()}"
-        env = dict(os.environ)
-        env.update({"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "LC_ALL": "C"})
-        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-        try:
-            process = await asyncio.create_subprocess_exec(
-                self._git,
-                "-c",
-                "protocol.ext.allow=never",
-                "-c",
-                "advice.detachedHead=false",
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-            )
-        except FileNotFoundError:
-            raise UpstreamError(f"{what}: the git command ({self._git}) is not installed") from None
-        try:
-            async with asyncio.timeout(self._git_timeout):
-                stdout, stderr = await process.communicate()
-        except TimeoutError:
-            raise UpstreamUnavailable(f"{what}: did not finish within {self._git_timeout:g} s") from None
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        if process.returncode != 0:
-            message = " ".join(stderr.decode("utf-8", "replace").split())[-500:] or f"exit code {process.returncode}"
-            error = f"{what} failed: {message}"
-            if any(hint in message.lower() for hint in _GIT_NETWORK_HINTS):
-                raise UpstreamUnavailable(error)
-            raise UpstreamError(error)
-        return stdout.decode("utf-8", "replace")
-
-
-class _Spool:
-    """A download on its way to disk: size-capped, hashed (sha256 and any ``?checksum=`` type),
-    verified when finished. Write errors are the spool directory's, not the upstream's."""
-
-    def __init__(self, path: Path, limit: int, checksum: tuple[str, str] | None, what: str) -> None:
-        self._path = path
-        self._limit = limit
-        self._checksum = checksum
-        self._what = what
-        self._sha256 = hashlib.sha256()
-        self._extra = hashlib.new(checksum[0]) if checksum and checksum[0] != "sha256" else None
-        self._size = 0
-        self._file: BinaryIO | None = None
-
-    def __enter__(self) -> Self:
-        try:
-            self._file = self._path.open("wb")
-        except OSError as exc:
-            raise StorageUnavailable(f"{self._what}: cannot write to the spool directory: {exc}") from None
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._file is not None
-        self._file.close()
-
-    def write(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self._limit:
-            raise PayloadTooLarge(f"{self._what}: the archive is larger than the limit of {self._limit} bytes")
-        self._sha256.update(chunk)
-        if self._extra is not None:
-            self._extra.update(chunk)
-        try:
-            assert self._file is not None
-            self._file.write(chunk)
-        except OSError as exc:
-            raise StorageUnavailable(f"{self._what}: cannot write to the spool directory: {exc}") from None
-
-    def finish(self) -> tuple[str, int]:
-        """(sha256, size) of the complete download, its ``?checksum=`` verified."""
-        sha256 = self._sha256.hexdigest()
-        if self._checksum is not None:
-            kind, expected = self._checksum
-            actual = self._extra.hexdigest() if self._extra is not None else sha256
-            if actual != expected:
-                raise UpstreamError(f"{self._what}: {kind} checksum mismatch (expected {expected}, got {actual})")
-        if self._size == 0:
-            raise UpstreamError(f"{self._what}: the download is empty")
-        return sha256, self._size
 
 
 def _url(text: str) -> URL:
