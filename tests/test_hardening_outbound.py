@@ -26,7 +26,8 @@ from mirror.domain.urls import redact_url, redact_urls_in
 from mirror.domain.errors import BadRequest
 from mirror.http.keys import STORE
 from mirror.integrations.netguard import GuardedResolver, NonPublicAddress, non_public_reason, outbound_session
-from mirror.services.webhooks import DeliveryError, check_destination, deliver, new_subscription
+from mirror.integrations.webhook_transport import check_destination, deliver
+from mirror.services.webhooks import DeliveryError, new_subscription
 from mirror.integrations.upstream.client import RegistryClient
 from mirror.domain.errors import UnsupportedSource
 from mirror.integrations.upstream.fetch import Fetcher, source_policies

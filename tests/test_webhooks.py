@@ -24,14 +24,8 @@ from mirror.http.keys import STORE
 from mirror.storage.sqlite import SqliteMetadataStore
 from mirror.http.keys import WEBHOOKS
 from mirror.domain.timeutil import now_rfc3339
-from mirror.services.webhooks import (
-    WebhookDispatcher,
-    check_destination,
-    consumer_name,
-    create_subscription,
-    delivery_id,
-    new_subscription,
-)
+from mirror.integrations.webhook_transport import HttpWebhookTransport, WebhookDestinations, check_destination, delivery_id
+from mirror.services.webhooks import WebhookDispatcher, consumer_name, create_subscription, new_subscription
 from tests.conftest import Registry
 from tests.live import write_config
 
@@ -305,7 +299,7 @@ async def test_private_destinations_are_refused(start, receiver, module_archive)
     hook = await receiver()
     store = registry.app[STORE]
     sub = new_subscription(hook.url, SECRET, [], [], now_rfc3339())
-    await create_subscription(store, sub, allow_private=True)
+    await create_subscription(store, sub, WebhookDestinations(allow_private=True))
     await publish(registry, module_archive, "acme/net/aws", "1.0.0")
     async with asyncio.timeout(5):
         while len(await store.list_delivery_failures(sub.id)) < 2:
@@ -381,14 +375,14 @@ async def test_a_stored_backoff_is_waited_out_after_a_restart(start, receiver, m
     await registry.app[WEBHOOKS].stop()  # this test runs its own dispatcher on the same store
     store, hook = registry.app[STORE], await receiver()
     sub = new_subscription(hook.url, SECRET, [], [], now_rfc3339())
-    await create_subscription(store, sub, allow_private=True)
+    await create_subscription(store, sub, WebhookDestinations(allow_private=True))
     await publish(registry, module_archive, "acme/net/aws", "1.0.0")
     retry_at = time.time() + 0.6
     await store.record_consumer_failure(consumer_name(sub.id), 1, retry_at, "HTTP 500 before the restart")
     async with aiohttp.ClientSession() as session:
         dispatcher = WebhookDispatcher(
-            store, session, timeout=0.5, max_attempts=3, backoff_base=0.02, backoff_max=0.1,
-            allow_private=True, poll_interval=0.05,
+            store, HttpWebhookTransport(session, allow_private=True), timeout=0.5, max_attempts=3, backoff_base=0.02,
+            backoff_max=0.1, poll_interval=0.05,
         )
         await dispatcher.start()
         try:
@@ -479,7 +473,7 @@ async def test_two_dispatchers_deliver_each_event_once_and_take_over(start, rece
     await replica.open()
     hook = await receiver(lambda call, envelope: 0.03)  # a slow subscriber: a backlog builds up
     sub = new_subscription(hook.url, SECRET, [], [], now_rfc3339())
-    await create_subscription(store, sub, allow_private=True)
+    await create_subscription(store, sub, WebhookDestinations(allow_private=True))
     name = consumer_name(sub.id)
     # a replica that died holding the lease: nobody delivers until it lapses
     assert await store.acquire_consumer_lease(name, "dead-replica", time.time() + 0.8, time.time())
@@ -487,8 +481,8 @@ async def test_two_dispatchers_deliver_each_event_once_and_take_over(start, rece
 
         def dispatcher(on: Any) -> WebhookDispatcher:
             return WebhookDispatcher(
-                on, session, timeout=0.5, max_attempts=3, backoff_base=0.02, backoff_max=0.1,
-                allow_private=True, poll_interval=0.02, lease_seconds=1.0,
+                on, HttpWebhookTransport(session, allow_private=True), timeout=0.5, max_attempts=3, backoff_base=0.02,
+                backoff_max=0.1, poll_interval=0.02, lease_seconds=1.0,
             )
 
         first, second = dispatcher(store), dispatcher(replica)

@@ -16,6 +16,7 @@ from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.urls import redact_url, redact_urls_in
 from mirror.domain.errors import NotFound
 from mirror.integrations.netguard import outbound_session
+from mirror.integrations.webhook_transport import HttpWebhookTransport, WebhookDestinations
 from mirror.services.webhooks import (
     consumer_name,
     create_subscription,
@@ -89,7 +90,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
     config = config_of(args)
     subscription = new_subscription(args.url, secret, args.events, args.namespaces, now_rfc3339())
     asyncio.run(
-        with_store(config, lambda store: create_subscription(store, subscription, allow_private=config.webhooks.allow_private))
+        with_store(config, lambda store: create_subscription(store, subscription, WebhookDestinations(allow_private=config.webhooks.allow_private)))
     )
     print(f"created webhook subscription {subscription.id}; it receives the events written from now on")
     print(subscription.id)
@@ -124,11 +125,10 @@ def _cmd_redeliver(args: argparse.Namespace) -> int:
         async with outbound_session(allow_private=config.webhooks.allow_private) as session:
             await redeliver_failure(
                 store,
-                session,
+                HttpWebhookTransport(session, allow_private=config.webhooks.allow_private),
                 args.subscription_id,
                 args.failure_id,
                 timeout=config.webhooks.timeout_seconds,
-                allow_private=config.webhooks.allow_private,
             )
 
     asyncio.run(with_store(config, attempt))

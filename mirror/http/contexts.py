@@ -16,6 +16,7 @@ from aiohttp import web
 
 from mirror.http.keys import CONFIG, DOWNLOADS, METRICS, STORE, WEBHOOKS
 from mirror.integrations.netguard import outbound_session
+from mirror.integrations.webhook_transport import HttpWebhookTransport
 from mirror.services.browse import counting_downloads
 from mirror.services.webhooks import WebhookDispatcher
 
@@ -31,12 +32,11 @@ async def webhooks_context(app: web.Application) -> AsyncIterator[None]:
     async with outbound_session(allow_private=config.allow_private) as session:
         dispatcher = WebhookDispatcher(
             app[STORE],
-            session,
+            HttpWebhookTransport(session, allow_private=config.allow_private),
             timeout=config.timeout_seconds,
             max_attempts=config.max_attempts,
             backoff_base=config.backoff_base,
             backoff_max=config.backoff_max,
-            allow_private=config.allow_private,
             lease_seconds=config.lease_seconds,
             on_delivery=app[METRICS].webhooks.count,
         )

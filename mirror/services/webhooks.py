@@ -2,17 +2,19 @@
 
 Delivery is at least once and in serial order per subscriber. One task per subscription reads the
 events after its cursor, skips those it does not ``want`` (the cursor simply moves past them), and
-POSTs the others one at a time, signed like GitHub's webhooks (``X-Mirror-Signature-256:
-sha256=<HMAC-SHA256(secret, body)>``). A failed attempt is recorded on the consumer with the time of
-the next attempt (exponential backoff with jitter); after ``max_attempts`` the event is parked in the
-subscription's dead-letter list (and the cursor moves past it, atomically) so one bad event never
-blocks the stream. Cursors and retry state live in the store, so a restart resumes where the last
-process stopped, including waiting out a backoff. An event whose delivery was in flight when the
-process stopped is delivered again: receivers dedupe on ``X-Mirror-Delivery``, which is stable per
-(subscription, serial).
+hands the others one at a time to its ``WebhookTransport`` (wired in by the composition root:
+``mirror.integrations.webhook_transport`` POSTs them, signed like GitHub's webhooks). A failed
+attempt is recorded on the consumer with the time of the next attempt (exponential backoff with
+jitter); after ``max_attempts`` the event is parked in the subscription's dead-letter list (and the
+cursor moves past it, atomically) so one bad event never blocks the stream. Cursors and retry state
+live in the store, so a restart resumes where the last process stopped, including waiting out a
+backoff. An event whose delivery was in flight when the process stopped is delivered again:
+receivers dedupe on ``X-Mirror-Delivery``, which is stable per (subscription, serial).
 
-A new subscription starts at the latest serial at the time it is created: it receives the events
-written from then on, not the history (a subscriber that wants the history reads the event feed).
+Subscriptions and the ports of delivery live in ``mirror.services.webhook_subscriptions`` (their
+names are importable from here too). A new subscription starts at the latest serial at the time it
+is created: it receives the events written from then on, not the history (a subscriber that wants
+the history reads the event feed).
 
 Several processes (replicas on one metadata store) may each run a dispatcher: a subscriber's
 cursor is leased, and only the dispatcher holding the lease delivers to it. Each dispatcher has a
@@ -30,290 +32,66 @@ least once, as after a restart).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import random as _random
-import secrets
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import aiohttp
 import structlog
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
 
-from mirror.domain.models import Consumer, DeliveryFailure, Event, WebhookSubscription
+from mirror.domain.errors import BadRequest, MirrorError
+from mirror.domain.models import Consumer, Event, WebhookSubscription
 from mirror.domain.timeutil import now_rfc3339
-from mirror.domain.urls import http_url, redact_url, redact_urls_in
-from mirror.domain.errors import BadRequest, Conflict, MirrorError, NotFound
+from mirror.domain.urls import redact_url, redact_urls_in
 from mirror.services.jobs import describe_error, retry_delay
-from mirror.domain.netaddr import (
-    guard_error,
-    is_guarded,
-    non_public_reason,
-    parse_address,
+from mirror.services.webhook_subscriptions import (
+    MIN_SECRET_CHARS,
+    DeliveryError,
+    DestinationChecker,
+    WebhookDispatchStore,
+    WebhookTransport,
+    consumer_name,
+    create_subscription,
+    failure_to_json,
+    new_subscription,
+    redeliver_failure,
+    remove_subscription,
+    subscription_from_config,
+    subscription_to_json,
+    validate_subscription_fields,
 )
-from mirror.storage.protocols import (
-    ConsumerStore,
-    EventReader,
-    WebhookStore,
-    new_lease_owner,
-)
+from mirror.storage.protocols import new_lease_owner
+
+__all__ = [
+    "BATCH_SIZE",
+    "LEASE_SECONDS",
+    "MIN_SECRET_CHARS",
+    "STOP_GRACE_SECONDS",
+    "DeliveryError",
+    "DestinationChecker",
+    "WebhookDispatchStore",
+    "WebhookDispatcher",
+    "WebhookTransport",
+    "consumer_name",
+    "create_subscription",
+    "failure_to_json",
+    "new_subscription",
+    "redeliver_failure",
+    "remove_subscription",
+    "subscription_from_config",
+    "subscription_to_json",
+    "validate_subscription_fields",
+]
 
 log = structlog.get_logger("mirror.webhooks")
 
-USER_AGENT = "mirror-webhooks"
 #: events read from the log per round trip
 BATCH_SIZE = 100
-MIN_SECRET_CHARS = 16
 #: a stopping dispatcher gives deliveries in flight this long before cancelling them
 STOP_GRACE_SECONDS = 2.0
 #: how long a dispatcher holds a subscriber (``[webhooks] lease_seconds``)
 LEASE_SECONDS = 30.0
-_DELIVERY_NAMESPACE = uuid.UUID("6f1c2a53-7d0e-4a8e-9d35-0c7b8f0a51e2")
-
-
-class WebhookDispatchStore(EventReader, ConsumerStore, WebhookStore, Protocol):
-    """What the dispatcher needs from the metadata store."""
-
-
-class DeliveryError(MirrorError):
-    """A subscriber did not accept a delivery (non-2xx answer, timeout, connection error)."""
-
-    status = 502
-
-
-def consumer_name(subscription_id: str) -> str:
-    return f"webhook:{subscription_id}"
-
-
-# -- subscriptions -------------------------------------------------------------------------------
-
-
-def subscription_from_config(entry: Mapping[str, Any], now: str) -> WebhookSubscription:
-    """A ``[[webhooks.subscriptions]]`` entry (already validated); its id is derived from the url,
-    so it stays the same from one start to the next."""
-    url = entry["url"]
-    return WebhookSubscription(
-        id="cfg-" + hashlib.sha256(url.encode()).hexdigest()[:12],
-        url=url,
-        secret=entry["secret"],
-        events=tuple(entry.get("events") or ()),
-        namespaces=tuple(entry.get("namespaces") or ()),
-        source="config",
-        created_at=now,
-    )
-
-
-def new_subscription(
-    url: str, secret: str, events: Iterable[str], namespaces: Iterable[str], now: str
-) -> WebhookSubscription:
-    """A subscription made through the API or the CLI, with a random id."""
-    validate_subscription_fields(url, secret)
-    return WebhookSubscription(
-        id="wh-" + secrets.token_hex(8),
-        url=url,
-        secret=secret,
-        events=tuple(events),
-        namespaces=tuple(namespaces),
-        source="api",
-        created_at=now,
-    )
-
-
-def validate_subscription_fields(url: str, secret: str) -> None:
-    if http_url(url) is None:
-        raise BadRequest(f"url must be an http(s) URL, not {redact_url(url)!r}")
-    if len(secret) < MIN_SECRET_CHARS:
-        raise BadRequest(f"secret must have at least {MIN_SECRET_CHARS} characters")
-
-
-async def create_subscription(
-    store: WebhookDispatchStore,
-    subscription: WebhookSubscription,
-    *,
-    allow_private: bool,
-    resolver: AbstractResolver | None = None,
-) -> WebhookSubscription:
-    """Check the destination, store the subscription and its cursor at the latest serial (it gets
-    the events written from now on)."""
-    await check_destination(subscription.url, allow_private=allow_private, resolver=resolver)
-    await store.put_subscription(subscription)
-    await store.consumer(consumer_name(subscription.id), start_serial=await store.latest_serial())
-    return subscription
-
-
-async def remove_subscription(store: WebhookDispatchStore, subscription_id: str) -> WebhookSubscription:
-    """Delete an API subscription (and its cursor); config ones are removed from the config."""
-    subscription = await store.get_subscription(subscription_id)
-    if subscription is None:
-        raise NotFound(f"no webhook subscription with id {subscription_id!r}")
-    if subscription.source == "config":
-        raise Conflict(f"webhook subscription {subscription_id} comes from the config file; remove it there")
-    await store.delete_subscription(subscription_id)
-    return subscription
-
-
-def subscription_to_json(subscription: WebhookSubscription) -> dict[str, Any]:
-    """A subscription as the API and the CLI show it: no secret, its URL redacted (no userinfo,
-    no query values: a subscriber URL often carries a token)."""
-    return {**subscription.to_json(), "url": redact_url(subscription.url)}
-
-
-def failure_to_json(failure: DeliveryFailure) -> dict[str, Any]:
-    return {
-        "id": failure.id,
-        "subscription_id": failure.subscription_id,
-        "serial": failure.serial,
-        "attempts": failure.attempts,
-        "last_error": redact_urls_in(failure.last_error),
-        "failed_at": failure.failed_at,
-        "redelivered_at": failure.redelivered_at,
-    }
-
-
-# -- destinations and delivery -------------------------------------------------------------------
-
-
-async def check_destination(
-    url: str, *, allow_private: bool, resolver: AbstractResolver | None = None, resolve: bool = True
-) -> None:
-    """BadRequest unless ``url`` is http(s) and (unless ``allow_private``) its host is a public
-    address, or a name every address of which is public (see ``mirror.domain.netaddr``).
-
-    Checked when a subscription is created (a name is resolved through ``resolver``, aiohttp's
-    default when None) and, with ``resolve=False``, before each delivery: then only a literal
-    address is checked here, and a name's addresses are checked by the dispatcher's guarded
-    session on the very answer it connects to (checking here would resolve it a second time)."""
-    parts = http_url(url)
-    if parts is None:
-        raise BadRequest(f"webhook url must be an http(s) URL with a valid host and port, not {redact_url(url)!r}")
-    host = parts.hostname
-    assert host is not None
-    if allow_private:
-        return
-    literal = parse_address(host)
-    if literal is not None:
-        _refuse(host, literal)
-        return
-    if not resolve:
-        return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    owned = resolver is None
-    resolver = resolver if resolver is not None else DefaultResolver()
-    try:
-        answers = await resolver.resolve(host, port, socket.AF_UNSPEC)
-    except OSError as exc:
-        raise BadRequest(f"webhook host {host!r} does not resolve: {exc}") from exc
-    finally:
-        if owned:
-            await resolver.close()
-    if not answers:
-        raise BadRequest(f"webhook host {host!r} does not resolve")
-    for answer in answers:
-        address = parse_address(answer["host"])
-        if address is None:
-            raise BadRequest(f"webhook host {host!r} resolves to {answer['host']!r}, not an IP address")
-        _refuse(host, address)
-
-
-def _refuse(host: str, address: Any) -> None:
-    reason = non_public_reason(address)
-    if reason is not None:
-        shown = f"webhook host {host!r} is" if str(address) == host else f"webhook host {host!r} resolves to {address},"
-        raise BadRequest(f"{shown} {reason}: a non-public address (set [webhooks] allow_private = true to allow it)")
-
-
-def delivery_id(subscription_id: str, serial: int) -> str:
-    """The same for every attempt at one event for one subscriber: receivers dedupe on it."""
-    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{subscription_id}:{serial}"))
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def delivery_request(subscription: WebhookSubscription, event: Event) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of one delivery (pure)."""
-    body = json.dumps(event.to_json(), separators=(",", ":"), sort_keys=True).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "X-Mirror-Event": event.type,
-        "X-Mirror-Delivery": delivery_id(subscription.id, event.serial),
-        "X-Mirror-Signature-256": sign(subscription.secret, body),
-        "X-Mirror-Timestamp": str(int(time.time())),
-    }
-    return body, headers
-
-
-async def deliver(
-    session: aiohttp.ClientSession, subscription: WebhookSubscription, event: Event, *, timeout: float
-) -> None:
-    """POST ``event`` to the subscriber; DeliveryError unless it answers 2xx within ``timeout``.
-    Redirects are not followed (they could lead to a private address). Errors show the URL
-    redacted."""
-    body, headers = delivery_request(subscription, event)
-    shown = redact_url(subscription.url)
-    try:
-        async with session.post(
-            subscription.url,
-            data=body,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            allow_redirects=False,
-        ) as response:
-            if not 200 <= response.status < 300:
-                raise DeliveryError(f"{shown} answered HTTP {response.status}")
-    except TimeoutError as exc:
-        raise DeliveryError(f"{shown} did not answer within {timeout:g} s") from exc
-    except aiohttp.ClientError as exc:
-        refused = guard_error(exc)
-        if refused is not None:
-            raise DeliveryError(
-                f"{shown}: refused a non-public address: {refused} (set [webhooks] allow_private = true to allow it)"
-            ) from exc
-        raise DeliveryError(f"{shown}: {redact_urls_in(describe_error(exc))}") from exc
-
-
-async def redeliver_failure(
-    store: WebhookDispatchStore,
-    session: aiohttp.ClientSession,
-    subscription_id: str,
-    failure_id: int,
-    *,
-    timeout: float,
-    allow_private: bool,
-) -> DeliveryFailure:
-    """One immediate attempt at a parked event; marks it redelivered on success.
-    NotFound (no such subscription or pending failure, or the event is gone) or DeliveryError."""
-    subscription = await store.get_subscription(subscription_id)
-    if subscription is None:
-        raise NotFound(f"no webhook subscription with id {subscription_id!r}")
-    failure = next((f for f in await store.list_delivery_failures(subscription_id) if f.id == failure_id), None)
-    if failure is None:
-        raise NotFound(f"webhook subscription {subscription_id} has no pending failure {failure_id}")
-    events = await store.events_after(failure.serial - 1, 1)
-    if not events or events[0].serial != failure.serial:
-        raise NotFound(f"event {failure.serial} is no longer in the event log")
-    bound = log.bind(subscription_id=subscription_id, serial=failure.serial, failure_id=failure_id)
-    try:
-        await check_destination(subscription.url, allow_private=allow_private, resolve=False)
-    except BadRequest as exc:
-        raise DeliveryError(str(exc)) from exc
-    try:
-        await deliver(session, subscription, events[0], timeout=timeout)
-    except DeliveryError as exc:
-        bound.warning("webhook redelivery failed", error=str(exc))
-        raise
-    await store.mark_redelivered(failure_id)
-    bound.info("webhook redelivered")
-    return failure
 
 
 # -- the dispatcher ------------------------------------------------------------------------------
@@ -341,14 +119,12 @@ class WebhookDispatcher:
     def __init__(
         self,
         store: WebhookDispatchStore,
-        session: aiohttp.ClientSession,
+        transport: WebhookTransport,
         *,
         timeout: float,
         max_attempts: int,
         backoff_base: float,
         backoff_max: float,
-        allow_private: bool,
-        resolver: AbstractResolver | None = None,
         poll_interval: float = 0.5,
         lease_seconds: float = LEASE_SECONDS,
         owner: str | None = None,
@@ -358,20 +134,14 @@ class WebhookDispatcher:
         """``on_delivery`` is told each attempt's outcome, for ``/metrics``: "delivered",
         "failed", and "dead_lettered" when a failed event is parked.
 
-        Unless ``allow_private``, ``session`` must be a guarded one
-        (``mirror.integrations.netguard.outbound_session``): it checks the addresses it connects to.
-        ``resolver`` (the one under that guard, aiohttp's default when None) is the one a new
-        subscription's host is checked with."""
-        if not allow_private and not is_guarded(session):
-            raise ValueError("the webhook dispatcher needs a guarded session unless allow_private")
+        ``transport`` makes the deliveries and checks new subscriptions' destinations (with its
+        ``allow_private``)."""
         self._store = store
-        self._session = session
+        self._transport = transport
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._allow_private = allow_private
-        self._resolver = resolver
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
         #: names this dispatcher in the subscribers' leases (one per process)
@@ -386,7 +156,7 @@ class WebhookDispatcher:
 
     @property
     def allow_private(self) -> bool:
-        return self._allow_private
+        return self._transport.allow_private
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -440,7 +210,7 @@ class WebhookDispatcher:
         self.wake()
 
     async def add(self, subscription: WebhookSubscription) -> WebhookSubscription:
-        await create_subscription(self._store, subscription, allow_private=self._allow_private, resolver=self._resolver)
+        await create_subscription(self._store, subscription, self._transport)
         log.info("webhook subscription created", subscription_id=subscription.id, url=redact_url(subscription.url))
         self.wake()
         return subscription
@@ -451,14 +221,7 @@ class WebhookDispatcher:
         await self._stop_worker(subscription_id)
 
     async def redeliver(self, subscription_id: str, failure_id: int) -> None:
-        await redeliver_failure(
-            self._store,
-            self._session,
-            subscription_id,
-            failure_id,
-            timeout=self._timeout,
-            allow_private=self._allow_private,
-        )
+        await redeliver_failure(self._store, self._transport, subscription_id, failure_id, timeout=self._timeout)
 
     async def status(self, subscription_id: str | None = None) -> list[dict[str, Any]]:
         """Per subscription: its JSON (no secret), cursor, lag, retry state, pending dead letters,
@@ -638,8 +401,8 @@ class WebhookDispatcher:
         counters = self._counters.setdefault(subscription.id, _Counters())
         bound = log.bind(subscription_id=subscription.id, serial=event.serial, event_type=event.type)
         try:
-            await check_destination(subscription.url, allow_private=self._allow_private, resolve=False)
-            await deliver(self._session, subscription, event, timeout=self._timeout)
+            await self._transport.check_destination(subscription.url, resolve=False)
+            await self._transport.deliver(subscription, event, timeout=self._timeout)
         except (DeliveryError, BadRequest) as exc:
             error = str(exc)
             attempts = state.attempts + 1
