@@ -212,8 +212,10 @@ def _show(value: Any) -> str:
 
 
 def _cell(text: str) -> str:
-    """Text that stays inside one table cell."""
-    return " ".join(str(text).split()).replace("|", "\\|") if text else ""
+    """Text that stays inside one table cell: one line, pipes escaped outside code spans (the
+    table extension leaves pipes in code spans alone, and would show the backslash there)."""
+    parts = " ".join(str(text).split()).split("`") if text else []
+    return "`".join(part if index % 2 else part.replace("|", "\\|") for index, part in enumerate(parts))
 
 
 # -- HTTP API from the OpenAPI document -------------------------------------------------------------
@@ -280,7 +282,11 @@ def _operation(
         out.append("*Request body*" + (" (required)" if body.get("required") else "") + ":"
                    + (f" {_cell(body['description'])}" if body.get("description") else "") + "\n")
         for content_type, media in body.get("content", {}).items():
-            out.append(f"- `{content_type}`: {_schema_brief(media.get('schema', {}), components)}")
+            schema = media.get("schema", {})
+            out.append(f"- `{content_type}`: {_schema_brief(schema, components)}")
+            if "$ref" not in schema and schema.get("properties"):
+                out.append("")
+                out.append(_fields_of(schema))
         out.append("")
     responses = operation.get("responses", {})
     if responses:
@@ -360,19 +366,23 @@ def _schema_section(name: str, schema: dict[str, Any]) -> str:
     out = [f"### {name} {{#schema-{_slug(name)}}}\n"]
     if schema.get("description"):
         out.append(schema["description"].strip() + "\n")
-    properties = schema.get("properties", {})
-    if properties:
-        required = set(schema.get("required", []))
-        out.append("| field | required | schema | description |\n|---|---|---|---|")
-        for field, sub in properties.items():
-            out.append(
-                f"| `{field}` | {'yes' if field in required else 'no'} | "
-                f"{_cell(_schema_brief(sub, {}))} | {_cell(sub.get('description', ''))} |"
-            )
-        out.append("")
+    if schema.get("properties"):
+        out.append(_fields_of(schema))
     else:
         out.append(_schema_brief(schema, {}) + "\n")
     return "\n".join(out)
+
+
+def _fields_of(schema: dict[str, Any]) -> str:
+    """An object schema's fields as a table."""
+    required = set(schema.get("required", []))
+    rows = ["| field | required | schema | description |", "|---|---|---|---|"]
+    for field, sub in schema.get("properties", {}).items():
+        rows.append(
+            f"| `{field}` | {'yes' if field in required else 'no'} | "
+            f"{_cell(_schema_brief(sub, {}))} | {_cell(sub.get('description', ''))} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 def _slug(text: str) -> str:
