@@ -18,6 +18,7 @@ from mirror.integrations.github.api import AppCredentials, GitHubClient, GitHubC
 from mirror.integrations.github.deliveries import DeliveryReader
 from mirror.integrations.github.naming import Naming
 from mirror.integrations.github.sync import RECONCILE, GitHubSync
+from mirror.http import github_webhook
 from mirror.http.keys import BLOBS, CATALOG, CONFIG, DELIVERY_READER, INGESTOR, JOB_HANDLERS, JOBS, RECONCILER, STORE
 
 log = structlog.get_logger("mirror.github")
@@ -105,3 +106,12 @@ def _read_secret(value: str | None, path: Path | None, key: str) -> str:
     if not text:
         raise ConfigError([f"[github] {key}_file: {path} is empty"])
     return text
+
+
+class GitHubSource:
+    """The built-in source ``github`` (``mirror.app.sources``): set up when ``[github]`` is
+    configured; it serves the webhook route ``/github/webhook``."""
+
+    def setup(self, app: web.Application) -> list[web.RouteDef]:
+        setup_github(app)
+        return github_webhook.routes()

@@ -17,7 +17,8 @@ import ssl
 import structlog
 from aiohttp import web
 
-from mirror.app.build import create_app, lock_local_data, ssl_context
+from mirror.app.build import create_app
+from mirror.app.locks import lock_local_data, ssl_context
 from mirror.config import Config
 from mirror.domain.errors import MirrorError
 from mirror.app.logs import configure_logging
