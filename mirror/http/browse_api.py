@@ -4,73 +4,16 @@ the download counts: ``mirror.services.browse``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from aiohttp import web
 
-from mirror.domain.addresses import ModuleAddress, valid_namespace, valid_provider
+from mirror.domain.addresses import ModuleAddress, valid_namespace
 from mirror.domain.errors import BadRequest, NotFound
 from mirror.http.keys import AUTH, STORE
 from mirror.http.common import authorize
-from mirror.http.module_views import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    MAX_OFFSET,
-    ModulePage,
-    find_modules,
-    list_item,
-    visible_namespace,
-)
+from mirror.http.models.base import parse_query
+from mirror.http.models.browse import ListQuery, PageQuery, SearchQuery
+from mirror.http.module_views import ModulePage, find_modules, list_item, visible_namespace
 from mirror.services.auth import authorization_header
-
-# -- query parameters ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Query:
-    offset: int
-    limit: int
-    provider: str | None
-    verified: bool | None
-    namespace: str | None
-    q: str
-
-
-def _query(request: web.Request, allowed: Sequence[str]) -> _Query:
-    params = request.query
-    problems: list[str] = []
-
-    def number(name: str, default: int, low: int, high: int) -> int:
-        text = params.get(name, "")
-        if name not in allowed or text == "":
-            return default
-        if not (text.isascii() and text.isdigit() and len(text) <= 10) or not low <= int(text) <= high:
-            problems.append(f"{name} must be an integer from {low} to {high}")
-            return default
-        return int(text)
-
-    offset = number("offset", 0, 0, MAX_OFFSET)
-    limit = number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    provider = params.get("provider") if "provider" in allowed else None
-    if provider is not None and not valid_provider(provider):
-        problems.append(f"invalid provider {provider!r} (lowercase letters and digits only)")
-    namespace = params.get("namespace") if "namespace" in allowed else None
-    if namespace is not None and not valid_namespace(namespace):
-        problems.append(f"invalid namespace {namespace!r}")
-    verified = None
-    if "verified" in allowed and "verified" in params:
-        text = params["verified"].lower()
-        if text not in ("true", "false"):
-            problems.append("verified must be true or false")
-        verified = text == "true"
-    q = params.get("q", "").strip() if "q" in allowed else ""
-    if "q" in allowed and not q:
-        problems.append("q (the search text) is required")
-    if problems:
-        raise BadRequest("; ".join(problems))
-    return _Query(offset, limit, provider, verified, namespace, q)
-
 
 def _page(request: web.Request, page: ModulePage) -> web.Response:
     meta: dict[str, object] = {"limit": page.limit, "current_offset": page.offset}
@@ -90,7 +33,7 @@ async def list_modules(request: web.Request) -> web.Response:
     namespace = request.match_info.get("namespace")
     if namespace is not None and not valid_namespace(namespace):
         raise BadRequest(f"invalid namespace {namespace!r}")
-    query = _query(request, ("offset", "limit", "provider", "verified"))
+    query = parse_query(ListQuery, request)
     namespace = await visible_namespace(request.app[AUTH], authorization_header(request.headers), namespace)
     page = await find_modules(
         request.app,
@@ -106,7 +49,7 @@ async def list_modules(request: web.Request) -> web.Response:
 async def search_modules(request: web.Request) -> web.Response:
     """``GET /v1/modules/search?q=``: case-insensitive substring of namespace, name, provider or
     description."""
-    query = _query(request, ("q", "offset", "limit", "provider", "verified", "namespace"))
+    query = parse_query(SearchQuery, request)
     namespace = await visible_namespace(request.app[AUTH], authorization_header(request.headers), query.namespace)
     page = await find_modules(
         request.app,
@@ -125,7 +68,7 @@ async def module_providers(request: web.Request) -> web.Response:
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     ModuleAddress.parse_parts(namespace, name, "x")  # validates both names as module_address does
     await authorize(request, namespace, "read")
-    query = _query(request, ("offset", "limit"))
+    query = parse_query(PageQuery, request)
     summaries = await request.app[STORE].latest_versions(namespace=namespace, name=name)
     if not summaries:
         raise NotFound(f"module {namespace}/{name} not found")

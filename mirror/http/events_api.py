@@ -9,22 +9,17 @@ before the scan), so ``next_after >= latest`` means the client has caught up.
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from mirror.domain.models import Event
-from mirror.domain.errors import BadRequest, Unauthorized
+from mirror.domain.errors import Unauthorized
 from mirror.http.keys import AUTH, STORE
+from mirror.http.models.base import parse_query
+from mirror.http.models.events import MAX_LIMIT, EventsQuery
 from mirror.services.auth import authorization_header
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 #: at most this many events are read from the store per request when a namespace filter hides them
 MAX_SCAN = 10 * MAX_LIMIT
-MAX_TYPES = 20
-MAX_SERIAL = 2**63 - 1
-_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -34,15 +29,10 @@ async def list_events(request: web.Request) -> web.Response:
         raise Unauthorized("a bearer token with the 'read' scope is required")
     namespace = None if record.namespace == "*" else record.namespace
     auth.check(record, namespace or "*", "read")
-    after = _integer(request.query.get("after", "0"), "after", 0, MAX_SERIAL)
-    limit = _integer(request.query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
-    given = request.query.getall("type", [])
-    types = tuple(dict.fromkeys(given))
-    if len(given) > MAX_TYPES or any(not t or len(t) > 100 for t in types):
-        raise BadRequest(f"give at most {MAX_TYPES} non-empty 'type' values of at most 100 characters")
+    query = parse_query(EventsQuery, request)
     store = request.app[STORE]
     latest = await store.latest_serial()
-    events, next_after = await _scan(store, after, limit, types, namespace)
+    events, next_after = await _scan(store, query.after, query.limit, tuple(query.type), namespace)
     return web.json_response({"events": [e.to_json() for e in events], "next_after": next_after, "latest": latest})
 
 
@@ -66,13 +56,6 @@ async def _scan(store, after: int, limit: int, types: tuple[str, ...], namespace
         if len(page) < MAX_LIMIT:
             break
     return found, cursor
-
-
-def _integer(raw: str, name: str, low: int, high: int) -> int:
-    value = int(raw) if _DIGITS.fullmatch(raw) else low - 1
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be a whole number between {low} and {high}, not {raw!r}")
-    return value
 
 
 def routes() -> list[web.RouteDef]:

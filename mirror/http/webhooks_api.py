@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from mirror.domain.timeutil import now_rfc3339
-from mirror.domain.errors import BadRequest, NotFound
+from mirror.domain.errors import NotFound
 from mirror.http.keys import STORE, WEBHOOKS
 from mirror.http.common import authorize
+from mirror.http.models.base import parse_query, read_json_object, validate
+from mirror.http.models.webhooks import FailuresQuery, NewWebhook
 from mirror.services.webhooks import failure_to_json, new_subscription, subscription_to_json
 
 _ID = r"{id:[A-Za-z0-9_-]{1,64}}"
@@ -19,13 +19,8 @@ _ID = r"{id:[A-Za-z0-9_-]{1,64}}"
 async def create_webhook(request: web.Request) -> web.Response:
     """``POST /api/v1/webhooks`` {url, secret, events?, namespaces?}: 201 with the subscription."""
     await authorize(request, "*", "admin")  # registry-wide admins only
-    body = await _json_object(request)
-    url, secret = body.get("url"), body.get("secret")
-    if not isinstance(url, str) or not isinstance(secret, str):
-        raise BadRequest("url and secret are required strings")
-    subscription = new_subscription(
-        url, secret, _strings(body, "events"), _strings(body, "namespaces"), now_rfc3339()
-    )
+    body = validate(NewWebhook, await read_json_object(request))
+    subscription = new_subscription(body.url, body.secret, body.events, body.namespaces, now_rfc3339())
     await request.app[WEBHOOKS].add(subscription)
     return web.json_response({"webhook": subscription_to_json(subscription)}, status=201)
 
@@ -58,8 +53,8 @@ async def list_failures(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if await store.get_subscription(subscription_id) is None:
         raise NotFound(f"no webhook subscription with id {subscription_id!r}")
-    pending_only = request.query.get("all", "false").lower() not in ("1", "true", "yes")
-    failures = await store.list_delivery_failures(subscription_id, pending_only=pending_only)
+    query = parse_query(FailuresQuery, request)
+    failures = await store.list_delivery_failures(subscription_id, pending_only=query.pending_only)
     return web.json_response({"failures": [failure_to_json(f) for f in failures]})
 
 
@@ -69,23 +64,6 @@ async def redeliver(request: web.Request) -> web.Response:
     subscription_id, failure_id = request.match_info["id"], int(request.match_info["failure_id"])
     await request.app[WEBHOOKS].redeliver(subscription_id, failure_id)
     return web.json_response({"redelivered": {"subscription_id": subscription_id, "failure_id": failure_id}})
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep for the decoder
-        raise BadRequest("the body must be a JSON object") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
-def _strings(body: dict[str, Any], key: str) -> list[str]:
-    value = body.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        raise BadRequest(f"{key} must be a list of non-empty strings")
-    return value
 
 
 def routes() -> list[web.RouteDef]:

@@ -1,0 +1,67 @@
+"""The web UI's HTML pages in the route table, documented so that every route is (and fuzzed
+like the API). Their errors are pages, not the ``Errors`` shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mirror.http.models.route import OPEN, Route
+from mirror.http.models.routes import MODULE
+
+_UI_NOTE = (
+    "Read scope, from the bearer header, else the `mirror_token` cookie set by `/login`, else "
+    "anonymous when `auth.anonymous_read` is on."
+)
+PAGE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"cookieAuth": []}, {}]
+
+
+def html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def html_errors(*statuses: int) -> dict[int, dict[str, Any]]:
+    return {status: html(f"An error page ({status})") for status in statuses}
+
+
+_TO_LOGIN = {
+    303: {
+        "description": "No usable credential: to the login form, with `next` set to this page",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    }
+}
+_MODULE_PAGE = "A module's page: README, inputs, outputs, versions, submodules, usage snippet"
+_INDEX_PARAMS = (
+    {"name": "q", "in": "query", "schema": {"type": "string"}},
+    {"name": "provider", "in": "query", "schema": {"type": "string", "pattern": "^[0-9a-z]{0,64}$"}},
+    "offset",
+)
+
+UI_ROUTES: list[Route] = [
+    Route("get", "/", "uiIndex", "The module list, with search and a provider filter", "ui", _UI_NOTE,
+          security=PAGE_SECURITY, params=_INDEX_PARAMS,
+          responses={200: html("The list"), **_TO_LOGIN, **html_errors(400, 403)}),
+    Route("get", "/modules/{namespace}/{name}/{provider}", "uiModule", _MODULE_PAGE, "ui", _UI_NOTE,
+          security=PAGE_SECURITY, params=MODULE,
+          responses={200: html("The module page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
+    Route("get", "/modules/{namespace}/{name}/{provider}/{version}", "uiModuleVersion", _MODULE_PAGE, "ui", _UI_NOTE,
+          security=PAGE_SECURITY, params=(*MODULE, "version"),
+          responses={200: html("The module page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
+    Route("get", "/login", "uiLoginForm", "The login form", "ui", security=OPEN,
+          params=({"name": "next", "in": "query", "schema": {"type": "string"}},),
+          responses={200: html("The form")}),
+    Route("post", "/login", "uiLogin", "Check a token and keep it in an HttpOnly, SameSite=Strict cookie", "ui",
+          security=OPEN,
+          body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+              "type": "object", "required": ["token"],
+              "properties": {"token": {"type": "string"}, "next": {"type": "string"}}}}}},
+          responses={303: {"description": "Logged in: to `next` (a local path only, else `/`)",
+                           "headers": {"Set-Cookie": {"schema": {"type": "string"}}}},
+                     **html_errors(400, 401, 403)}),
+    Route("post", "/logout", "uiLogout", "Clear the login cookie", "ui", security=OPEN,
+          responses={303: {"description": "Logged out: to `/`"}, **html_errors(403)}),
+    Route("get", "/static/{name}", "uiStatic", "The UI's stylesheet and script (only those two files)", "ui",
+          security=OPEN, params=({"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},),
+          responses={200: {"description": "The file", "content": {"text/css": {"schema": {"type": "string"}},
+                                                                  "text/javascript": {"schema": {"type": "string"}}}},
+                     **html_errors(404)}),
+]
