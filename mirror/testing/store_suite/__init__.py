@@ -1,0 +1,1 @@
+"""The MetadataStore contract's tests, collected by ``mirror.testing.store_contract``."""
