@@ -105,3 +105,20 @@ def test_malformed_urls_and_lists_are_problems_not_crashes(tmp_path: Path):
 def test_verified_namespaces_from_the_environment(tmp_path: Path):
     config = load_config(None, {"MIRROR_BROWSE_VERIFIED_NAMESPACES": "acme, infra"})
     assert config.browse.verified_namespaces == ("acme", "infra")
+
+
+def test_the_reference_documents_every_key():
+    from mirror.config.reference import markdown
+    from mirror.config.sections import SECTIONS
+    from mirror.config.upstreams import UpstreamConfig
+
+    page = markdown()
+    assert page.startswith("# Configuration reference")
+    for section, model in SECTIONS.items():
+        assert f"## `[{section}]`" in page
+        for key, info in model.__pydantic_fields__.items():
+            assert info.description, (section, key)
+            assert f"| `{key}` |" in page and f"`MIRROR_{section.upper()}_{key.upper()}`" in page, (section, key)
+    for key, info in UpstreamConfig.__pydantic_fields__.items():
+        assert info.description and f"| `{key}` |" in page, key
+    assert "## `[[upstreams]]`" in page and "## `[plugins.NAME]`" in page
