@@ -1,0 +1,1 @@
+"""The BlobStore contract's tests, collected by ``mirror.testing.blob_contract``."""
