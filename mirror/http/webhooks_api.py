@@ -1,5 +1,5 @@
-"""The outbound webhooks API (registry-wide admin scope); the dispatcher runs in
-``mirror.http.contexts.webhooks_context``."""
+"""The outbound webhooks API (registry-wide admin scope); the dispatcher runs as an event sink
+(``mirror.app.sinks``)."""
 
 from __future__ import annotations
 
