@@ -134,6 +134,10 @@ def build_upstreams(raw: Any, environ: Mapping[str, str], problems: list[str]) -
                 problems.append(f"{where} ({host}): {key} {message(error)}")
                 values.pop(key, None)
             upstream = UpstreamConfig(**values)  # every key left has been read once already
+        for endpoint in upstream.s3_endpoints:
+            parts = http_url(endpoint)
+            if parts is None or parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+                problems.append(f"{where} ({host}): s3_endpoints: {endpoint!r} is not an http(s)://HOST[:PORT] URL")
         if upstream.token is not None and upstream.token_env is not None:
             problems.append(f"{where} ({host}): set token or token_env, not both")
         elif upstream.token_env is not None:
@@ -179,8 +183,4 @@ def check_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
             problems.append(
                 f"{where}: proxy_ttl_seconds must be between {low} and {high}, not {upstream.proxy_ttl_seconds}"
             )
-        for endpoint in upstream.s3_endpoints:
-            parts = http_url(endpoint)
-            if parts is None or parts.path.strip("/") or parts.query or parts.fragment or parts.username:
-                problems.append(f"{where}: s3_endpoints: {endpoint!r} is not an http(s)://HOST[:PORT] URL")
     return problems
