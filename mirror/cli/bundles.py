@@ -26,7 +26,7 @@ from mirror.services.bundles import (
     plural,
     summarize_versions,
 )
-from mirror.cli.common import UsageError, config_of, offline_registry
+from mirror.cli.common import UsageError, config_of
 from mirror.domain.addresses import valid_namespace
 
 KEY_ENV = "MIRROR_BUNDLE_KEY"
@@ -110,6 +110,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     _quiet_logs()
 
     async def run() -> ExportResult:
+        from mirror.app.services import offline_registry  # the stores' modules, when used
+
         async with offline_registry(config) as registry:
             return await export_bundle(
                 registry.store,
@@ -137,6 +139,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     _quiet_logs()
 
     async def run() -> ImportResult:
+        from mirror.app.services import offline_registry  # the stores' modules, when used
+
         async with offline_registry(config, create=True) as registry:
             return await import_bundle(
                 registry.store,

@@ -15,12 +15,13 @@ import argparse
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mirror.app.services import OfflineRegistry, offline_registry
-from mirror.app.stores import metadata_store, open_metadata_store
-from mirror.config import Config
 from mirror.domain.errors import MirrorError
+
+if TYPE_CHECKING:  # imported when used: ``mirror --help`` stays quick
+    from mirror.app.services import OfflineRegistry, offline_registry
+    from mirror.config import Config
 
 __all__ = ["OfflineRegistry", "offline_registry", "open_store", "with_store"]
 
@@ -75,12 +76,16 @@ async def open_store(config: Config, *, create: bool = False) -> Any:
     """The config's metadata store, opened. An admin command never makes a new, empty registry:
     unless ``create`` (``serve``, and commands that fill a new registry: ``import``, ``sync``), a
     SQLite database that is not there is one line saying where it was looked for."""
+    from mirror.app.stores import open_metadata_store
+
     return await open_metadata_store(config, create=create)
 
 
 async def with_store(config: Config, action: Callable[..., Awaitable[T]], *extra: Any, create: bool = False) -> T:
     """Open the config's metadata store (never creating one unless ``create``), run
     ``action(store, *extra)``, close the store."""
+    from mirror.app.stores import metadata_store
+
     async with metadata_store(config, create=create) as store:
         return await action(store, *extra)
 
@@ -90,3 +95,13 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+
+
+def __getattr__(name: str) -> Any:
+    """``offline_registry`` and ``OfflineRegistry`` (``mirror.app.services``), imported when
+    first used."""
+    if name in ("offline_registry", "OfflineRegistry"):
+        from mirror.app import services
+
+        return getattr(services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

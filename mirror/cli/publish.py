@@ -6,6 +6,7 @@ registry checks it again on upload, with its own limits, and stays the judge."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
@@ -17,11 +18,49 @@ from urllib.parse import quote
 import aiohttp
 from tqdm import tqdm
 
+from mirror.cli.common import REGISTRY_HELP, UsageError, config_of, remote
 from mirror.domain.addresses import ModuleAddress
 from mirror.formats.archive import ArchiveLimits, check_archive, pack_directory
 from mirror.domain.errors import MirrorError
 
 CHUNK = 256 * 1024
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``publish`` to the top-level subparsers ``sub``; ``common`` carries ``--config``."""
+    publish = sub.add_parser(
+        "publish",
+        parents=[common],
+        help="publish a module version from a directory or a .tar.gz",
+        description="Publish a module version. The token comes from $MIRROR_TOKEN (publish scope).",
+    )
+    publish.add_argument("address", metavar="NS/NAME/PROVIDER")
+    publish.add_argument("version", metavar="VERSION")
+    publish.add_argument("path", metavar="PATH", type=Path, help="module directory or .tar.gz archive")
+    publish.add_argument(
+        "--registry",
+        default=None,
+        help=REGISTRY_HELP,
+    )
+    publish.set_defaults(handler=_cmd_publish)
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from mirror.domain.addresses import ModuleAddress
+    from mirror.domain.versions import normalize
+
+    try:
+        address = ModuleAddress.parse(args.address)
+        normalize(args.version)
+    except MirrorError as exc:
+        raise UsageError(str(exc)) from None
+    registry, token = remote(args, "the publish scope")
+    limits = config_of(args).limits.archive_limits()  # the server may have others: it stays the judge
+    result = asyncio.run(publish(registry, token, address, args.version, args.path, limits))
+    print(
+        f"{result['status']}: {result['id']} sha256={result['sha256']} size={result['size']}",
+    )
+    return 0
 
 
 async def publish(

@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from mirror.cli.common import UsageError, config_of, offline_registry
+from mirror.cli.common import UsageError, config_of
 from mirror.config import Config, UpstreamConfig
 from mirror.domain.addresses import valid_namespace
 from mirror.domain.errors import BadRequest
@@ -224,6 +224,8 @@ async def _syncer(config: Config, args: argparse.Namespace) -> AsyncIterator[tup
     from mirror.domain.sources import SourcePolicy
 
     await asyncio.to_thread(_sweep_spool, config.server.spool_dir)
+    from mirror.app.services import offline_registry  # the stores' modules, when used
+
     async with offline_registry(config, create=True) as registry, aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         fetcher = Fetcher(
             session,
