@@ -2,8 +2,8 @@
 
 Two pages are generated from the code as it stands when the site is built, so they cannot drift:
 
-- ``configuration.md``: the reference of every configuration key, from the config models
-  (``mirror.config.reference.markdown()``; until that exists, read off ``mirror.config.Config``);
+- ``configuration.md``: the reference of every configuration key, rendered from the config
+  models by ``mirror.config.reference.markdown()``;
 - ``http-api.md``: every path and method of the OpenAPI document the server serves
   (``mirror.http.openapi.spec(None)``), with its parameters, request body and responses;
 - ``plugins.md``: what a storage backend implements, method by method, from
@@ -14,10 +14,8 @@ Each page holds a marker comment that the generated Markdown replaces.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import sys
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,6 @@ CONFIG_MARKER = "<!-- generated: configuration reference -->"
 OPENAPI_MARKER = "<!-- generated: openapi -->"
 PROTOCOLS_MARKER = "<!-- generated: storage protocols -->"
 METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
-MiB = 1024 * 1024
 
 
 def on_config(config: Any) -> Any:
@@ -55,13 +52,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 
 def config_reference() -> tuple[str, str]:
-    """The reference from the config models, as (introduction, one ``###`` section per table):
-    the models' own rendering (``mirror.config.reference.markdown``: a ``#`` title, an
-    introduction, a ``##`` per table), else read off the ``Config`` class and its field comments."""
-    try:
-        from mirror.config.reference import markdown
-    except ImportError:
-        return _FALLBACK_INTRO, _config_fallback()
+    """The reference the config models render (``mirror.config.reference.markdown``: a ``#``
+    title, an introduction, a ``##`` per table), as (introduction, one ``###`` per table)."""
+    from mirror.config.reference import markdown
+
     page = markdown()
     lines = page.splitlines()
     if lines and lines[0].startswith("# "):
@@ -70,145 +64,6 @@ def config_reference() -> tuple[str, str]:
     sections = "## " + sections if sections else ""
     demoted = "\n".join("#" + line if line.startswith("## ") else line for line in sections.splitlines())
     return intro.strip() + "\n", demoted + "\n"
-
-
-_FALLBACK_INTRO = """\
-`mirror` reads one TOML file (`--config FILE`, or `MIRROR_CONFIG`), then environment variables:
-`MIRROR_<SECTION>_<KEY>` sets `[section] key` and wins over the file. A list is comma-separated
-(`MIRROR_BROWSE_VERIFIED_NAMESPACES="acme,infra"`), a table is `key=value` pairs
-(`MIRROR_GITHUB_NAMESPACES="acme-corp=acme,..."`).
-"""
-
-
-def _config_fallback() -> str:
-    from mirror.config import Config
-
-    out: list[str] = []
-    for name, annotation, _default, doc in _fields(Config):
-        section = _model_class(annotation)
-        origin = typing.get_origin(annotation)
-        if section is not None and origin is None:
-            out.append(f"### `[{name}]`\n")
-            if section.__doc__ and not section.__doc__.startswith(section.__name__ + "("):
-                out.append(inspect.cleandoc(section.__doc__) + "\n")
-            out.append(_fields_table(section, env_prefix=f"MIRROR_{name.upper()}_"))
-        elif section is not None:  # tuple[UpstreamConfig, ...]: an array of tables
-            out.append(f"### `[[{name}]]`\n")
-            if doc:
-                out.append(doc + "\n")
-            if section.__doc__:
-                out.append(inspect.cleandoc(section.__doc__) + "\n")
-            out.append(_fields_table(section, env_prefix=None))
-        else:  # a table of tables, e.g. [plugins.NAME]
-            out.append(f"### `[{name}.NAME]`\n")
-            out.append((doc or "A table of tables.") + "\n")
-    return "\n".join(out)
-
-
-def _fields_table(cls: type, env_prefix: str | None) -> str:
-    head = "| key | type | default | environment | meaning |\n|---|---|---|---|---|"
-    rows = []
-    for key, annotation, default, doc in _fields(cls):
-        env = f"`{env_prefix}{key.upper()}`" if env_prefix else "–"
-        rows.append(f"| `{key}` | {_cell(_type_name(annotation))} | {_cell(default)} | {env} | {_cell(doc)} |")
-    return head + "\n" + "\n".join(rows) + "\n"
-
-
-def _fields(cls: type) -> list[tuple[str, Any, str, str]]:
-    """(name, annotation, default as shown, description) of each field of a config class."""
-    comments = _field_comments(cls)
-    found: list[tuple[str, Any, str, str]] = []
-    model_fields = getattr(cls, "__pydantic_fields__", None) or getattr(cls, "model_fields", None)
-    if isinstance(model_fields, dict):  # pydantic
-        for name, info in model_fields.items():
-            if info.default_factory is not None:
-                default = _show(info.default_factory())
-            elif info.is_required():
-                default = "required"
-            else:
-                default = _show(info.default)
-            doc = info.description or comments.get(name, "")
-            found.append((name, info.annotation, default, doc))
-        return found
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        if field.default is not dataclasses.MISSING:
-            default = _show(field.default)
-        elif field.default_factory is not dataclasses.MISSING:
-            default = _show(field.default_factory())
-        else:
-            default = "required"
-        found.append((field.name, hints.get(field.name, field.type), default, comments.get(field.name, "")))
-    return found
-
-
-def _field_comments(cls: type) -> dict[str, str]:
-    """The ``#:`` comment lines just above each field of a class body."""
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        return {}
-    found: dict[str, str] = {}
-    pending: list[str] = []
-    for line in lines[1:]:
-        stripped = line.strip()
-        if stripped.startswith("#:"):
-            pending.append(stripped[2:].strip())
-        elif ":" in stripped and stripped.split(":", 1)[0].isidentifier():
-            if pending:
-                found[stripped.split(":", 1)[0]] = " ".join(pending)
-            pending = []
-        else:
-            pending = []
-    return found
-
-
-def _model_class(annotation: Any) -> type | None:
-    """The config class an annotation names, directly or as a tuple/list of them."""
-    candidates = [annotation, *typing.get_args(annotation)]
-    for candidate in candidates:
-        if isinstance(candidate, type) and (dataclasses.is_dataclass(candidate) or hasattr(candidate, "__pydantic_fields__")):
-            return candidate
-    return None
-
-
-def _type_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Literal:
-        return " or ".join(f'`"{arg}"`' if isinstance(arg, str) else f"`{arg}`" for arg in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(arg) for arg in args)
-    if origin in (tuple, list):
-        inner = next((arg for arg in args if arg is not Ellipsis), Any)
-        return f"list of {_type_name(inner)}"
-    if origin is dict:
-        return "table"
-    if annotation is type(None):
-        return "unset"
-    if annotation is Path:
-        return "path"
-    if isinstance(annotation, type):
-        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(
-            annotation.__name__, annotation.__name__
-        )
-    return str(annotation).replace("typing.", "")
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, int) and value >= MiB and value % MiB == 0:
-        return f"{value // MiB} MiB"
-    if isinstance(value, (Path, str)):
-        return f'`"{value}"`' if str(value) else '`""`'
-    if isinstance(value, (tuple, list)):
-        return "`[]`" if not value else f"`{list(value)}`"
-    if isinstance(value, dict):
-        return "`{}`" if not value else f"`{value}`"
-    return f"`{value}`"
 
 
 def _cell(text: str) -> str:
