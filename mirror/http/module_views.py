@@ -19,13 +19,14 @@ from mirror.domain.addresses import ModuleAddress
 from mirror.domain.errors import NotFound
 from mirror.domain.readme import first_paragraph
 from mirror.http.keys import CATALOG, CONFIG, DOWNLOADS, STORE
+from mirror.http.models.browse import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from mirror.services.auth import Authenticator
 from mirror.services.browse import is_verified, owner_of, source_of
 from mirror.storage.protocols import ModuleSummary
 
-DEFAULT_LIMIT = 15
-MAX_LIMIT = 100
-MAX_OFFSET = 1_000_000_000  # far past any list; keeps the number inside SQL's integers
+__all__ = [
+    "DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "ModulePage", "detail_body", "find_modules", "list_item", "visible_namespace",
+]
 
 
 def list_item(app: web.Application, summary: ModuleSummary) -> dict[str, object]:
