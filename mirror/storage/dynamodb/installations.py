@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mirror.domain import events
 from mirror.domain.models import Installation, ModuleRecord
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.errors import StorageUnavailable
@@ -34,7 +35,7 @@ class Installations(Modules):
                 self._tx_namespace(installation.namespace, installation.created_at),
             ]
             return _Plan(
-                True, items, [("app.installed", {"namespace": installation.namespace})], installation.created_at
+                True, items, [events.app_installed(installation.namespace)], installation.created_at
             )
 
         return await self._commit(plan)
@@ -82,4 +83,4 @@ class Installations(Modules):
         others = [i for i in await self.list_installations() if i.id != installation_id and i.namespace.lower() == namespace.lower()]
         if not others and not await self._query(_ns_pk(namespace), prefix="MODULE#", limit=1):
             items.append(self._tx_delete(_namespace_key(namespace)))  # nothing else lives there
-        return _Plan(True, items, [("app.uninstalled", {"namespace": namespace})], now)
+        return _Plan(True, items, [events.app_uninstalled(namespace)], now)

@@ -19,8 +19,9 @@ from mirror.domain.models import (
     TokenRecord,
     WebhookSubscription,
 )
+from mirror.domain.events import address_data
+from mirror.domain.publishing import latest_live
 from mirror.domain.readme import first_paragraph
-from mirror.domain.versions import Version
 from mirror.storage.protocols import ModuleSummary
 from mirror.storage.dynamodb.keys import (
     EVENT_BUCKET,
@@ -78,8 +79,7 @@ _BRIEF_FIELDS = (
 _LATEST_FIELDS = ("version", "raw_version", "sha256", "size", "blob_key", "published_at", "source", "commit_sha")
 
 
-def _address_data(address: ModuleAddress) -> dict[str, str]:
-    return {"namespace": address.namespace, "name": address.name, "provider": address.provider}
+_address_data = address_data
 
 
 def _address_of(item: dict[str, Any]) -> ModuleAddress:
@@ -131,16 +131,8 @@ def _version_item(display: ModuleAddress, mv: ModuleVersion, analysis: dict[str,
 
 
 def _pick_latest(briefs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The latest live version: the highest release, else the highest prerelease (SemVer order)."""
-    best: tuple[tuple[bool, Version], dict[str, Any]] | None = None
-    for brief in briefs:
-        if brief.get("revoked_at"):
-            continue
-        parsed = Version.parse(brief["version"])
-        rank = (not parsed.is_prerelease, parsed)
-        if best is None or rank > best[0]:
-            best = (rank, brief)
-    return best[1] if best else None
+    """The latest live version of a module's briefs (``mirror.domain.publishing.latest_live``)."""
+    return latest_live(briefs, version=lambda brief: brief["version"], revoked=lambda brief: brief.get("revoked_at"))
 
 
 def _latest_fields(display: ModuleAddress, latest: dict[str, Any] | None, *, put: bool = False) -> dict[str, Any]:

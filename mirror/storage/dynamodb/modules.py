@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from mirror.domain import events
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain import provenance
 from mirror.domain.provenance import Owner
@@ -26,7 +27,6 @@ from mirror.storage.dynamodb.keys import (
     _repository_pointer,
 )
 from mirror.storage.dynamodb.items import (
-    _address_data,
     _new_module_item,
     _owner_of,
     _check_owner,
@@ -63,7 +63,7 @@ class Modules(Versions):
             items = [self._tx_put(item, "attribute_not_exists(#PK)"), self._tx_namespace(address.namespace, now)]
             if owner.repository_id is not None:
                 items.append(self._tx_put(_repository_pointer(owner.repository_id, key)))
-            return _Plan(None, items, [("module.created", _address_data(address))], now)
+            return _Plan(None, items, [events.module_created(address)], now)
 
         for attempt in range(COMMIT_ATTEMPTS):
             existing = await self._commit(plan)
@@ -154,8 +154,8 @@ class Modules(Versions):
             )
             if record.installation_id is not None:
                 record = replace(record, installation_id=int(record.installation_id))
-            data = {**_address_data(address), "owner_source": str(new_owner), "allow_uploads": record.allow_uploads}
-            return _Plan(record, items, [("module.policy_changed", data)], now)
+            changed = events.module_policy_changed(address, new_owner, record.allow_uploads)
+            return _Plan(record, items, [changed], now)
 
         return await self._commit(plan)
 
@@ -198,7 +198,7 @@ class Modules(Versions):
                             pointer_key, "#module_pk = :pk AND #module_sk = :sk", {":pk": key[0], ":sk": key[1]}
                         )
                     )
-            return _Plan((None, set(refs)), items, [("module.deleted", _address_data(address))], now)
+            return _Plan((None, set(refs)), items, [events.module_deleted(address)], now)
 
         touched: set[str] = set()
         while True:
@@ -259,8 +259,7 @@ class Modules(Versions):
             items.append(self._tx_put(moved_module, "attribute_not_exists(#PK)"))
             if module.get("repository_id") is not None:
                 items.append(self._tx_put(_repository_pointer(module["repository_id"], target_key)))
-            data = {**_address_data(target), "old_name": address.name}
-            return _Plan(True, items, [("module.renamed", data)], now)
+            return _Plan(True, items, [events.module_renamed(target, address.name)], now)
 
         while (result := await self._commit(plan)) is _AGAIN:
             pass
@@ -288,6 +287,6 @@ class Modules(Versions):
                 ),
                 self._tx_latest(module, briefs),
             ]
-            return _Plan(True, items, [("module.version_revoked", {**_address_data(address), "version": version})], now)
+            return _Plan(True, items, [events.version_revoked(address, version)], now)
 
         return await self._commit(plan)

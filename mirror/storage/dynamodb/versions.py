@@ -7,12 +7,12 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain import provenance
 from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
+from mirror.domain.publishing import plan_publish
 from mirror.storage.protocols import ModuleSummary
 from mirror.storage.dynamodb.wire import _Raw
 from mirror.storage.dynamodb.keys import (
@@ -28,7 +28,6 @@ from mirror.storage.dynamodb.items import (
     _VERSION_FIELDS,
     _VERSION_FIELDS_NO_README,
     _BRIEF_FIELDS,
-    _address_data,
     _address_of,
     _new_module_item,
     _version_item,
@@ -82,30 +81,24 @@ class Versions(DynamoTable):
                 current = _owner_of(module) if module is not None else None
                 if current != new.expected_owner:
                     raise provenance.changed(address, current, new.expected_owner)
-            if existing is not None:
-                stored = _version_from_item(existing)
-                if stored.sha256 != mv.sha256:
-                    return _Plan(PublishOutcome("conflict", stored))
-                if stored.revoked_at is None or module is None:
-                    return _Plan(PublishOutcome("unchanged", stored))
-                # the same bytes again after a revocation (a tag deleted and pushed back)
+            stored = _version_from_item(existing) if existing is not None else None
+            decided = plan_publish(new, stored, module_exists=module is not None)
+            if decided.action in ("conflict", "unchanged"):
+                return _Plan(decided.outcome)
+            if decided.action == "reinstate" and module is None:  # a version item its module item lost:
+                return _Plan(PublishOutcome("unchanged", stored))  # nothing to point at it, left as it is
+            if decided.action == "reinstate":
                 briefs = [{**b, "revoked_at": None} if b["version"] == mv.version else b for b in briefs]
                 items = [
                     self._tx_update(version_key, remove=["revoked_at"], condition="attribute_exists(#revoked_at)"),
                     self._tx_latest(module, briefs),
                 ]
-                return _Plan(
-                    PublishOutcome("created", replace(stored, revoked_at=None)),
-                    items,
-                    list(new.events),
-                    mv.published_at,
-                )
+                return _Plan(decided.outcome, items, list(decided.events), mv.published_at)
 
             now = mv.published_at
             display = address if module is None else _address_of(module)
             item = _version_item(display, mv, new.analysis)
             briefs.append({f: item.get(f) for f in _BRIEF_FIELDS})
-            events = list(new.events)
             items = [
                 self._tx_put(item, "attribute_not_exists(#PK)"),
                 self._tx_namespace(address.namespace, now),
@@ -119,10 +112,9 @@ class Versions(DynamoTable):
                 items.append(self._tx_put(module_item, "attribute_not_exists(#PK)"))
                 if new.owner.repository_id is not None:
                     items.append(self._tx_put(_repository_pointer(new.owner.repository_id, module_key)))
-                events.insert(0, ("module.created", _address_data(address)))
             else:
                 items.append(self._tx_latest(module, briefs))
-            return _Plan(PublishOutcome("created", mv), items, events, now)
+            return _Plan(decided.outcome, items, list(decided.events), now)
 
         return await self._commit(plan)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mirror.domain import events
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.models import Installation
 from mirror.domain.timeutil import now_rfc3339
@@ -25,7 +26,7 @@ class Installations(Modules):
                 "INSERT INTO namespaces (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (installation.namespace, installation.created_at),
             )
-            await self._append_events(conn, [("app.installed", {"namespace": installation.namespace})], installation.created_at)
+            await self._append_events(conn, [events.app_installed(installation.namespace)], installation.created_at)
             return True
 
     async def installation(self, installation_id: int) -> Installation | None:
@@ -62,5 +63,5 @@ class Installations(Modules):
                 "AND NOT EXISTS (SELECT 1 FROM installations WHERE namespace = ?)",
                 (namespace, namespace, namespace),
             )
-            await self._append_events(conn, [("app.uninstalled", {"namespace": namespace})], now)
+            await self._append_events(conn, [events.app_uninstalled(namespace)], now)
             return orphans

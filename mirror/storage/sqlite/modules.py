@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiosqlite
 
+from mirror.domain import events
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain import provenance
 from mirror.domain.provenance import Owner
@@ -14,7 +15,6 @@ from mirror.storage.sqlite.rows import (
     _MODULE_COLUMNS,
     _MODULE_MATCH,
     _OWNER_COLUMNS,
-    _address_data,
     _check_owner,
     _module_from_row,
     _module_id,
@@ -62,7 +62,7 @@ class Modules(SqliteConnection):
                 "installation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (*_parts(address), now, source_url, owner.repository_id, str(owner), installation_id),
             )
-            await self._append_events(conn, [("module.created", _address_data(address))], now)
+            await self._append_events(conn, [events.module_created(address)], now)
             return True
 
     async def get_module(self, address: ModuleAddress) -> ModuleRecord | None:
@@ -110,8 +110,8 @@ class Modules(SqliteConnection):
             record = _module_from_row(
                 await _one(conn, f"SELECT {_MODULE_COLUMNS} FROM modules WHERE id = ?", (row[0],))
             )
-            data = {**_address_data(address), "owner_source": str(record.owner), "allow_uploads": record.allow_uploads}
-            await self._append_events(conn, [("module.policy_changed", data)], now_rfc3339())
+            changed = events.module_policy_changed(address, record.owner, record.allow_uploads)
+            await self._append_events(conn, [changed], now_rfc3339())
             return record
 
     async def delete_module(self, address: ModuleAddress, *, owner: Owner | None = None) -> list[str]:
@@ -130,7 +130,7 @@ class Modules(SqliteConnection):
             keys = [r[0] for r in await cursor.fetchall()]
         await conn.execute("DELETE FROM versions WHERE module_id = ?", (module_id,))
         await conn.execute("DELETE FROM modules WHERE id = ?", (module_id,))
-        await self._append_events(conn, [("module.deleted", _address_data(address))], now)
+        await self._append_events(conn, [events.module_deleted(address)], now)
         orphans = []
         for key in keys:
             if await _one(conn, "SELECT 1 FROM versions WHERE blob_key = ? LIMIT 1", (key,)) is None:
@@ -149,8 +149,7 @@ class Modules(SqliteConnection):
             if await _one(conn, "SELECT id FROM modules m WHERE " + _MODULE_MATCH, _parts(target)):
                 raise Conflict(f"cannot rename {address} to {target}: that module exists")
             await conn.execute("UPDATE modules SET name = ? WHERE id = ?", (new_name, row[0]))
-            data = {**_address_data(target), "old_name": address.name}
-            await self._append_events(conn, [("module.renamed", data)], now_rfc3339())
+            await self._append_events(conn, [events.module_renamed(target, address.name)], now_rfc3339())
             return True
 
     async def revoke_version(self, address: ModuleAddress, version: str, *, owner: Owner | None = None) -> bool:
@@ -167,5 +166,5 @@ class Modules(SqliteConnection):
             if cursor.rowcount == 0:
                 return False
             await _refresh_latest(conn, await _module_id(conn, address))
-            await self._append_events(conn, [("module.version_revoked", {**_address_data(address), "version": version})], now)
+            await self._append_events(conn, [events.version_revoked(address, version)], now)
             return True

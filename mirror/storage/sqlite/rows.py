@@ -12,8 +12,9 @@ from mirror.domain.addresses import ModuleAddress
 from mirror.domain import provenance
 from mirror.domain.provenance import Owner
 from mirror.domain.models import ModuleRecord, ModuleVersion
+from mirror.domain.events import address_data
+from mirror.domain.publishing import latest_live
 from mirror.domain.readme import first_paragraph
-from mirror.domain.versions import Version
 from mirror.storage.protocols import ModuleSummary
 
 
@@ -96,19 +97,14 @@ async def _refresh_latest(conn: aiosqlite.Connection, module_id: int) -> None:
         "SELECT id, version FROM versions WHERE module_id = ? AND revoked_at IS NULL", (module_id,)
     ) as cursor:
         live = await cursor.fetchall()
-    best: tuple[tuple[bool, Version], int] | None = None
-    for version_id, text in live:
-        parsed = Version.parse(text)
-        key = (not parsed.is_prerelease, parsed)
-        if best is None or key > best[0]:
-            best = (key, version_id)
+    best = latest_live(live, version=lambda row: row[1])
     if best is None:
         await conn.execute("UPDATE modules SET latest_version_id = NULL, description = '' WHERE id = ?", (module_id,))
         return
-    readme = await _one(conn, "SELECT readme FROM versions WHERE id = ?", (best[1],))
+    readme = await _one(conn, "SELECT readme FROM versions WHERE id = ?", (best[0],))
     await conn.execute(
         "UPDATE modules SET latest_version_id = ?, description = ? WHERE id = ?",
-        (best[1], first_paragraph(readme[0]), module_id),
+        (best[0], first_paragraph(readme[0]), module_id),
     )
 
 
@@ -116,8 +112,7 @@ def _parts(address: ModuleAddress) -> tuple[str, str, str]:
     return (address.namespace, address.name, address.provider)
 
 
-def _address_data(address: ModuleAddress) -> dict[str, str]:
-    return {"namespace": address.namespace, "name": address.name, "provider": address.provider}
+_address_data = address_data
 
 
 def _dumps(data: Any) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Mapping
-from dataclasses import replace
 from typing import Any
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain import provenance
 from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
 from mirror.domain.errors import StorageUnavailable
+from mirror.domain.publishing import plan_publish
 from mirror.storage.protocols import ModuleSummary
 from mirror.storage.sqlite.rows import (
     _MODULE_MATCH,
@@ -83,28 +83,25 @@ class Versions(SqliteConnection):
                     f"WHERE {_MODULE_MATCH} AND v.version = ?",
                     (addr.namespace, addr.name, addr.provider, mv.version),
                 )
-                if existing is not None:
-                    stored = _version_from_row(existing)
-                    if stored.sha256 != mv.sha256:
-                        return PublishOutcome("conflict", stored)
-                    if stored.revoked_at is None:
-                        return PublishOutcome("unchanged", stored)
-                    # the same bytes again after a revocation (a tag deleted and pushed back)
+                stored = _version_from_row(existing) if existing is not None else None
+                plan = plan_publish(new, stored, module_exists=module_row is not None)
+                if plan.action in ("conflict", "unchanged"):
+                    return plan.outcome
+                if plan.action == "reinstate":
                     await conn.execute(
                         "UPDATE versions SET revoked_at = NULL WHERE version = ? AND module_id = "
                         "(SELECT id FROM modules m WHERE " + _MODULE_MATCH + ")",
                         (mv.version, addr.namespace, addr.name, addr.provider),
                     )
                     await _refresh_latest(conn, await _module_id(conn, addr))
-                    await self._append_events(conn, list(new.events), mv.published_at)
-                    return PublishOutcome("created", replace(stored, revoked_at=None))
+                    await self._append_events(conn, list(plan.events), mv.published_at)
+                    return plan.outcome
 
                 now = mv.published_at
                 await conn.execute(
                     "INSERT INTO namespaces (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     (addr.namespace, now),
                 )
-                events = list(new.events)
                 if module_row is None:
                     cursor = await conn.execute(
                         "INSERT INTO modules (namespace, name, provider, created_at, owner, repository_id) "
@@ -112,10 +109,6 @@ class Versions(SqliteConnection):
                         (addr.namespace, addr.name, addr.provider, now, str(new.owner), new.owner.repository_id),
                     )
                     module_id = cursor.lastrowid
-                    events.insert(
-                        0,
-                        ("module.created", {"namespace": addr.namespace, "name": addr.name, "provider": addr.provider}),
-                    )
                 else:
                     module_id = module_row[0]
                 await conn.execute(
@@ -136,8 +129,8 @@ class Versions(SqliteConnection):
                     ),
                 )
                 await _refresh_latest(conn, module_id)
-                await self._append_events(conn, events, now)
-                return PublishOutcome("created", mv)
+                await self._append_events(conn, list(plan.events), now)
+                return plan.outcome
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
 

@@ -1,0 +1,55 @@
+"""The event catalogue: every event type a store writes with its changes, and its payload.
+
+A backend appends these in the transaction of the change they describe; builders return
+``(type, data)`` as ``NewVersion.events`` and the event log carry them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mirror.domain.addresses import ModuleAddress
+from mirror.domain.provenance import Owner
+
+MODULE_CREATED = "module.created"
+MODULE_DELETED = "module.deleted"
+MODULE_RENAMED = "module.renamed"
+MODULE_POLICY_CHANGED = "module.policy_changed"
+VERSION_RELEASED = "module.version_released"
+VERSION_REVOKED = "module.version_revoked"
+APP_INSTALLED = "app.installed"
+APP_UNINSTALLED = "app.uninstalled"
+
+EventSpec = tuple[str, dict[str, Any]]
+
+
+def address_data(address: ModuleAddress) -> dict[str, str]:
+    """The fields every module event carries."""
+    return {"namespace": address.namespace, "name": address.name, "provider": address.provider}
+
+
+def module_created(address: ModuleAddress) -> EventSpec:
+    return MODULE_CREATED, address_data(address)
+
+
+def module_deleted(address: ModuleAddress) -> EventSpec:
+    return MODULE_DELETED, address_data(address)
+
+
+def module_renamed(target: ModuleAddress, old_name: str) -> EventSpec:
+    return MODULE_RENAMED, {**address_data(target), "old_name": old_name}
+
+
+def module_policy_changed(address: ModuleAddress, owner: Owner, allow_uploads: bool) -> EventSpec:
+    return MODULE_POLICY_CHANGED, {**address_data(address), "owner_source": str(owner), "allow_uploads": allow_uploads}
+
+
+def version_revoked(address: ModuleAddress, version: str) -> EventSpec:
+    return VERSION_REVOKED, {**address_data(address), "version": version}
+
+
+def app_installed(namespace: str) -> EventSpec:
+    return APP_INSTALLED, {"namespace": namespace}
+
+
+def app_uninstalled(namespace: str) -> EventSpec:
+    return APP_UNINSTALLED, {"namespace": namespace}
