@@ -118,7 +118,9 @@ def test_the_reference_documents_every_key():
         assert f"## `[{section}]`" in page
         for key, info in model.__pydantic_fields__.items():
             assert info.description, (section, key)
-            assert f"| `{key}` |" in page and f"`MIRROR_{section.upper()}_{key.upper()}`" in page, (section, key)
+            assert f"| `{key}` |" in page, (section, key)
+            if (section, key) != ("webhooks", "subscriptions"):  # an array of tables is written in the file
+                assert f"`MIRROR_{section.upper()}_{key.upper()}`" in page, (section, key)
     for key, info in UpstreamConfig.__pydantic_fields__.items():
         assert info.description and f"| `{key}` |" in page, key
     assert "## `[[upstreams]]`" in page and "## `[plugins.NAME]`" in page

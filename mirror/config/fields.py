@@ -116,7 +116,7 @@ def choice(*values: str) -> Any:
             raise ValueError(f"must be one of {', '.join(repr(a) for a in values)}, not {value!r}")
         return value
 
-    return Annotated[Literal[values], BeforeValidator(one_of), Kind(" | ".join(f'"{v}"' for v in values))]
+    return Annotated[Literal[values], BeforeValidator(one_of), Kind(" or ".join(f'`"{v}"`' for v in values))]
 
 
 Flag = Annotated[bool, BeforeValidator(_flag), Kind("boolean")]

@@ -11,7 +11,7 @@ from pydantic_core import PydanticUndefined
 
 from mirror.config.fields import kind_of
 from mirror.config.loader import NON_CONFIG_VARIABLES, env_name
-from mirror.config.sections import SECTIONS, Config
+from mirror.config.sections import SECTIONS, Config, MiB
 from mirror.config.upstreams import UpstreamConfig
 
 _INTRO = """\
@@ -47,6 +47,8 @@ def _default(info: FieldInfo) -> str:
         return "`[]`"
     if isinstance(value, dict) and not value:
         return "`{}`"
+    if isinstance(value, int) and value >= MiB and value % MiB == 0:
+        return f"`{value}` ({value // MiB} MiB)"
     return f"`{value!r}`"
 
 
@@ -58,9 +60,10 @@ def _table(section: str | None, model: type) -> list[str]:
     headings = ["Key", "Type", "Default"] + (["Environment variable"] if section is not None else []) + ["Description"]
     lines = ["| " + " | ".join(headings) + " |", "|" + " --- |" * len(headings)]
     for key, info in model.__pydantic_fields__.items():  # type: ignore[attr-defined]
-        cells = [f"`{key}`", kind_of(info.metadata), _default(info)]
-        if section is not None:
-            cells.append(f"`{env_name(section, key)}`")
+        kind = kind_of(info.metadata)
+        cells = [f"`{key}`", _cell(kind), _default(info)]
+        if section is not None:  # an array of tables has no variable: it is written in the file
+            cells.append("–" if kind == "array of tables" else f"`{env_name(section, key)}`")
         cells.append(_cell(info.description or ""))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
