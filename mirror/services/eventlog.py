@@ -16,6 +16,9 @@ never deletes them), the directory is fsynced, and a new file is started. A line
 across files; a single line larger than ``max_bytes`` gets a file of its own.
 
 An exclusive ``flock`` on ``<path>.lock`` keeps a second process from writing the same log.
+
+``EventLogWriter`` is the built-in event sink ``log`` (``mirror.services.sinks.EventSink``:
+``start``, ``wake``, ``stop``), started by ``mirror.app.sinks`` when ``[events] log_path`` is set.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 Built-in backends live in the dicts below; other packages add theirs through the entry-point
 groups ``mirror.metadata_stores`` and ``mirror.blob_stores``: an entry point names a callable that
-takes the ``Config`` and returns an unopened store. So a new backend is a plug-in, not a fork.
+takes the ``Config`` and returns an unopened store (its settings are its own ``[plugins.NAME]``
+table, ``config.plugins[NAME]``, checked by the plug-in's ``validate``: see
+``mirror.app.plugins``, which also covers the other plug-in kinds). So a new backend is a
+plug-in, not a fork. A built-in name wins over an entry point of the same name.
 """
 
 from __future__ import annotations
