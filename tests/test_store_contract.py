@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mirror.testing.store_contract import metadata_store_defaults
+from mirror.testing.store_suite.support import addr, mv, released  # noqa: F401  (records other tests build)
 
 pytest_plugins = ["mirror.testing.store_contract"]
 
