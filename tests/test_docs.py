@@ -1,5 +1,6 @@
 """The documentation: the site builds with ``mkdocs build --strict`` (offline: no plug-in that
-fetches anything), every ``mirror/...`` path the docs name exists, and the README stays short."""
+fetches anything), every ``mirror/...`` path the docs name exists, the events page lists the
+whole event catalogue, and the README stays short."""
 
 from __future__ import annotations
 
@@ -45,6 +46,15 @@ def test_every_package_path_the_docs_name_exists() -> None:
                 if not (ROOT / path).exists():
                     missing.append(f"{page.relative_to(ROOT)}:{number}: {path}")
     assert not missing, "paths named in the docs that do not exist:\n" + "\n".join(missing)
+
+
+def test_the_events_page_lists_every_event_type() -> None:
+    from mirror.domain import events
+
+    types = {value for name, value in vars(events).items() if name.isupper() and isinstance(value, str) and "." in value}
+    assert types, "no event types found in mirror.domain.events"
+    page = (DOCS / "events.md").read_text(encoding="utf-8")
+    assert sorted(kind for kind in types if f"`{kind}`" not in page) == []
 
 
 def test_the_readme_stays_short() -> None:
