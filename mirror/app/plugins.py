@@ -52,11 +52,13 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mirror.config import Config, load_config
 from mirror.domain.errors import ConfigError
 from mirror.storage.factory import BLOB_BACKENDS, BLOB_GROUP, METADATA_BACKENDS, METADATA_GROUP, blob_backends, metadata_backends
+
+if TYPE_CHECKING:  # the config models load with the config, not with `mirror --help`
+    from mirror.config import Config
 
 SOURCE_GROUP = "mirror.sources"
 SINK_GROUP = "mirror.event_sinks"
@@ -101,6 +103,8 @@ def load_app_config(path: Path | None, environ: Mapping[str, str] | None = None)
     """The config at ``path`` (else the defaults) with ``MIRROR_*`` overrides, every installed
     backend allowed, and each plug-in's table checked by its plug-in: all problems, mirror's and
     the plug-ins', in one ConfigError."""
+    from mirror.config import load_config
+
     try:
         config = load_config(
             path,

@@ -26,14 +26,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from mirror.cli.common import UsageError, config_of
-from mirror.config import Config, UpstreamConfig
 from mirror.domain.addresses import valid_namespace
 from mirror.domain.errors import BadRequest
+
+if TYPE_CHECKING:  # the config models load with the config, not with `mirror --help`
+    from mirror.config import Config, UpstreamConfig
 
 TOKEN_ENV = "MIRROR_UPSTREAM_TOKEN"
 MAX_JOBS = 64

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mirror.config import Config
 from mirror.storage.protocols import BlobStore, MetadataStore
+
+if TYPE_CHECKING:  # the config models load with the config, not with `mirror --help`
+    from mirror.config import Config
 
 METADATA_GROUP = "mirror.metadata_stores"
 BLOB_GROUP = "mirror.blob_stores"
