@@ -48,11 +48,17 @@ def latest_rank(version: str) -> tuple[bool, Version]:
     return (not parsed.is_prerelease, parsed)
 
 
+def _itself(candidate: Any) -> str:
+    return candidate
+
+
 def latest_live(
-    candidates: Iterable[T], version: Callable[[T], str], revoked: Callable[[T], Any] = lambda _: None
+    candidates: Iterable[T], version: Callable[[T], str] = _itself, revoked: Callable[[T], Any] = lambda _: None
 ) -> T | None:
     """The version a module shows: its highest live release, else its highest live prerelease
-    (the first of equals); None when nothing is live."""
+    (the first of equals); None when nothing is live. The one rule for every store and reader:
+    ``candidates`` are version strings unless ``version`` reads one from each, and a candidate
+    is live unless ``revoked`` says otherwise."""
     best: tuple[tuple[bool, Version], T] | None = None
     for candidate in candidates:
         if revoked(candidate):

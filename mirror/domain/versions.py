@@ -85,14 +85,6 @@ def normalize(text: str) -> str:
     return str(Version.parse(text))
 
 
-def latest(versions: list[str]) -> str | None:
-    """The highest release; the highest prerelease only when there is no release."""
-    parsed = [Version.parse(v) for v in versions]
-    releases = [v for v in parsed if not v.is_prerelease]
-    pool = releases or parsed
-    return str(max(pool)) if pool else None
-
-
 # Version constraints ---------------------------------------------------------------------------
 #
 # Terraform's module installer checks a release against ``required`` with hashicorp/go-version

@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.blobs import archive_key, is_sha256
 from mirror.domain.models import ModuleVersion
-from mirror.domain.versions import latest, normalize
+from mirror.domain.versions import normalize
 from mirror.domain.errors import NotFound, Unauthorized
 from mirror.http.keys import BLOBS, CATALOG, CONFIG, DOWNLOADS, LOCATOR, METRICS, PULLTHROUGH
 from mirror.http.common import authorize, module_address
@@ -94,7 +94,7 @@ async def _pull_through(request: web.Request, address: ModuleAddress, version: s
 async def download_latest(request: web.Request) -> web.Response:
     address = module_address(request)
     await authorize(request, address.namespace, "read")
-    newest = latest(list((await request.app[CATALOG].module(address)).newest_first))
+    newest = (await request.app[CATALOG].module(address)).latest
     if newest is None:
         raise NotFound(f"module {address} not found")
     target = "/".join(quote(part, safe="") for part in (address.namespace, address.name, address.provider, newest))
@@ -112,7 +112,7 @@ async def latest_detail(request: web.Request) -> web.Response:
     """``GET .../:provider``: the latest version (highest release, else prerelease) in detail."""
     address = module_address(request)
     await authorize(request, address.namespace, "read")
-    newest = latest(list((await request.app[CATALOG].module(address)).newest_first))
+    newest = (await request.app[CATALOG].module(address)).latest
     if newest is None:
         raise NotFound(f"module {address} not found")
     return web.json_response(await detail_body(request.app, address, newest))

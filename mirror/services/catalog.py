@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.models import ModuleVersion
+from mirror.domain.publishing import latest_live
 from mirror.domain.versions import Version
 from mirror.services.singleflight import SingleFlight
 from mirror.storage.protocols import ModuleIndex
@@ -32,6 +33,12 @@ class ModuleEntry:
     newest_first: tuple[str, ...]
     versions_body: bytes | None  # None: no live versions (the module is unknown to Terraform)
     expires: float
+
+    @property
+    def latest(self) -> str | None:
+        """The version the module shows (``mirror.domain.publishing.latest_live``); None when
+        nothing is live."""
+        return latest_live(self.newest_first)
 
 
 def _key(address: ModuleAddress) -> tuple[str, str, str]:

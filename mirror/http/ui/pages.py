@@ -30,7 +30,7 @@ from markdown_it import MarkdownIt
 from yarl import URL
 
 from mirror.domain.addresses import ModuleAddress, valid_provider
-from mirror.domain.versions import latest, normalize
+from mirror.domain.versions import normalize
 from mirror.domain.errors import BadRequest, Forbidden, MirrorError, NotFound, Unauthorized
 from mirror.http.keys import AUTH, CATALOG, CONFIG, STORE
 from mirror.http.module_views import MAX_OFFSET, detail_body, find_modules, visible_namespace
@@ -250,7 +250,7 @@ class Pages:
 
     @staticmethod
     async def _latest(app: web.Application, address: ModuleAddress) -> str:
-        newest = latest(list((await app[CATALOG].module(address)).newest_first))
+        newest = (await app[CATALOG].module(address)).latest
         if newest is None:
             raise NotFound(f"module {address} not found")
         return newest
