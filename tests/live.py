@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
@@ -19,19 +20,34 @@ T = TypeVar("T")
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], what: str, *, timeout: float, logs: Callable[[], str] = lambda: ""
+    check: Callable[[], Awaitable[T] | T], what: str, *, timeout: float, logs: Callable[[], str] = lambda: ""
 ) -> T:
-    """Poll ``check`` every 50 ms until it returns something truthy, and return that; after
-    ``timeout`` seconds fail with the last value and ``logs()`` (the servers' logs)."""
+    """Poll ``check`` (a coroutine function or a plain one) every 50 ms until it returns something
+    truthy, and return that; after ``timeout`` seconds fail with the last value and ``logs()`` (the
+    servers' logs)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        value = await check()
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}\n{logs()}")
         await asyncio.sleep(0.05)
+
+
+def wait_until(check: Callable[[], T], what: str, *, timeout: float, logs: Callable[[], str] = lambda: "") -> T:
+    """``eventually`` for blocking code: poll ``check`` every 50 ms until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}\n{logs()}")
+        time.sleep(0.05)
 
 
 class ManualClock:

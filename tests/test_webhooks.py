@@ -27,7 +27,7 @@ from mirror.domain.timeutil import now_rfc3339
 from mirror.integrations.webhook_transport import HttpWebhookTransport, WebhookDestinations, check_destination, delivery_id
 from mirror.services.webhooks import WebhookDispatcher, consumer_name, create_subscription, new_subscription
 from tests.conftest import Registry
-from tests.live import write_config
+from tests.live import eventually, write_config
 
 SECRET = "s3cret-s3cret-s3cret"
 FAST = {"allow_private": True, "backoff_base": 0.02, "backoff_max": 0.1, "max_attempts": 3, "timeout_seconds": 0.5}
@@ -39,6 +39,7 @@ class Delivery:
     type: str
     delivery_id: str
     headers: dict[str, str]
+    at: float = field(default_factory=time.time)  # when the attempt arrived (unix time)
 
 
 @dataclass
@@ -117,9 +118,7 @@ async def serials_after(registry: Registry, serial: int, **filters: Any) -> list
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
+    await eventually(predicate, "the receivers to get their deliveries", timeout=timeout)
 
 
 async def status(registry: Registry, subscription_id: str) -> dict[str, Any]:
@@ -198,8 +197,12 @@ async def test_receiver_down_then_back_gets_the_backlog(start, receiver, module_
     sub = await subscribe(registry, f"http://127.0.0.1:{port}/hook")
     await publish(registry, module_archive, "acme/net/aws", "1.0.0", "1.1.0", "1.2.0")
     expected = await serials_after(registry, start_serial)
-    await asyncio.sleep(0.4)
-    row = await status(registry, sub)
+
+    async def retried() -> dict[str, Any] | None:
+        row = await status(registry, sub)
+        return row if row["attempts"] >= 2 else None
+
+    row = await eventually(retried, "two failed attempts", timeout=5)
     assert row["lag"] == len(expected) and row["attempts"] >= 2 and "127.0.0.1" in row["last_error"]
     hook = await receiver(port=port)
     await until(lambda: len(hook.received) == len(expected))
@@ -261,11 +264,18 @@ async def test_event_and_namespace_filters(start, receiver, module_archive):
     assert releases.serials == want_releases and acme.serials == want_acme
     # events a subscriber does not want still move its cursor
     for sub in (sub_releases, sub_acme):
-        async with asyncio.timeout(5):
-            while (await status(registry, sub))["lag"]:
-                await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)
-    assert releases.serials == want_releases and acme.serials == want_acme
+        await eventually(lambda: _caught_up(registry, sub), f"{sub} to catch up", timeout=5)
+    # and are never sent: a later event both want arrives right after the ones they wanted
+    marker = await registry.app[STORE].latest_serial()
+    await publish(registry, module_archive, "acme/net/aws", "1.1.0")
+    wanted_by_both = [e.serial for e in await registry.app[STORE].events_after(marker, 100, ["module.version_released"])]
+    assert len(wanted_by_both) == 1
+    await until(lambda: releases.serials[-1:] == wanted_by_both and acme.serials[-1:] == wanted_by_both)
+    assert releases.serials == want_releases + wanted_by_both and acme.serials == want_acme + wanted_by_both
+
+
+async def _caught_up(registry: Registry, subscription_id: str) -> bool:
+    return (await status(registry, subscription_id))["lag"] == 0
 
 
 async def test_private_destinations_are_refused(start, receiver, module_archive):
@@ -301,9 +311,10 @@ async def test_private_destinations_are_refused(start, receiver, module_archive)
     sub = new_subscription(hook.url, SECRET, [], [], now_rfc3339())
     await create_subscription(store, sub, WebhookDestinations(allow_private=True))
     await publish(registry, module_archive, "acme/net/aws", "1.0.0")
-    async with asyncio.timeout(5):
-        while len(await store.list_delivery_failures(sub.id)) < 2:
-            await asyncio.sleep(0.02)
+    async def parked() -> bool:
+        return len(await store.list_delivery_failures(sub.id)) >= 2
+
+    await eventually(parked, "both events to be parked", timeout=5)
     assert hook.calls == []
     assert "non-public" in (await store.list_delivery_failures(sub.id))[0].last_error
 
@@ -386,10 +397,8 @@ async def test_a_stored_backoff_is_waited_out_after_a_restart(start, receiver, m
         )
         await dispatcher.start()
         try:
-            await asyncio.sleep(0.3)
-            assert hook.calls == []
             await until(lambda: len(hook.received) == 2)
-            assert time.time() >= retry_at
+            assert hook.calls[0].at >= retry_at  # nothing was sent before the stored backoff ended
             assert (await store.consumer(consumer_name(sub.id))).attempts == 0
         finally:
             await dispatcher.stop()
@@ -441,9 +450,7 @@ async def test_cli_add_list_failures_redeliver_remove(tmp_path, receiver, module
 
     await publish(registry, module_archive, "acme/net/aws", "1.0.0")
     store = registry.app[STORE]
-    async with asyncio.timeout(5):
-        while not await store.list_delivery_failures(sub):
-            await asyncio.sleep(0.02)
+    await eventually(lambda: store.list_delivery_failures(sub), "a parked delivery", timeout=5)
     code, out, err = await cli("list", "--config", str(config_file), cwd=root)
     assert code == 0 and sub in out and hook.url in out
     code, out, err = await cli("failures", sub, "--config", str(config_file), cwd=root)
@@ -476,7 +483,8 @@ async def test_two_dispatchers_deliver_each_event_once_and_take_over(start, rece
     await create_subscription(store, sub, WebhookDestinations(allow_private=True))
     name = consumer_name(sub.id)
     # a replica that died holding the lease: nobody delivers until it lapses
-    assert await store.acquire_consumer_lease(name, "dead-replica", time.time() + 0.8, time.time())
+    dead_until = time.time() + 0.8
+    assert await store.acquire_consumer_lease(name, "dead-replica", dead_until, time.time())
     async with aiohttp.ClientSession() as session:
 
         def dispatcher(on: Any) -> WebhookDispatcher:
@@ -490,11 +498,9 @@ async def test_two_dispatchers_deliver_each_event_once_and_take_over(start, rece
         try:
             await first.start()
             await publish(registry, module_archive, "acme/net/aws", "1.0.0", "1.0.1")
-            await asyncio.sleep(0.3)
-            assert hook.calls == []  # the dead replica's lease still runs
-            async with asyncio.timeout(5):
-                while not await _lease_held(first, sub.id):
-                    await asyncio.sleep(0.01)
+            await eventually(lambda: _lease_held(first, sub.id), "the first dispatcher to take the lease", timeout=5)
+            await until(lambda: len(hook.calls) >= 1)
+            assert hook.calls[0].at >= dead_until  # nothing was sent while the dead replica's lease ran
             await second.start()
             await publish(registry, module_archive, "acme/net/aws", *(f"1.1.{n}" for n in range(12)))
             expected = await serials_after(registry, 0)
