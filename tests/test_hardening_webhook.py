@@ -21,8 +21,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mirror.app.build import create_app
 from mirror.domain.errors import ConfigError
-from mirror.http.keys import JOBS, STORE
+from mirror.http.keys import DELIVERY_READER, JOBS, STORE
 from tests.fake_github import FakeGitHub, sign
+from tests.live import eventually
 
 SECRET = "hardening-webhook-secret"
 DEADLINE = 1.5  # [github] webhook_body_seconds in these tests
@@ -106,6 +107,19 @@ class RawRequest:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def large_body_slots(client: TestClient) -> asyncio.Semaphore:
+    """The registry's slots for large bodies (``[github] webhook_large_bodies``), to watch."""
+    return client.server.app[DELIVERY_READER]._slots
+
+
+async def slot_taken(client: TestClient) -> None:
+    await eventually(lambda: large_body_slots(client).locked(), "a large body to take the slot", timeout=5)
+
+
+async def waiting_for_the_slot(client: TestClient) -> None:
+    await eventually(lambda: large_body_slots(client)._waiters, "a large body to wait for the slot", timeout=5)
 
 
 async def trickle(request: RawRequest, total: int, every: float) -> None:
@@ -202,7 +216,7 @@ async def test_large_bodies_are_read_one_at_a_time_here(registry: TestClient, tm
     )
     try:
         await holder.send(b" " * LARGE)  # and then nothing: the slot stays taken
-        await asyncio.sleep(0.2)
+        await slot_taken(registry)
         big = padded({"zen": "big"}, 2 * LARGE)
 
         async def chunked() -> AsyncIterator[bytes]:
@@ -228,9 +242,9 @@ async def test_large_bodies_are_read_one_at_a_time_here(registry: TestClient, tm
     first = await RawRequest.open(registry, headers_for("ping", big) | {"Content-Length": str(len(big))})
     try:
         await first.send(big[:LARGE])
-        await asyncio.sleep(0.2)
+        await slot_taken(registry)
         second = asyncio.ensure_future(registry.post("/github/webhook", data=big, headers=headers_for("ping", big)))
-        await asyncio.sleep(0.2)
+        await waiting_for_the_slot(registry)
         assert not second.done()
         await first.send(big[LARGE:])
         assert (await first.response(timeout=5))[0] == 200
