@@ -43,6 +43,11 @@ def module_policy_changed(address: ModuleAddress, owner: Owner, allow_uploads: b
     return MODULE_POLICY_CHANGED, {**address_data(address), "owner_source": str(owner), "allow_uploads": allow_uploads}
 
 
+def version_released(address: ModuleAddress, version: str, url: str) -> EventSpec:
+    """``url``: where the archive is fetched (the blob store's URL of its key)."""
+    return VERSION_RELEASED, {**address_data(address), "version": version, "url": url}
+
+
 def version_revoked(address: ModuleAddress, version: str) -> EventSpec:
     return VERSION_REVOKED, {**address_data(address), "version": version}
 

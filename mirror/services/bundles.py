@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.domain import provenance
+from mirror.domain.events import MODULE_RENAMED, VERSION_RELEASED
 from mirror.domain.errors import BadRequest, MirrorError, NotFound, StorageUnavailable
 from mirror.domain.models import ModuleVersion
 from mirror.domain.provenance import Owner
@@ -63,8 +64,6 @@ __all__ = [
 ]
 
 _EVENT_PAGE = 1000
-_RELEASED = "module.version_released"
-_RENAMED = "module.renamed"
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -148,13 +147,13 @@ async def _released_after(store: MetadataStore, since: int, latest: int) -> _Rel
     released = _Released()
     after = since
     while after < latest:
-        page = await store.events_after(after, _EVENT_PAGE, (_RELEASED, _RENAMED))
+        page = await store.events_after(after, _EVENT_PAGE, (VERSION_RELEASED, MODULE_RENAMED))
         for event in page:
             if event.serial > latest:
                 return released
             data = event.data
             module = (str(data.get("namespace", "")).lower(), str(data.get("name", "")).lower(), data.get("provider"))
-            if event.type == _RELEASED:
+            if event.type == VERSION_RELEASED:
                 released.versions.add((*module, data.get("version")))
             else:
                 released.modules.add(module)

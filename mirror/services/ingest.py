@@ -16,7 +16,8 @@ import structlog
 from mirror.domain.addresses import ModuleAddress
 from mirror.formats.archive import ArchiveLimits, check_archive
 from mirror.domain.blobs import archive_key
-from mirror.domain import provenance
+from mirror.domain import events, provenance
+from mirror.domain.events import EventSpec
 from mirror.domain.models import ModuleVersion, NewVersion, PublishOutcome
 from mirror.domain.provenance import NotOwner, Owner
 from mirror.domain.timeutil import now_rfc3339
@@ -187,7 +188,7 @@ class Ingestor:
         outcome = await self._publisher.publish_version(
             NewVersion(
                 record,
-                [("module.version_released", self._released(record))],
+                [self._released(record)],
                 analysis=analysis,
                 owner=owner,
                 expected_owner=expected_owner,
@@ -204,7 +205,7 @@ class Ingestor:
         outcome = await self._publisher.publish_version(
             NewVersion(
                 revoked,
-                [("module.version_released", self._released(revoked))],
+                [self._released(revoked)],
                 owner=owner,
                 expected_owner=expected_owner,
             )
@@ -213,16 +214,9 @@ class Ingestor:
         log.info("version reinstated", module=str(revoked.address), version=revoked.version, sha256=revoked.sha256)
         return outcome
 
-    def _released(self, version: ModuleVersion) -> dict[str, str]:
-        """The ``module.version_released`` event's data."""
-        address = version.address
-        return {
-            "namespace": address.namespace,
-            "name": address.name,
-            "provider": address.provider,
-            "version": version.version,
-            "url": self._blobs.url(version.blob_key),
-        }
+    def _released(self, version: ModuleVersion) -> EventSpec:
+        """The ``module.version_released`` event."""
+        return events.version_released(version.address, version.version, self._blobs.url(version.blob_key))
 
     @staticmethod
     def _same_or_conflict(existing: ModuleVersion, archive: Archive) -> PublishOutcome:

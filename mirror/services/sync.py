@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from mirror.domain import provenance
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.events import VERSION_RELEASED, VERSION_REVOKED
 from mirror.domain.errors import (
     Conflict,
     InvalidArchive,
@@ -51,8 +52,6 @@ from mirror.domain.versions import Version, matching, normalize
 from mirror.services.ingest import Ingestor
 from mirror.services.upstream import ModuleFetcher, UpstreamRegistry
 
-RELEASED = "module.version_released"
-REVOKED = "module.version_revoked"
 #: events asked for per page of a mirror's feed
 FEED_PAGE = 200
 MiB = 1024 * 1024
@@ -323,7 +322,7 @@ class Syncer:
         self._on_line(f"following {run.label} from event {after}")
         while True:
             try:
-                page = await client.events(after, types=(RELEASED, REVOKED), limit=FEED_PAGE)
+                page = await client.events(after, types=(VERSION_RELEASED, VERSION_REVOKED), limit=FEED_PAGE)
             except MirrorError as exc:
                 self.report.failures.append(str(exc))
                 self._on_line(f"failed    {exc}")
@@ -363,7 +362,7 @@ class Syncer:
         async def apply(chain: list[tuple[int, str, ModuleAddress, str]]) -> None:
             for serial, kind, address, raw in chain:
                 target = _renamed(address, namespace)
-                if kind == RELEASED:
+                if kind == VERSION_RELEASED:
                     result = await self._copy(run, address, target, raw, from_feed=True)
                 else:
                     result = await self._revoke(run, address, target, raw)
@@ -429,7 +428,7 @@ def _serial(event: dict[str, Any]) -> int:
 
 def _parse_event(event: dict[str, Any]) -> tuple[str, ModuleAddress, str] | None:
     kind, data = event.get("type"), event.get("data")
-    if kind not in (RELEASED, REVOKED) or not isinstance(data, dict):
+    if kind not in (VERSION_RELEASED, VERSION_REVOKED) or not isinstance(data, dict):
         return None
     try:
         address = ModuleAddress.parse_parts(str(data["namespace"]), str(data["name"]), str(data["provider"]))
@@ -445,5 +444,5 @@ def _wanted(specs: Sequence[ModuleSpec], address: ModuleAddress, raw: str, kind:
         return True
     for spec in specs:
         if str(spec.address).lower() == str(address).lower():
-            return kind == REVOKED or spec.constraints.allows(Version.parse(raw))
+            return kind == VERSION_REVOKED or spec.constraints.allows(Version.parse(raw))
     return False
