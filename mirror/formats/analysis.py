@@ -26,7 +26,8 @@ from typing import Any
 
 import hcl2
 
-from mirror.formats.archive import ArchiveLimits, _member_path, _open_tar_stream
+from mirror.formats.archive import ArchiveLimits, open_tar_stream
+from mirror.formats.archive_names import member_path
 
 _KiB = 1024
 _MiB = 1024 * _KiB
@@ -83,24 +84,24 @@ def read_module_files(path: Path, limits: ArchiveLimits) -> ModuleFiles:
     readmes: dict[str, tuple[int, str]] = {}  # submodule directory -> (rank, text)
     errors: list[str] = []
     total = 0
-    with path.open("rb") as raw, _open_tar_stream(raw, limits) as tar:
+    with path.open("rb") as raw, open_tar_stream(raw, limits) as tar:
         for member in tar:
             if not member.isreg():
                 continue
-            member_path = _member_path(member)
-            directory, _, name = member_path.rpartition("/")
+            inner = member_path(member)
+            directory, _, name = inner.rpartition("/")
             if not _is_module_dir(directory):
                 continue
             if name.endswith(".tf"):
                 if member.size > MAX_TF_FILE_BYTES:
-                    errors.append(f"{member_path}: file is larger than 1 MiB; skipped")
+                    errors.append(f"{inner}: file is larger than 1 MiB; skipped")
                 elif total + member.size > MAX_TF_TOTAL_BYTES:
-                    errors.append(f"{member_path}: the module has more than 20 MiB of .tf files; skipped")
+                    errors.append(f"{inner}: the module has more than 20 MiB of .tf files; skipped")
                 else:
                     total += member.size
                     data = _read_bytes(tar, member, member.size)
                     text = _decode(data, member.size)
-                    tf_files[member_path] = TfFile(directory, name, text, hashlib.sha256(data).hexdigest())
+                    tf_files[inner] = TfFile(directory, name, text, hashlib.sha256(data).hexdigest())
             elif directory and name.lower() in _README_NAMES:
                 rank = _README_NAMES.index(name.lower())
                 if directory not in readmes or rank < readmes[directory][0]:

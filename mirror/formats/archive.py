@@ -41,8 +41,7 @@ from typing import BinaryIO
 from mirror.domain.errors import InvalidArchive, PayloadTooLarge
 from mirror.formats.archive_limits import ArchiveLimits, CappedReader, describe_size, not_a_tar_gz, refuse
 from mirror.formats.archive_members import MemberChecker
-from mirror.formats.archive_names import SymlinkResolver, hardlink_path, symlink_problem
-from mirror.formats.archive_names import member_path as _member_path  # mirror.formats.analysis imports it here
+from mirror.formats.archive_names import SymlinkResolver, hardlink_path, member_path, symlink_problem
 from mirror.formats.tar_headers import StrictTarInfo
 
 __all__ = [
@@ -52,6 +51,7 @@ __all__ = [
     "HashingWriter",
     "StrictTarInfo",
     "check_archive",
+    "open_tar_stream",
     "pack_directory",
     "strip_top_level_directory",
 ]
@@ -86,13 +86,13 @@ def check_archive(path: Path, limits: ArchiveLimits) -> ArchiveInfo:
         )
     checker = MemberChecker(limits, stored_as_read=True)
     best_readme: tuple[tuple[int, str], str] | None = None  # (rank, text)
-    with path.open("rb") as raw, _open_tar_stream(raw, limits) as tar:
+    with path.open("rb") as raw, open_tar_stream(raw, limits) as tar:
         for member in tar:
-            member_path = _member_path(member)
-            checker.admit(member, member_path)
+            inner = member_path(member)
+            checker.admit(member, inner)
             if member.islnk():
                 checker.admit_hardlink_target(member, hardlink_path(member))
-            rank = _readme_rank(member_path) if member.isreg() else None
+            rank = _readme_rank(inner) if member.isreg() else None
             if rank is not None and (best_readme is None or rank < best_readme[0]):
                 best_readme = (rank, _read_readme(tar, member))
     checker.finish()
@@ -133,16 +133,16 @@ def strip_top_level_directory(src: BinaryIO, dst: BinaryIO, limits: ArchiveLimit
     sink = HashingWriter(dst)
     checker = MemberChecker(limits, stored_as_read=False)  # modes are rewritten below
     top = _TopLevelDirectory()
-    with _open_tar_stream(src, limits) as tar, _deterministic_tar_writer(sink) as out:
+    with open_tar_stream(src, limits) as tar, _deterministic_tar_writer(sink) as out:
         for member in tar:
-            member_path = top.reroot(member)
-            checker.admit(member, member_path)
+            inner = top.reroot(member)
+            checker.admit(member, inner)
             hardlink_target = None
             if member.islnk():
                 hardlink_target = top.reroot_hardlink_target(member)
                 checker.admit_hardlink_target(member, hardlink_target)
-            if member_path:
-                _copy_member(tar, member, out, member_path, hardlink_target)
+            if inner:
+                _copy_member(tar, member, out, inner, hardlink_target)
     checker.finish()
     return sink.sha256.hexdigest(), sink.size
 
@@ -151,7 +151,7 @@ def strip_top_level_directory(src: BinaryIO, dst: BinaryIO, limits: ArchiveLimit
 
 
 @contextmanager
-def _open_tar_stream(raw: BinaryIO, limits: ArchiveLimits) -> Iterator[tarfile.TarFile]:
+def open_tar_stream(raw: BinaryIO, limits: ArchiveLimits) -> Iterator[tarfile.TarFile]:
     """Yield a streaming ("r|") TarFile over the gzip stream ``raw``, with both byte limits enforced
     and gzip/tar format errors (also those raised in the ``with`` body) turned into InvalidArchive.
 
@@ -296,7 +296,7 @@ class _TopLevelDirectory:
 
     def reroot(self, member: tarfile.TarInfo) -> str:
         """The member's path below the top-level directory ('' for that directory itself)."""
-        path = _member_path(member)
+        path = member_path(member)
         if not path:
             return ""
         top, _, rest = path.partition("/")
