@@ -48,7 +48,6 @@ Built-in names win: an entry point named like a built-in backend, source or sink
 from __future__ import annotations
 
 import difflib
-import tomllib
 from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -102,22 +101,16 @@ def enabled(group: str, config: Config) -> dict[str, Any]:
 def load_app_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     """The config at ``path`` (else the defaults) with ``MIRROR_*`` overrides, every installed
     backend allowed, and each plug-in's table checked by its plug-in: all problems, mirror's and
-    the plug-ins', in one ConfigError."""
+    the plug-ins', in one ConfigError (``load_config`` runs the plug-ins' checks with its own)."""
     from mirror.config import load_config
 
-    try:
-        config = load_config(
-            path,
-            environ,
-            metadata_backends=frozenset(metadata_backends()),
-            blob_backends=frozenset(blob_backends()),
-        )
-    except ConfigError as exc:
-        raise ConfigError(list(exc.problems) + _unloaded_table_problems(path)) from None
-    problems = config_problems(config)
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return load_config(
+        path,
+        environ,
+        metadata_backends=frozenset(metadata_backends()),
+        blob_backends=frozenset(blob_backends()),
+        extra_checks=config_problems,
+    )
 
 
 def config_problems(config: Config) -> list[str]:
@@ -167,21 +160,6 @@ def _check(ep: EntryPoint, table: Mapping[str, Any]) -> list[str]:
     except Exception as exc:  # a plug-in's bug must not hide the other problems
         return [f"[plugins.{ep.name}] cannot be checked by {ep.value}: {_reason(exc)}"]
     return [f"[plugins.{ep.name}] {' '.join(str(problem).split())}" for problem in found]
-
-
-def _unloaded_table_problems(path: Path | None) -> list[str]:
-    """The plug-ins' problems when the rest of the config has some too (so every problem is
-    told at once): the tables as written in the file, each checked by its plug-in."""
-    if path is None:
-        return []
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("plugins")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []  # load_config has said why
-    if not isinstance(raw, dict):
-        return []
-    tables = {name: table for name, table in raw.items() if isinstance(table, dict)}
-    return table_problems(tables) if tables else []
 
 
 def _reason(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,14 @@ def load_config(
     *,
     metadata_backends: frozenset[str] = frozenset({"sqlite"}),
     blob_backends: frozenset[str] = frozenset({"local", "s3"}),
+    extra_checks: Callable[[Config], Iterable[str]] | None = None,
 ) -> Config:
     """Read ``path`` (if any), apply ``MIRROR_*`` overrides from ``environ``, validate.
 
-    Raises ConfigError listing every problem found.
+    ``extra_checks`` is given the config as built (every key that could not be read left at its
+    default) and returns more problems, reported with the others: the plug-ins' checks of their
+    ``[plugins.NAME]`` tables (``mirror.app.plugins``). Raises ConfigError listing every problem
+    found.
     """
     environ = os.environ if environ is None else environ
     raw = _read_file(path) if path is not None else {}
@@ -77,6 +81,11 @@ def load_config(
     problems.extend(problem for found in by_section.values() for problem in found)
     problems.extend(_unknown_variables(environ, config))
     problems.extend(check(config, metadata_backends, blob_backends))
+    if extra_checks is not None:
+        try:
+            problems.extend(extra_checks(config))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     return config
