@@ -19,7 +19,7 @@ from mirror.http.keys import JOBS, STORE
 from mirror.services.jobs import JobQueue, retry_delay
 from mirror.storage.protocols import JobStore
 from mirror.storage.sqlite import SqliteMetadataStore
-from tests.live import eventually, run_cli, write_config
+from tests.live import ManualClock, eventually, run_cli, write_config
 
 
 @pytest.fixture
@@ -160,48 +160,75 @@ async def test_a_dedupe_key_queues_the_job_once(store: SqliteMetadataStore):
 
 
 async def test_the_job_of_a_dead_worker_is_taken_over_after_its_lease(store: SqliteMetadataStore):
-    job = await store.enqueue_job("ingest", {"tag": "v2"})
-    dead_claim = await store.claim_job(time.time(), 0.3)  # a worker that dies right after claiming
+    clock = ManualClock(time.time())
+    job = await store.enqueue_job("ingest", {"tag": "v2"}, run_after=clock())
+    dead_claim = await store.claim_job(clock(), 0.3)  # a worker that dies right after claiming
     assert dead_claim is not None and dead_claim.id == job.id
-    claimed_at = time.monotonic()
-    moments: list[float] = []
+    claimed_at = clock()
+    moments: dict[str, float] = {}
 
     async def handle(payload: dict[str, Any]) -> None:
-        moments.append(time.monotonic())
+        moments[payload["tag"]] = clock()
 
-    queue = make_queue(store)
+    queue = make_queue(store, clock=clock)
     queue.register("ingest", handle)
     async with running(queue):
+        # a job queued after it runs (the workers claim), and the leased one is left alone
+        later = await store.enqueue_job("ingest", {"tag": "later"}, run_after=clock())
+        queue.wake()
+        await wait_for_state(store, later.id, "done")
+        held = await store.get_job(job.id)
+        assert (held.state, held.attempts, held.lease_owner) == ("running", 1, dead_claim.lease_owner)
+        clock.advance(0.31)  # the dead worker's lease lapses
         done = await wait_for_state(store, job.id, "done")
     assert done.attempts == 2
-    assert moments[0] - claimed_at >= 0.25  # not before the lease lapsed
+    assert moments["v2"] - claimed_at >= 0.25  # not before the lease lapsed
 
 
 async def test_a_job_whose_last_attempt_died_is_not_run_again(store: SqliteMetadataStore):
-    job = await store.enqueue_job("ingest", {})
-    await store.claim_job(time.time(), 0.1)  # the one allowed attempt, whose worker dies
+    clock = ManualClock(time.time())
+    job = await store.enqueue_job("ingest", {}, run_after=clock())
+    await store.claim_job(clock(), 0.1)  # the one allowed attempt, whose worker dies
+    clock.advance(0.2)  # and its lease lapses
     calls: list[dict[str, Any]] = []
-    queue = make_queue(store, max_attempts=1)
+    queue = make_queue(store, max_attempts=1, clock=clock)
     queue.register("ingest", recorder(calls))
     async with running(queue):
         failed = await wait_for_state(store, job.id, "failed")
     assert calls == [] and "gave up after 1 attempts" in failed.last_error
 
 
+async def renewed_to(store: JobStore, job_id: int, until: float) -> Job:
+    """The job once its worker has renewed its lease to ``until`` or later (the queue's clock
+    reading now, plus the lease)."""
+
+    async def renewed() -> Job | None:
+        job = await store.get_job(job_id)
+        return job if job is not None and job.lease_until is not None and job.lease_until >= until else None
+
+    return await eventually(renewed, f"job {job_id}'s lease to be renewed", timeout=5)
+
+
 async def test_a_long_job_keeps_its_lease(store: SqliteMetadataStore):
-    started = asyncio.Event()
+    clock = ManualClock(time.time())
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def slow(payload: dict[str, Any]) -> None:
         started.set()
-        await asyncio.sleep(0.8)
+        await release.wait()
 
-    queue = make_queue(store, lease_seconds=0.3)
+    queue = make_queue(store, lease_seconds=0.3, clock=clock)
     queue.register("slow", slow)
     async with running(queue):
-        job = await queue.enqueue("slow", {})
-        await started.wait()
-        await asyncio.sleep(0.5)  # longer than the lease: only renewals keep it
-        assert await store.claim_job(time.time(), 5) is None
+        job = await store.enqueue_job("slow", {}, run_after=clock())
+        queue.wake()
+        async with asyncio.timeout(5):
+            await started.wait()
+        for _ in range(4):  # 0.5 s in all, longer than the lease: only renewals keep it
+            clock.advance(0.125)
+            await renewed_to(store, job.id, clock() + 0.3)
+        assert await store.claim_job(clock(), 5) is None
+        release.set()
         done = await wait_for_state(store, job.id, "done")
     assert done.attempts == 1
 
@@ -365,6 +392,28 @@ async def test_cli_lists_and_retries_failed_jobs(tmp_path: Path):
         await store.close()
 
 
+class Watched:
+    """The real store, recording what a queue asks of it: its claims and its lease renewals
+    (with their outcome)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.claims = 0
+        self.renewals: list[bool] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def claim_job(self, now: float, lease_seconds: float) -> Job | None:
+        self.claims += 1
+        return await self.store.claim_job(now, lease_seconds)
+
+    async def renew_job_lease(self, job_id: int, until: float, *, owner: str | None = None) -> bool:
+        renewed = await self.store.renew_job_lease(job_id, until, owner=owner)
+        self.renewals.append(renewed)
+        return renewed
+
+
 @pytest.mark.parametrize("outcome", ["succeeds", "fails"])
 async def test_a_worker_that_lost_its_lease_drops_its_outcome(store: SqliteMetadataStore, outcome: str):
     outcomes: list[tuple[str, str]] = []
@@ -376,21 +425,29 @@ async def test_a_worker_that_lost_its_lease_drops_its_outcome(store: SqliteMetad
         if outcome == "fails":
             raise RuntimeError("too late")
 
-    queue = make_queue(store, workers=1, lease_seconds=0.3, on_outcome=lambda kind, result: outcomes.append((kind, result)))
+    clock, watched = ManualClock(time.time()), Watched(store)
+    queue = make_queue(
+        watched, workers=1, lease_seconds=0.3, on_outcome=lambda kind, result: outcomes.append((kind, result)), clock=clock
+    )
     queue.register("slow", slow)
     async with running(queue):
-        job = await queue.enqueue("slow", {})
+        job = await store.enqueue_job("slow", {}, run_after=clock())
+        queue.wake()
         async with asyncio.timeout(5):
             await started.wait()
-        await asyncio.sleep(0.25)  # the worker renews its lease meanwhile
-        assert await store.claim_job(time.time(), 60) is None
+        clock.advance(0.25)
+        await renewed_to(store, job.id, clock() + 0.3)  # the worker renews its lease meanwhile
+        assert await store.claim_job(clock(), 60) is None
         # another replica, whose clock is a second ahead, takes the job over
-        taken = await store.claim_job(time.time() + 1, 60)
+        taken = await store.claim_job(clock() + 1, 60)
         assert taken.id == job.id and taken.attempts == 2
-        await asyncio.sleep(0.25)  # the first worker's renewals no longer apply
-        assert (await store.get_job(job.id)).lease_owner == taken.lease_owner
+        clock.advance(0.25)
+        await eventually(lambda: False in watched.renewals, "a renewal to be refused", timeout=5)
+        assert (await store.get_job(job.id)).lease_owner == taken.lease_owner  # the first worker's renewals no longer apply
+        claims = watched.claims
         release.set()
-        await asyncio.sleep(0.2)
+        # the worker claims again only once it is done with the job's outcome
+        await eventually(lambda: watched.claims > claims, "the worker to look for its next job", timeout=5)
         held = await store.get_job(job.id)
         assert (held.state, held.attempts, held.last_error, held.lease_owner) == ("running", 2, None, taken.lease_owner)
         assert outcomes == []  # neither "succeeded" nor "retried": the outcome was dropped

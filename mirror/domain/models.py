@@ -95,6 +95,8 @@ class Job:
     #: the token of the claim that returned this job (random per claim); the lease holder's
     #: renew/finish/retry/fail apply only while the job still carries it
     lease_owner: str | None = None
+    #: while running: the unix time the claim's lease ends (renewals move it)
+    lease_until: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {

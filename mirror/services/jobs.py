@@ -70,6 +70,7 @@ class JobQueue:
     """Workers that claim jobs from ``store`` and run the registered handler of each job's kind.
 
     Handlers may be registered before or after ``start``; they are looked up when a job runs.
+    ``clock`` (unix time) dates claims, lease renewals and retries.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class JobQueue:
         poll_interval: float = 1.0,
         random: Callable[[], float] = _random.random,
         on_outcome: JobOutcomeCounter = lambda kind, outcome: None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._workers = workers
@@ -96,6 +98,7 @@ class JobQueue:
         self._poll_interval = poll_interval
         self._random = random
         self._on_outcome = on_outcome
+        self._clock = clock
         self._handlers: dict[str, JobHandler] = {}
         self._wake_event = asyncio.Event()
         self._stopping = False
@@ -154,7 +157,7 @@ class JobQueue:
         """One worker: claim, run, record; never dies of a store failure."""
         while not self._stopping:
             try:
-                job = await self._store.claim_job(time.time(), self._lease_seconds)
+                job = await self._store.claim_job(self._clock(), self._lease_seconds)
             except MirrorError as exc:
                 log.warning("cannot claim a job", error=str(exc))
                 job = None
@@ -210,7 +213,7 @@ class JobQueue:
             await asyncio.sleep(self._lease_seconds / 3)
             try:
                 renewed = await self._store.renew_job_lease(
-                    job.id, time.time() + self._lease_seconds, owner=job.lease_owner
+                    job.id, self._clock() + self._lease_seconds, owner=job.lease_owner
                 )
             except MirrorError as exc:
                 log.warning("cannot renew the job's lease", error=str(exc))
@@ -227,7 +230,7 @@ class JobQueue:
             await self._fail(job, f"gave up after {job.attempts} attempts; {error}")
         else:
             delay = retry_delay(job.attempts, base=self._backoff_base, maximum=self._backoff_max, jitter=self._random())
-            retried = self._store.retry_job(job.id, error, time.time() + delay, owner=job.lease_owner)
+            retried = self._store.retry_job(job.id, error, self._clock() + delay, owner=job.lease_owner)
             if await self._record(retried):
                 self._on_outcome(job.kind, "retried")
                 log.warning("job will be retried", attempts=job.attempts, error=error, delay=round(delay, 3))
@@ -238,7 +241,7 @@ class JobQueue:
             log.error("job failed", attempts=job.attempts, error=error)
 
     async def _put_back(self, job: Job) -> None:
-        put_back = self._store.retry_job(job.id, "interrupted by shutdown", time.time(), owner=job.lease_owner)
+        put_back = self._store.retry_job(job.id, "interrupted by shutdown", self._clock(), owner=job.lease_owner)
         if await self._record(put_back):
             log.warning("job interrupted by shutdown; queued again", attempts=job.attempts)
 

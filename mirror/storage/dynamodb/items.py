@@ -296,6 +296,7 @@ def _job_from_item(item: dict[str, Any]) -> Job:
         item.get("last_error"),
         item.get("dedupe_key"),
         item.get("lease_owner"),
+        float(item["lease_until"]) if item.get("lease_until") is not None else None,
     )
 
 

@@ -102,13 +102,15 @@ class Jobs(SqliteConnection):
 
 _JOB_SELECT = (
     "SELECT id, kind, payload, state, attempts, run_after, created_at, updated_at, last_error, dedupe_key, "
-    "lease_owner FROM jobs"
+    "lease_owner, lease_until FROM jobs"
 )
 
 
 def _job_from_row(row: Sequence[Any]) -> Job:
-    job_id, kind, payload, state, attempts, run_after, created, updated, error, dedupe, owner = row
-    return Job(job_id, kind, json.loads(payload), state, attempts, run_after, created, updated, error, dedupe, owner)
+    job_id, kind, payload, state, attempts, run_after, created, updated, error, dedupe, owner, until = row
+    return Job(
+        job_id, kind, json.loads(payload), state, attempts, run_after, created, updated, error, dedupe, owner, until
+    )
 
 
 def _job_owned(job_id: int, owner: str | None) -> tuple[str, tuple[Any, ...]]:
