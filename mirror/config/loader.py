@@ -4,6 +4,10 @@ derive from ``[server] data_dir``, then every check; all problems reported toget
 Nothing here reads the environment later: ``load_config`` is called once by the CLI and the
 result is passed down. A key that cannot be read keeps its default, so the checks still report
 the rest (one line per problem, never a problem that only follows from another).
+
+The variables are read here rather than by pydantic-settings, which would add its import to
+every command, name the field instead of the variable in an error, read a list only as JSON (not
+``a, b``) and ignore a ``MIRROR_*`` variable that is no key (``docs/architecture.md``).
 """
 
 from __future__ import annotations
