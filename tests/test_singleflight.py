@@ -26,10 +26,12 @@ class Counted:
     def __init__(self, store: SqliteMetadataStore) -> None:
         self.store = store
         self.calls: list[str] = []
+        self.listed = asyncio.Event()  # a list_versions answer has been read
 
     async def list_versions(self, address: ModuleAddress, *, readme: bool = True) -> list[ModuleVersion]:
         self.calls.append(f"list_versions readme={readme}")
         found = await self.store.list_versions(address, readme=readme)
+        self.listed.set()
         await asyncio.sleep(0.02)  # the answer is on its way: a write may land meanwhile
         return found
 
@@ -77,15 +79,19 @@ async def test_concurrent_calls_share_one_and_errors_reach_each():
 
 async def test_a_cancelled_caller_cancels_neither_the_call_nor_the_others():
     flight: SingleFlight[str, str] = SingleFlight()
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def call() -> str:
-        await asyncio.sleep(0.05)
+        started.set()
+        await release.wait()
         return "answer"
 
     first = asyncio.create_task(flight.do("k", call))
     second = asyncio.create_task(flight.do("k", call))
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):
+        await started.wait()
     first.cancel()  # the client that started the call went away
+    release.set()
     assert await second == "answer"
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -106,7 +112,8 @@ async def test_a_write_during_a_load_is_seen_by_the_next_request(store: SqliteMe
     counted = Counted(store)
     catalog = ModuleCatalog(counted, ttl_seconds=60)
     loading = asyncio.create_task(catalog.module(addr()))
-    await asyncio.sleep(0.005)  # the load has read, and waits
+    async with asyncio.timeout(5):
+        await counted.listed.wait()  # the load has read, and waits
     await store.publish_version(released(mv(version="1.1.0", sha="b")))
     catalog.invalidate(addr())  # as the ingest path does after its write
     assert (await loading).newest_first == ("1.0.0",)  # it started before the write

@@ -33,7 +33,7 @@ from mirror.integrations.upstream.client import RegistryClient
 from mirror.integrations.upstream.fetch import Fetcher
 from mirror.domain.sources import SourcePolicy
 from mirror.domain.specs import ModuleSpec
-from tests.live import MirrorServer, free_port, write_config
+from tests.live import MirrorServer, eventually, free_port, write_config
 from tests.modules import write_module, write_root_config
 from tests.moto_server import TEST_ENVIRONMENT
 from tests.terraform import TERRAFORM_1_15, base_env, cli_config, installed_modules
@@ -417,11 +417,12 @@ async def test_a_sync_killed_mid_download_ingests_nothing_partial_and_resumes(ai
     process = await asyncio.create_subprocess_exec(*args, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE)
     await asyncio.wait_for(entered.wait(), timeout=60)
     spool = tmp_path / "down" / "spool"
-    for _ in range(100):  # the first half has reached the spool file
+
+    def half_spooled() -> list[Path] | None:
         partial = list(spool.glob("sync-*/download.tar.gz"))
-        if partial and partial[0].stat().st_size > 0:
-            break
-        await asyncio.sleep(0.05)
+        return partial if partial and partial[0].stat().st_size > 0 else None
+
+    partial = await eventually(half_spooled, "the first half to reach the spool file", timeout=5)
     process.send_signal(signal.SIGKILL)
     await process.wait()
     assert partial and 0 < partial[0].stat().st_size < len(bodies["1.1.0"])
