@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import io
 import json
-import sqlite3
+import itertools
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,13 @@ from mirror.app.build import create_app
 from mirror.cli.common import UsageError
 from mirror.cli.events import add_commands, tail
 from mirror.domain.errors import MirrorError, StorageUnavailable
+from mirror.domain.models import NewVersion
 from mirror.http.keys import STORE
 from mirror.services.eventlog import CONSUMER_NAME, EventLogWriter, log_files, rotated_files
+from mirror.storage.protocols import MetadataStore
 from tests.conftest import Registry
+from tests.live import eventually
+from tests.test_store_contract import mv
 
 MiB = 1024 * 1024
 
@@ -57,18 +61,20 @@ async def write_log(registry: Registry, path: Path, max_bytes: int = MiB) -> int
     return serial
 
 
-async def insert_events(db: Path, count: int, namespace: str = "bulk") -> None:
-    """Events straight into the events table (quicker than publishing thousands of versions), in a
-    thread: the store's own transactions need the event loop to finish."""
-    await asyncio.to_thread(_insert_events, db, count, namespace)
+_carriers = itertools.count(1)
 
 
-def _insert_events(db: Path, count: int, namespace: str) -> None:
-    with sqlite3.connect(db, timeout=30) as conn:
-        conn.executemany(
-            "INSERT INTO events (type, occurred_at, data) VALUES (?, ?, ?)",
-            [("test.bulk", "2024-01-01T00:00:00Z", json.dumps({"namespace": namespace, "n": n})) for n in range(count)],
-        )
+async def append_events(store: MetadataStore, namespace: str, *events: tuple[str, dict]) -> None:
+    """``events`` and one ``module.created`` (``namespace``), through the store's API: a version of a
+    new module whose publish carries them, in one transaction (quicker than publishing thousands
+    of versions)."""
+    carrier = mv(f"{namespace}/carrier{next(_carriers)}/test", "0.0.1")
+    assert (await store.publish_version(NewVersion(carrier, list(events)))).status == "created"
+
+
+async def insert_events(store: MetadataStore, count: int, namespace: str = "bulk") -> None:
+    """``count`` events of ``namespace``: ``module.created`` and ``count - 1`` of type ``test.bulk``."""
+    await append_events(store, namespace, *(("test.bulk", {"namespace": namespace, "n": n}) for n in range(count - 1)))
 
 
 # -- the JSONL log ---------------------------------------------------------------------------------
@@ -95,10 +101,11 @@ async def test_running_writer_follows_new_events_and_stop_writes_pending(registr
     await writer.start()
     await publish(registry, module_archive, "acme/network/aws", "1.0.0")
     writer.wake()
-    for _ in range(200):
-        if len(read_lines(path)) == len(await table(registry)):
-            break
-        await asyncio.sleep(0.02)
+
+    async def written() -> bool:
+        return len(read_lines(path)) == len(await table(registry))
+
+    await eventually(written, "the writer to follow the new events", timeout=5)
     assert read_lines(path) == await table(registry)
     await publish(registry, module_archive, "acme/network/aws", "1.1.0")
     await writer.stop()  # writes what is pending before it returns
@@ -151,7 +158,7 @@ async def test_torn_line_alone_in_the_file(registry, module_archive, tmp_path):
 
 
 async def test_batches_of_many_events(registry, tmp_path):
-    await insert_events(registry.app[STORE].path, 2500)
+    await insert_events(registry.app[STORE], 2500)
     path = tmp_path / "events.jsonl"
     assert await write_log(registry, path) == 2500
     lines = read_lines(path)
@@ -190,15 +197,8 @@ async def test_restart_after_rotation_left_no_current_file(registry, module_arch
 
 
 async def test_oversized_event_gets_a_file_of_its_own(registry, tmp_path):
-    def insert_big() -> None:
-        with sqlite3.connect(registry.app[STORE].path, timeout=30) as conn:
-            conn.execute(
-                "INSERT INTO events (type, occurred_at, data) VALUES ('test.big', '2024-01-01T00:00:00Z', ?)",
-                (json.dumps({"namespace": "acme", "blob": "x" * 3000}),),
-            )
-
-    await asyncio.to_thread(insert_big)
-    await insert_events(registry.app[STORE].path, 3)
+    await append_events(registry.app[STORE], "acme", ("test.big", {"namespace": "acme", "blob": "x" * 3000}))
+    await insert_events(registry.app[STORE], 3)
     path = tmp_path / "events.jsonl"
     await write_log(registry, path, max_bytes=1024)
     assert read_lines(path) == await table(registry)
@@ -260,7 +260,7 @@ async def test_feed_type_filter(registry, module_archive):
 async def test_namespace_token_sees_only_its_namespace(registry, module_archive):
     await publish(registry, module_archive, "acme/network/aws", "1.0.0")
     await publish(registry, module_archive, "other/vpc/aws", "0.1.0", "0.2.0")
-    await insert_events(registry.app[STORE].path, 2500, namespace="other")  # pages of nothing for acme
+    await insert_events(registry.app[STORE], 2500, namespace="other")  # pages of nothing for acme
     await publish(registry, module_archive, "acme/network/aws", "1.1.0")
     everything = await table(registry)
     latest = everything[-1]["serial"]
@@ -333,10 +333,11 @@ async def test_tail_follow_prints_new_events(registry, module_archive):
         tail(registry_url(registry), await registry.token("*", "read"), follow=True, out=out, interval=0.05)
     )
     await publish(registry, module_archive, "acme/network/aws", "1.0.0")
-    for _ in range(200):
-        if len(out.getvalue().splitlines()) == len(await table(registry)):
-            break
-        await asyncio.sleep(0.02)
+
+    async def printed() -> bool:
+        return len(out.getvalue().splitlines()) == len(await table(registry))
+
+    await eventually(printed, "tail to print the new events", timeout=5)
     assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
