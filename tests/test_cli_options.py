@@ -14,7 +14,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from tests.live import assert_one_line_error, create_database, free_port, run_cli, stop_process, write_config
+from tests.live import assert_one_line_error, create_database, free_port, run_cli, stop_process, wait_until, write_config
 
 
 @pytest.fixture
@@ -117,16 +117,16 @@ def serving(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Iterato
 
 
 def wait_healthy(process: subprocess.Popen, port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def healthy() -> bool:
         assert process.poll() is None, f"mirror serve exited with {process.returncode}"
         try:
             with urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
                 assert response.status == 200
-                return
+                return True
         except (URLError, ConnectionError):
-            assert time.monotonic() < deadline, f"nothing answers on port {port}"
-            time.sleep(0.05)
+            return False
+
+    wait_until(healthy, f"an answer on port {port}", timeout=timeout)
 
 
 def refused(port: int) -> bool:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from mirror.config import Config, load_config
-from tests.live import MirrorServer, free_port, run_cli, write_config
+from tests.live import MirrorServer, free_port, run_cli, wait_until, write_config
 from tests.modules import write_module
 
 #: every file or directory a server's start and one publish leave under the data directory
@@ -151,10 +150,7 @@ def test_serve_import_and_sync_make_their_registries_under_data_dir(tmp_path: Pa
             log = data / "events.jsonl"
             return log.is_file() and any(json.loads(line)["type"] == "module.version_released" for line in log.read_text().splitlines())
 
-        deadline = time.monotonic() + 20
-        while not published_event_logged():
-            assert time.monotonic() < deadline, server.logs()
-            time.sleep(0.05)
+        wait_until(published_event_logged, "the event log to show the release", timeout=20, logs=server.logs)
         for name in PATHS:
             assert (data / name).exists(), (name, files_under(data))
         assert any(path.is_file() for path in (data / "blobs").rglob("*"))

@@ -29,7 +29,7 @@ from mirror.cli.common import CONFIG_ENV
 from mirror.cli.sync import TOKEN_ENV
 from mirror.config import NON_CONFIG_VARIABLES, load_config
 from mirror.domain.errors import ConfigError
-from tests.live import MirrorServer, eventually, free_port, run_cli, stop_process, write_config
+from tests.live import MirrorServer, eventually, free_port, run_cli, stop_process, wait_until, write_config
 from tests.moto_server import MotoServer
 from tests.tcp_proxy import TcpProxy
 
@@ -171,14 +171,13 @@ def test_serving_names_the_bound_port_and_the_port_accepts_by_then(tmp_path: Pat
         process = subprocess.Popen([sys.executable, "-m", "mirror", "serve", "--config", str(config)],
                                    cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        deadline = time.monotonic() + 30
-        serving = None
-        while serving is None and time.monotonic() < deadline and process.poll() is None:
-            for line in log.read_text().splitlines():
-                if line.startswith("{") and json.loads(line).get("event") == "serving":
-                    serving = json.loads(line)
-            time.sleep(0.02)
-        assert serving is not None, log.read_text()
+
+        def serving_line() -> dict | None:
+            assert process.poll() is None, log.read_text()
+            lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+            return next((line for line in lines if line.get("event") == "serving"), None)
+
+        serving = wait_until(serving_line, "the serving line", timeout=30, logs=log.read_text)
         host, port = serving["url"].removeprefix("http://").rsplit(":", 1)
         assert int(port) != 0
         with socket.create_connection((host, int(port)), timeout=2):

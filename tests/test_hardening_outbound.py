@@ -7,7 +7,6 @@ DNS is made up by giving the guard an inner resolver (dependency injection of ai
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 from pathlib import Path
@@ -32,7 +31,7 @@ from mirror.integrations.upstream.client import RegistryClient
 from mirror.domain.errors import UnsupportedSource
 from mirror.integrations.upstream.fetch import Fetcher, source_policies
 from mirror.domain.addresses import ModuleAddress
-from tests.live import run_cli, write_config
+from tests.live import eventually, run_cli, write_config
 from tests.test_upstream import ArchiveHost, FakeRegistry, bare_repository, packed, serve
 from tests.modules import write_module
 
@@ -316,9 +315,7 @@ async def test_subscriber_urls_are_redacted_in_the_api_last_error_logs_and_cli(
     subscription_id = (await created.json())["webhook"]["id"]
     response = await registry.publish("acme/net/aws", "1.0.0", _archive(tmp_path), admin)
     assert response.status == 201
-    async with asyncio.timeout(10):
-        while not await registry.app[STORE].list_delivery_failures(subscription_id):
-            await asyncio.sleep(0.02)
+    await eventually(lambda: registry.app[STORE].list_delivery_failures(subscription_id), "a parked delivery", timeout=10)
     listed = await (await registry.client.get("/api/v1/webhooks", headers=admin)).text()
     failures = await (await registry.client.get(f"/api/v1/webhooks/{subscription_id}/failures", headers=admin)).text()
     shown = f"http://***@127.0.0.1:{server.port}/hook?token=***"
