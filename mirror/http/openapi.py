@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from mirror.http.models.base import NAME_PATTERN, PROVIDER_PATTERN, Errors
-from mirror.http.models.browse import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
+from mirror.http.models.browse import DEFAULT_LIMIT, MAX_LIMIT
 from mirror.http.models.route import Route
 from mirror.http.models.routes import ROUTES
 from mirror.http.models.ui import UI_ROUTES
@@ -89,12 +89,6 @@ _PARAMETERS = {
         "version", None, "SemVer such as 1.2.0, v1.2.0 or 1.2.0-beta.1 (at most 128 characters)", maxLength=128
     ),
     "webhookId": {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_PATTERN}},
-    # the UI's list pages through the same offsets as the API
-    "offset": {
-        "name": "offset",
-        "in": "query",
-        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
-    },
 }
 _ERRORS = {
     400: "Bad request (invalid names, version or query parameters)",

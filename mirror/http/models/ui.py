@@ -1,12 +1,52 @@
 """The web UI's HTML pages in the route table, documented so that every route is (and fuzzed
-like the API). Their errors are pages, not the ``Errors`` shape."""
+like the API), and the list page's query, which the page validates as the API's handlers do theirs.
+Their errors are pages, not the ``Errors`` shape."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, field_validator
+
+from mirror.domain.addresses import valid_provider
+from mirror.http.models.base import Request, problem
+from mirror.http.models.browse import MAX_OFFSET
 from mirror.http.models.route import OPEN, Route
 from mirror.http.models.routes import MODULE
+
+#: the search text is cut to this many characters
+MAX_QUERY_CHARS = 200
+
+
+class IndexQuery(Request):
+    """The module list page's parameters: search text, provider, offset. Forgiving where a person
+    types (spaces around, the provider in any case, empty for "none"), strict otherwise."""
+
+    q: Annotated[str, Field(description=f"The search text (at most {MAX_QUERY_CHARS} characters are used)")] = ""
+    provider: Annotated[str | None, Field(description="Only this provider", pattern=r"^[0-9a-z]{0,64}$")] = None
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _q(cls, raw: Any) -> str:
+        return str(raw).strip()[:MAX_QUERY_CHARS]
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _provider(cls, raw: Any) -> str | None:
+        provider = str(raw).strip().lower() or None
+        if provider is not None and not valid_provider(provider):
+            raise problem(f"invalid provider {provider!r} (lowercase letters and digits only)")
+        return provider
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _offset(cls, raw: Any) -> int:
+        text = str(raw).strip() or "0"
+        if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_OFFSET):
+            raise problem(f"offset must be a whole number from 0 to {MAX_OFFSET}")
+        return int(text)
+
 
 _UI_NOTE = (
     "Read scope, from the bearer header, else the `mirror_token` cookie set by `/login`, else "
@@ -30,15 +70,10 @@ _TO_LOGIN = {
     }
 }
 _MODULE_PAGE = "A module's page: README, inputs, outputs, versions, submodules, usage snippet"
-_INDEX_PARAMS = (
-    {"name": "q", "in": "query", "schema": {"type": "string"}},
-    {"name": "provider", "in": "query", "schema": {"type": "string", "pattern": "^[0-9a-z]{0,64}$"}},
-    "offset",
-)
 
 UI_ROUTES: list[Route] = [
     Route("get", "/", "uiIndex", "The module list, with search and a provider filter", "ui", _UI_NOTE,
-          security=PAGE_SECURITY, params=_INDEX_PARAMS,
+          security=PAGE_SECURITY, query=IndexQuery,
           responses={200: html("The list"), **_TO_LOGIN, **html_errors(400, 403)}),
     Route("get", "/modules/{namespace}/{name}/{provider}", "uiModule", _MODULE_PAGE, "ui", _UI_NOTE,
           security=PAGE_SECURITY, params=MODULE,

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,13 @@ from aiohttp import web
 from markdown_it import MarkdownIt
 from yarl import URL
 
-from mirror.domain.addresses import ModuleAddress, valid_provider
+from mirror.domain.addresses import ModuleAddress
 from mirror.domain.versions import normalize
 from mirror.domain.errors import BadRequest, Forbidden, MirrorError, NotFound, Unauthorized
 from mirror.http.keys import AUTH, CATALOG, CONFIG, STORE
-from mirror.http.module_views import MAX_OFFSET, detail_body, find_modules, visible_namespace
+from mirror.http.models.base import parse_query
+from mirror.http.models.ui import IndexQuery
+from mirror.http.module_views import detail_body, find_modules, visible_namespace
 from mirror.http.ui import session
 from mirror.http.ui.readme import markdown_renderer, render_readme
 from mirror.http.ui.usage import registry_host, source_address, usage_snippet
@@ -42,7 +43,6 @@ log = structlog.get_logger("mirror.web")
 
 REGISTRY_NAME = "mirror"
 PAGE_SIZE = 20
-MAX_QUERY_CHARS = 200
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -117,36 +117,14 @@ def module_part(part: Mapping[str, Any]) -> dict[str, Any]:
     return {"path": part.get("path", ""), **{key: part.get(key) or [] for key in _PART_LISTS}}
 
 
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    """The module list's parameters: search text, provider, offset."""
-
-    q: str
-    provider: str | None
-    offset: int
-
-    @classmethod
-    def parse(cls, query: Mapping[str, str]) -> ListQuery:
-        q = query.get("q", "").strip()[:MAX_QUERY_CHARS]
-        provider = query.get("provider", "").strip().lower() or None
-        offset = query.get("offset", "").strip() or "0"
-        problems = []
-        if provider is not None and not valid_provider(provider):
-            problems.append(f"invalid provider {provider!r} (lowercase letters and digits only)")
-        if not (offset.isascii() and offset.isdigit() and len(offset) <= 10 and int(offset) <= MAX_OFFSET):
-            problems.append(f"offset must be a whole number from 0 to {MAX_OFFSET}")
-        if problems:
-            raise BadRequest("; ".join(problems))
-        return cls(q, provider, int(offset))
-
-    def url(self, offset: int | None) -> str | None:
-        """This list at another offset (None for None: no such page)."""
-        if offset is None:
-            return None
-        params = {key: value for key, value in (("q", self.q), ("provider", self.provider or "")) if value}
-        if offset:
-            params["offset"] = str(offset)
-        return str(URL("/").with_query(params))
+def list_url(query: IndexQuery, offset: int | None) -> str | None:
+    """The module list of ``query`` at another offset (None for None: no such page)."""
+    if offset is None:
+        return None
+    params = {key: value for key, value in (("q", query.q), ("provider", query.provider or "")) if value}
+    if offset:
+        params["offset"] = str(offset)
+    return str(URL("/").with_query(params))
 
 
 class Pages:
@@ -211,7 +189,7 @@ class Pages:
 
     async def index(self, request: web.Request) -> web.Response:
         """``GET /``: modules the caller may see, filtered by ``q`` and ``provider``, a page at a time."""
-        query = ListQuery.parse(request.query)
+        query = parse_query(IndexQuery, request)
         namespace = await visible_namespace(request.app[AUTH], session.credential(request).authorization, None)
         page = await find_modules(
             request.app, namespace=namespace, provider=query.provider, q=query.q, offset=query.offset, limit=PAGE_SIZE
@@ -221,8 +199,8 @@ class Pages:
             "index.html",
             modules=page.items,
             query=query,
-            prev_url=query.url(page.prev_offset),
-            next_url=query.url(page.next_offset),
+            prev_url=list_url(query, page.prev_offset),
+            next_url=list_url(query, page.next_offset),
         )
 
     async def module(self, request: web.Request) -> web.Response:
