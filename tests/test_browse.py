@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 
 import pytest
 
@@ -11,7 +10,6 @@ from mirror.domain.addresses import ModuleAddress
 from mirror.domain.models import NewVersion
 from mirror.http.keys import STORE
 from mirror.http.keys import DOWNLOADS
-from mirror.storage.sqlite import MIGRATIONS, SqliteMetadataStore
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
@@ -280,38 +278,3 @@ async def test_terraform_protocol_routes_still_answer(registry, published):
     assert (await get(registry, "/.well-known/terraform.json", published)) == {"modules.v1": "/v1/modules/"}
     # a namespace called "search" is still reachable below the search route
     assert (await get(registry, "/v1/modules/search/x", published, 404))["errors"]
-
-
-async def test_an_older_database_gets_its_latest_versions_filled_in(tmp_path):
-    """A database made before modules kept their latest version (schema 5) is migrated: every
-    module then points at its latest live version, with its description and download total."""
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:
-        for script in MIGRATIONS[:5]:
-            conn.executescript(script)
-        conn.execute("PRAGMA user_version = 5")
-        conn.execute("INSERT INTO namespaces VALUES ('acme', '2026-01-01T00:00:00Z')")
-        conn.execute("INSERT INTO modules (id, namespace, name, provider, created_at) VALUES (1, 'acme', 'net', 'aws', 'x')")
-        conn.execute("INSERT INTO modules (id, namespace, name, provider, created_at) VALUES (2, 'acme', 'gone', 'aws', 'x')")
-        for version_id, module_id, version, revoked, downloads in (
-            (1, 1, "1.9.0", None, 3),
-            (2, 1, "1.10.0", None, 4),
-            (3, 1, "2.0.0", "2026-02-01T00:00:00Z", 5),  # revoked: not the latest
-            (4, 2, "1.0.0", "2026-02-01T00:00:00Z", 1),  # nothing live: not listed
-        ):
-            conn.execute(
-                "INSERT INTO versions (id, module_id, version, raw_version, sha256, size, blob_key, readme, "
-                "published_at, revoked_at, downloads) VALUES (?, ?, ?, ?, ?, 1, 'k', ?, 'x', ?, ?)",
-                (version_id, module_id, version, version, "0" * 64, f"# t\n\nRelease {version}.", revoked, downloads),
-            )
-    store = SqliteMetadataStore(path)
-    await store.open()
-    try:
-        summaries = await store.latest_versions()
-        assert [(s.version.address.name, s.version.version, s.description, s.downloads) for s in summaries] == [
-            ("net", "1.10.0", "Release 1.10.0.", 12)
-        ]
-        page, more = await store.browse_modules(query="RELEASE 1.10")
-        assert [s.version.version for s in page] == ["1.10.0"] and not more
-    finally:
-        await store.close()

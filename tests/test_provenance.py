@@ -192,52 +192,6 @@ async def test_an_admin_hands_a_module_to_another_source(world: GitHubWorld, tmp
     assert types.count("module.policy_changed") == 1
 
 
-async def test_modules_recorded_before_owners_get_their_legacy_owner(tmp_path: Path):
-    """Migration 9 on a database of schema 8: a module linked to a repository is the repository's
-    (with the installation of its namespace), one whose versions carry a sync label is that
-    upstream's, the rest are uploads'."""
-    import sqlite3
-
-    from mirror.domain.addresses import ModuleAddress
-    from mirror.domain.provenance import Owner
-    from mirror.storage.sqlite import MIGRATIONS, SqliteMetadataStore
-
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:
-        for script in MIGRATIONS[:8]:
-            conn.executescript(script)
-        conn.execute("PRAGMA user_version = 8")
-        conn.execute("INSERT INTO namespaces VALUES ('acme', 'x')")
-        conn.execute("INSERT INTO installations VALUES (7, 'acme-corp', 'ACME', 'x')")
-        for module_id, name, repository_id, source in (
-            (1, "net", 42, "https://github.com/acme/terraform-aws-net"),
-            (2, "dns", None, "registry.example.com:8443/hashicorp/dns/aws"),
-            (3, "hand", None, "upload"),
-            (4, "empty", None, None),
-        ):
-            conn.execute(
-                "INSERT INTO modules (id, namespace, name, provider, created_at, repository_id) VALUES (?, 'acme', ?, 'aws', 'x', ?)",
-                (module_id, name, repository_id),
-            )
-            if source:
-                conn.execute(
-                    "INSERT INTO versions (module_id, version, raw_version, sha256, size, blob_key, source, published_at) "
-                    "VALUES (?, '1.0.0', '1.0.0', ?, 1, 'k', ?, 'x')",
-                    (module_id, "0" * 64, source),
-                )
-    store = SqliteMetadataStore(path)
-    await store.open()
-    try:
-        records = {m.address.name: m for m in await store.list_modules("acme")}
-        assert (records["net"].owner, records["net"].installation_id) == (Owner.github(42), 7)
-        assert records["dns"].owner == Owner.upstream("registry.example.com:8443")
-        assert records["hand"].owner == Owner.upload() == records["empty"].owner
-        assert records["dns"].installation_id is None and not records["hand"].allow_uploads
-        assert (await store.module_by_repository(42)).address == ModuleAddress.parse("acme/net/aws")
-    finally:
-        await store.close()
-
-
 @pytest.mark.slow
 async def test_sync_and_bundles_leave_other_sources_modules_alone(start_mirror, tmp_path: Path):  # noqa: F811
     """`mirror sync` does not add versions to a module uploaded here, and reports the conflict
