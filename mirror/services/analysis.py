@@ -191,7 +191,9 @@ class Analyzer:
         whether the child was reused."""
         loop = asyncio.get_running_loop()
         while self._idle and self._idle[-1].process.returncode is not None:  # ended while idle
-            await self._idle.pop().stop()
+            ended = self._idle.pop()
+            await ended.stop()
+            self._children.discard(ended)
         child = self._idle.pop() if self._idle else await self._spawn()
         reused = child.files > 0
         feeder = asyncio.create_task(_feed(child.process, (texts[sha] for sha in shas)))
