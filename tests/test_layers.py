@@ -12,9 +12,6 @@ import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 500
-#: files still being split, with the length they may not grow past; this list only shrinks
-STILL_LONG = {
-}
 
 
 def test_the_layers_point_down() -> None:
@@ -83,5 +80,4 @@ def test_no_file_under_mirror_is_over_500_lines() -> None:
         for path in sorted((ROOT / "mirror").rglob("*.py"))
         if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
-    grown = {path: count for path, count in long.items() if count > STILL_LONG.get(path, MAX_LINES)}
-    assert grown == {}
+    assert long == {}
