@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.terraform import ALL, Terraform, base_env
 from mirror.domain.errors import BadRequest, InvalidArchive, PayloadTooLarge
 from mirror.domain.providers import (
     DEFAULT_PROTOCOLS,
@@ -509,3 +510,30 @@ def test_zip64_member_count_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidArchive, match="65536 members; the limit is 1000"):
         check_provider_zip(path, "x")
     assert check_provider_zip(path, "x", ProviderZipLimits(max_files=70_000)).files == 0x10000
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize("terraform", ALL, ids=lambda tf: tf.version)
+def test_h1_hash_equals_terraforms(tmp_path: Path, terraform: Terraform) -> None:
+    """``terraform providers lock`` from a packed filesystem mirror records the zip's h1: hash."""
+    package = tmp_path / "mirror" / "example.com" / "acme" / "example"
+    package.mkdir(parents=True)
+    path = build_zip(
+        package / "terraform-provider-example_1.0.0_linux_amd64.zip",
+        [("terraform-provider-example_v1.0.0", BINARY), ("LICENSE", b"MPL-2.0\n"), ("docs/index.md", b"# x\n")],
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "main.tf").write_text(
+        'terraform {\n  required_providers {\n    example = { source = "example.com/acme/example", '
+        'version = "1.0.0" }\n  }\n}\n'
+    )
+    config = tmp_path / "cli.tfrc"
+    config.write_text("")
+    env = base_env(config, tmp_path)
+    result = terraform.run(
+        workdir, "providers", "lock", f"-fs-mirror={tmp_path / 'mirror'}", "-platform=linux_amd64", env=env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lock = (workdir / ".terraform.lock.hcl").read_text()
+    assert f'"{check_provider_zip(path, "example").h1}"' in lock
