@@ -325,7 +325,8 @@ def verify_detached(data: bytes, signature: bytes, keys: Sequence[SigningKey]) -
     if by_issuer is not None:
         raise BadRequest(
             f"the signature by key {by_issuer.key_id} does not match the signed file "
-            "(the file was changed after signing, or the signature is for another file)"
+            "(the file was changed after signing, the signature is for another file, "
+            "or the signing subkey was expired or revoked when it signed)"
         )
     listed = ", ".join(key.key_id for key in keys)
     raise BadRequest(f"the signature was made by key {issuer}, which is not one of the keys: {listed}")
