@@ -85,3 +85,29 @@ async def test_modules_recorded_before_owners_get_their_legacy_owner(tmp_path: P
         assert (await store.module_by_repository(42)).address == ModuleAddress.parse("acme/net/aws")
     finally:
         await store.close()
+
+
+async def test_a_write_cancelled_at_any_point_leaves_no_transaction_open(tmp_path):
+    """A task cancelled while its write is on the connection's thread (during BEGIN, the body or
+    COMMIT: the statement still runs there) must not leave the writer inside a transaction, or
+    every later write fails with "cannot start a transaction within a transaction"."""
+    import asyncio
+
+    from mirror.domain.models import TokenRecord
+
+    store = SqliteMetadataStore(tmp_path / "mirror.db")
+    await store.open()
+    try:
+        for attempt in range(60):
+            record = TokenRecord(
+                id=f"t{attempt}", namespace="*", scope="read", token_hash=f"{attempt:064x}",
+                created_at="2026-01-01T00:00:00Z",
+            )
+            task = asyncio.create_task(store.create_token(record))
+            for _ in range(attempt % 6):
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert await store.revoke_token(f"absent-{attempt}") is False  # a write goes through
+    finally:
+        await store.close()

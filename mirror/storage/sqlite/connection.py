@@ -73,25 +73,38 @@ class SqliteConnection:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction on the writer, under the write lock.
+
+        A statement handed to aiosqlite runs on the connection's thread even when the task that
+        awaits it is cancelled. So BEGIN, COMMIT and ROLLBACK are awaited to their end whatever
+        happens to the caller (``_to_the_end``), and a transaction whose BEGIN ran is always ended
+        before the lock is given up: a cancelled write never leaves the writer inside a transaction.
+        """
         conn = self._writer
         assert conn is not None, "store is not open"
         async with self._write_lock:
             try:
-                await conn.execute("BEGIN IMMEDIATE")
+                await _to_the_end(conn, "BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"metadata store is busy: {exc}") from exc
+            except asyncio.CancelledError:
+                await _rollback(conn)
+                raise
             self._events_appended = False
             try:
                 yield conn
             except BaseException:
-                await conn.execute("ROLLBACK")
+                await _rollback(conn)
                 raise
             else:
                 try:
-                    await conn.execute("COMMIT")
+                    await _to_the_end(conn, "COMMIT")
                 except sqlite3.Error as exc:
-                    await conn.execute("ROLLBACK")
+                    await _rollback(conn)
                     raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
+                except asyncio.CancelledError:
+                    await _rollback(conn)  # nothing to undo when the COMMIT went through
+                    raise
                 if self._events_appended:
                     for listener in self._event_listeners:
                         listener()
@@ -127,3 +140,25 @@ class SqliteConnection:
         """Call ``listener`` after every commit that appended events (consumers wake up at once;
         writes of other processes are found by their polling)."""
         self._event_listeners.append(listener)
+
+
+async def _to_the_end(conn: aiosqlite.Connection, statement: str) -> None:
+    """Run ``statement`` and wait for it to finish even if the caller is cancelled meanwhile (it
+    runs on the connection's thread either way); the cancellation is raised after it."""
+    done = asyncio.ensure_future(conn.execute(statement))
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        await asyncio.wait([done])
+        if not done.cancelled():
+            done.exception()  # retrieved: the cancellation is what the caller hears of
+        raise
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    """End the open transaction, if there is one, to the end (see ``_to_the_end``)."""
+    if conn.in_transaction:
+        try:
+            await _to_the_end(conn, "ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction after all (SQLite ended it on an error of its own)
