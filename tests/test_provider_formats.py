@@ -28,6 +28,7 @@ from mirror.domain.providers import (
     zip_name,
 )
 from mirror.formats.provider_zip import ProviderZipLimits, check_provider_zip, h1_hash
+from tests.providers import zip_file_entry
 
 BINARY = b"\x7fELF" + b"provider binary" * 100
 HEX_A = "a" * 64
@@ -240,18 +241,10 @@ def test_manifest_deep_nesting_is_refused_not_crashed() -> None:
 # Provider zips -----------------------------------------------------------------------------------
 
 
-def file_entry(name: str, mode: int = 0o755) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-    info.create_system = 3
-    info.external_attr = (stat.S_IFREG | mode) << 16
-    info.compress_type = zipfile.ZIP_DEFLATED
-    return info
-
-
 def build_zip(path: Path, members: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         for info, data in members:
-            archive.writestr(file_entry(info) if isinstance(info, str) else info, data)
+            archive.writestr(zip_file_entry(info) if isinstance(info, str) else info, data)
     return path
 
 
@@ -260,8 +253,8 @@ def goreleaser_zip(tmp_path: Path) -> Path:
         tmp_path / "terraform-provider-example_1.0.0_linux_amd64.zip",
         [
             ("terraform-provider-example_v1.0.0", BINARY),
-            (file_entry("LICENSE", 0o644), b"MPL-2.0\n"),
-            (file_entry("README.md", 0o644), b"# example\n"),
+            (zip_file_entry("LICENSE", 0o644), b"MPL-2.0\n"),
+            (zip_file_entry("README.md", 0o644), b"# example\n"),
         ],
     )
 
@@ -330,16 +323,16 @@ def test_missing_binary_refused(tmp_path: Path, names: list[str]) -> None:
 def test_directory_entry_refused_with_the_reason(tmp_path: Path) -> None:
     path = tmp_path / "p.zip"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr(file_entry("terraform-provider-x"), BINARY)
+        archive.writestr(zip_file_entry("terraform-provider-x"), BINARY)
         archive.mkdir("docs")
-        archive.writestr(file_entry("docs/index.md", 0o644), b"doc")
+        archive.writestr(zip_file_entry("docs/index.md", 0o644), b"doc")
     with pytest.raises(InvalidArchive, match="'docs/': is a directory entry; Terraform's lock check fails") as caught:
         check_provider_zip(path, "x")
     assert "re-download" in str(caught.value)
 
 
 def test_directory_mode_without_slash_refused(tmp_path: Path) -> None:
-    info = file_entry("docs")
+    info = zip_file_entry("docs")
     info.external_attr = (stat.S_IFDIR | 0o755) << 16
     path = build_zip(tmp_path / "p.zip", [("terraform-provider-x", BINARY), (info, b"")])
     with pytest.raises(InvalidArchive, match="'docs': is a directory entry"):
@@ -347,7 +340,7 @@ def test_directory_mode_without_slash_refused(tmp_path: Path) -> None:
 
 
 def test_symlink_refused(tmp_path: Path) -> None:
-    link = file_entry("LICENSE")
+    link = zip_file_entry("LICENSE")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     path = build_zip(tmp_path / "p.zip", [("terraform-provider-x", BINARY), (link, b"/etc/passwd")])
     with pytest.raises(InvalidArchive, match="'LICENSE': is a symlink"):
@@ -355,12 +348,12 @@ def test_symlink_refused(tmp_path: Path) -> None:
 
 
 def test_special_file_and_setuid_refused(tmp_path: Path) -> None:
-    fifo = file_entry("pipe")
+    fifo = zip_file_entry("pipe")
     fifo.external_attr = (stat.S_IFIFO | 0o644) << 16
     path = build_zip(tmp_path / "p.zip", [("terraform-provider-x", BINARY), (fifo, b"")])
     with pytest.raises(InvalidArchive, match="'pipe': has file type"):
         check_provider_zip(path, "x")
-    path = build_zip(tmp_path / "q.zip", [(file_entry("terraform-provider-x", 0o4755), BINARY)])
+    path = build_zip(tmp_path / "q.zip", [(zip_file_entry("terraform-provider-x", 0o4755), BINARY)])
     with pytest.raises(InvalidArchive, match="setuid"):
         check_provider_zip(path, "x")
 
@@ -475,7 +468,7 @@ def test_corrupt_content_refused(tmp_path: Path) -> None:
 
 
 def test_unsupported_compression_and_encryption_refused(tmp_path: Path) -> None:
-    info = file_entry("terraform-provider-x")
+    info = zip_file_entry("terraform-provider-x")
     info.compress_type = zipfile.ZIP_BZIP2
     path = build_zip(tmp_path / "p.zip", [(info, BINARY)])
     with pytest.raises(InvalidArchive, match="compression method 12"):

@@ -8,7 +8,6 @@ manifest), a binary detached signature over SHA256SUMS made with pysequoia, and 
 from __future__ import annotations
 
 import hashlib
-import stat
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from mirror.domain.providers import DEFAULT_PROTOCOLS, Platform, ProviderAddress
 from mirror.formats.openpgp import SigningKey, parse_public_key
 from mirror.formats.provider_zip import ProviderZipLimits, check_provider_zip
 from mirror.services.provider_release import CheckedRelease, check_release
+from tests.providers import zip_file_entry
 
 ADDRESS = ProviderAddress("acme", "example")
 BINARY = b"\x7fELF provider binary " * 64
@@ -44,20 +44,12 @@ def _sign(tsk: pysequoia.Tsk, data: bytes, *, armor: bool = False) -> bytes:
     return pysequoia.sign(tsk.signer(), data, mode=pysequoia.SignatureMode.DETACHED, armor=armor)
 
 
-def _entry(name: str, mode: int = 0o755) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-    info.create_system = 3
-    info.external_attr = (stat.S_IFREG | mode) << 16
-    info.compress_type = zipfile.ZIP_DEFLATED
-    return info
-
-
 def _write_zip(path: Path, type_: str, version: str, *, directory: bool = False, extra: bytes = b"") -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         if directory:
             archive.writestr(zipfile.ZipInfo("docs/", date_time=(2024, 1, 1, 0, 0, 0)), b"")
-        archive.writestr(_entry(f"terraform-provider-{type_}_v{version}"), BINARY + extra)
-        archive.writestr(_entry("LICENSE", 0o644), b"MPL-2.0\n")
+        archive.writestr(zip_file_entry(f"terraform-provider-{type_}_v{version}"), BINARY + extra)
+        archive.writestr(zip_file_entry("LICENSE", 0o644), b"MPL-2.0\n")
     return path
 
 
