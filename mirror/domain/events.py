@@ -9,6 +9,7 @@ from typing import Any
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.provenance import Owner
+from mirror.domain.providers import ProviderAddress
 
 MODULE_CREATED = "module.created"
 MODULE_DELETED = "module.deleted"
@@ -16,6 +17,10 @@ MODULE_RENAMED = "module.renamed"
 MODULE_POLICY_CHANGED = "module.policy_changed"
 VERSION_RELEASED = "module.version_released"
 VERSION_REVOKED = "module.version_revoked"
+PROVIDER_CREATED = "provider.created"
+PROVIDER_VERSION_RELEASED = "provider.version_released"
+PROVIDER_PLATFORMS_ADDED = "provider.platforms_added"
+PROVIDER_VERSION_REVOKED = "provider.version_revoked"
 APP_INSTALLED = "app.installed"
 APP_UNINSTALLED = "app.uninstalled"
 
@@ -50,6 +55,27 @@ def version_released(address: ModuleAddress, version: str, url: str) -> EventSpe
 
 def version_revoked(address: ModuleAddress, version: str) -> EventSpec:
     return VERSION_REVOKED, {**address_data(address), "version": version}
+
+
+def provider_data(hostname: str, address: ProviderAddress) -> dict[str, str]:
+    """The fields every provider event carries; ``hostname`` is "" for this registry's own."""
+    return {"hostname": hostname, "namespace": address.namespace, "type": address.type}
+
+
+def provider_created(hostname: str, address: ProviderAddress) -> EventSpec:
+    return PROVIDER_CREATED, provider_data(hostname, address)
+
+
+def provider_version_released(hostname: str, address: ProviderAddress, version: str, platforms: list[str]) -> EventSpec:
+    return PROVIDER_VERSION_RELEASED, {**provider_data(hostname, address), "version": version, "platforms": platforms}
+
+
+def provider_platforms_added(hostname: str, address: ProviderAddress, version: str, platforms: list[str]) -> EventSpec:
+    return PROVIDER_PLATFORMS_ADDED, {**provider_data(hostname, address), "version": version, "platforms": platforms}
+
+
+def provider_version_revoked(hostname: str, address: ProviderAddress, version: str) -> EventSpec:
+    return PROVIDER_VERSION_REVOKED, {**provider_data(hostname, address), "version": version}
 
 
 def app_installed(namespace: str) -> EventSpec:

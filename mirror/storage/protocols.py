@@ -15,6 +15,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mirror.domain.provenance import Owner
+from mirror.domain.provider_records import (
+    NewProviderVersion,
+    ProviderKey,
+    ProviderPublishOutcome,
+    ProviderRecord,
+    ProviderVersion,
+)
+from mirror.domain.providers import ProviderAddress
 from mirror.domain.models import (
     Consumer,
     DeliveryFailure,
@@ -299,8 +307,49 @@ class JobStore(Protocol):
     async def list_jobs(self, state: str | None = None, limit: int = 100) -> list[Job]: ...
 
 
+class ProviderStore(Protocol):
+    """Providers: namespaces' signing keys, providers and their versions.
+
+    ``hostname`` is ``LOCAL_HOST`` ("") for this registry's own providers and the upstream's
+    hostname (lowercase) for copies of another registry's. Namespaces compare without regard to
+    case. A provider has one owner source, as a module has (``mirror.domain.provenance``): a
+    write for another owner raises ``NotOwner`` and writes nothing."""
+
+    async def add_provider_key(self, key: ProviderKey) -> bool:
+        """Record a namespace's signing key; False (nothing written) when that key id is there."""
+
+    async def list_provider_keys(self, namespace: str) -> list[ProviderKey]:
+        """The namespace's keys, oldest first (the order signatures are tried in)."""
+
+    async def remove_provider_key(self, namespace: str, key_id: str) -> bool: ...
+
+    async def publish_provider_version(self, new: NewProviderVersion) -> ProviderPublishOutcome:
+        """Record a version (and its provider, when new) with its events in one transaction;
+        a version already there is merged by ``provider_records.merge_version``."""
+
+    async def get_provider(self, hostname: str, address: ProviderAddress) -> ProviderRecord | None: ...
+
+    async def list_providers(self, hostname: str | None = None) -> list[ProviderRecord]:
+        """Every provider (of ``hostname`` when given), sorted by hostname, namespace, type."""
+
+    async def provider_versions(self, hostname: str, address: ProviderAddress) -> list[ProviderVersion]:
+        """Live (not revoked) versions, any order; [] when the provider is unknown."""
+
+    async def get_provider_version(
+        self, hostname: str, address: ProviderAddress, version: str
+    ) -> ProviderVersion | None:
+        """A version by its normalized string, revoked or not."""
+
+    async def revoke_provider_version(
+        self, hostname: str, address: ProviderAddress, version: str, *, owner: Owner | None = None
+    ) -> bool:
+        """Take a version out of service (``provider.version_revoked``); False if not live. With
+        ``owner``, only while the provider is that owner's (NotOwner otherwise)."""
+
+
 class MetadataStore(
     ModuleIndex,
+    ProviderStore,
     ModuleBrowser,
     ModulePublisher,
     ModuleAdmin,

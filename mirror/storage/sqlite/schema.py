@@ -154,6 +154,45 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX modules_owner ON modules (owner);
     CREATE INDEX modules_installation ON modules (installation_id);
     """,
+    # Providers: namespaces' signing keys, providers (hostname '' for this registry's own) and
+    # their versions, each with its signed SHA256SUMS and its platforms' zips as JSON.
+    """
+    CREATE TABLE provider_keys (
+        id          INTEGER PRIMARY KEY,
+        namespace   TEXT NOT NULL COLLATE NOCASE,
+        key_id      TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        algorithm   TEXT NOT NULL,
+        ascii_armor TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        UNIQUE (namespace, key_id)
+    );
+    CREATE TABLE providers (
+        id          INTEGER PRIMARY KEY,
+        hostname    TEXT NOT NULL COLLATE NOCASE,
+        namespace   TEXT NOT NULL COLLATE NOCASE,
+        type        TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        owner       TEXT NOT NULL,
+        source_url  TEXT,
+        UNIQUE (hostname, namespace, type)
+    );
+    CREATE TABLE provider_versions (
+        id           INTEGER PRIMARY KEY,
+        provider_id  INTEGER NOT NULL REFERENCES providers(id),
+        version      TEXT NOT NULL,
+        protocols    TEXT NOT NULL,
+        platforms    TEXT NOT NULL,
+        shasums      BLOB NOT NULL,
+        signature    BLOB NOT NULL,
+        key_id       TEXT NOT NULL,
+        key_armor    TEXT NOT NULL,
+        published_at TEXT NOT NULL,
+        source       TEXT,
+        revoked_at   TEXT,
+        UNIQUE (provider_id, version)
+    );
+    """,
 )
 
 
