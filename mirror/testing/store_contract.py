@@ -46,6 +46,7 @@ SUITES = (
     "mirror.testing.store_suite.admin",
     "mirror.testing.store_suite.records",
     "mirror.testing.store_suite.jobs",
+    "mirror.testing.store_suite.providers",
 )
 
 

@@ -20,6 +20,9 @@ putting the lowercased namespace and name in the keys and keeping the first spel
 | delivery failure (+ pointer) | ``WEBHOOK#<subscription>`` (``FAILURE#<id>``) | ``FAILURE#<id, 20 digits>`` (``FAILURE``) | |
 | setting | ``SETTINGS`` | ``SETTING#<key>`` | |
 | job (+ dedupe key) | ``JOB#<id, 20 digits>`` (``JOBDEDUPE#<key>``) | ``JOB`` (``JOBDEDUPE``) | ``JOBS#<state>`` / due time (queued), lease end (running) or id (done, failed) |
+| provider | ``PROVIDER#<host>#<ns>#<type>`` (host "" for this registry's own) | ``PROVIDER`` | ``PROVIDERS`` / ``<host>#<ns>#<type>`` |
+| provider version (SHA256SUMS zlib-compressed over 16 KiB) | ``PROVIDER#<host>#<ns>#<type>`` | ``VERSION#<version>`` | |
+| provider signing key | ``PROVIDERKEYS#<ns>`` | ``KEY#<key id>`` | |
 
 Every write that appends events is one ``TransactWriteItems``: its items, the events, and the
 event counter moved from the serial read before the write's own reads to that serial plus the
@@ -30,7 +33,8 @@ read events only up to the counter's committed value, so they never see a gap ei
 One module per aggregate: ``wire`` (the typed wire format), ``keys`` (where items live, limits),
 ``items`` (items to records and back), ``table`` (the client, primitive reads and writes, and the
 commit of writes that append events), ``versions``, ``modules``, ``installations``, ``tokens``
-(and settings), ``events`` (and consumers), ``webhooks``, ``jobs``; ``store`` composes them.
+(and settings), ``events`` (and consumers), ``webhooks``, ``jobs``, ``providers`` (its items in
+``provider_items``); ``store`` composes them.
 """
 
 from __future__ import annotations

@@ -112,3 +112,21 @@ def _repository_pointer(repository_id: int, module_key: tuple[str, str]) -> dict
         "module_pk": module_key[0],
         "module_sk": module_key[1],
     }
+
+
+def _provider_pk(hostname: str, namespace: str, type_: str) -> str:
+    """A provider's partition: its item and its versions' (hostname "" for this registry's own)."""
+    return f"PROVIDER#{hostname.lower()}#{namespace.lower()}#{type_}"
+
+
+def _provider_browse_key(hostname: str, namespace: str, type_: str) -> str:
+    # '#' sorts before every character a hostname, namespace or type may hold: (host, ns, type) order
+    return f"{hostname.lower()}#{namespace.lower()}#{type_}"
+
+
+def _provider_version_sk(version: str) -> str:
+    return f"VERSION#{version}"
+
+
+def _provider_key_key(namespace: str, key_id: str) -> tuple[str, str]:
+    return (f"PROVIDERKEYS#{namespace.lower()}", f"KEY#{key_id.upper()}")
