@@ -51,6 +51,8 @@ def test_unauthenticated_operations_are_marked() -> None:
         if operation.get("security") == []
     }
     assert open_ones == {
+        ("get", "/v1/archives/{sha256}.zip"),
+        ("get", "/v1/provider-files/{namespace}/{type}/{version}/{name}"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/openapi.json"),

@@ -37,7 +37,19 @@ from mirror.http.keys import (
     READINESS,
     STORE,
 )
-from mirror.http import api, browse_api, events_api, jobs_api, modules_api, modules_v1, openapi, webhooks_api
+from mirror.http import (
+    api,
+    browse_api,
+    events_api,
+    jobs_api,
+    modules_api,
+    modules_v1,
+    network_mirror,
+    openapi,
+    providers_api,
+    providers_v1,
+    webhooks_api,
+)
 from mirror.http.access_log import AccessLog, structlog_access_log
 from mirror.http.telemetry import Metrics
 from mirror.http.middleware import RequestWrapper
@@ -88,10 +100,13 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     wrapper = RequestWrapper(access_log, app[METRICS].http if config.metrics.enabled else None)
     # Terraform's hot routes first; browse patterns never overlap them
     wrapper.register(app.router, modules_v1.routes(proxied))
+    wrapper.register(app.router, providers_v1.routes())
+    wrapper.register(app.router, network_mirror.routes())
     for routes in (
         browse_api.routes(),
         api.routes(),
         modules_api.routes(),
+        providers_api.routes(),
         jobs_api.routes(),
         webhooks_api.routes(),
         events_api.routes(),

@@ -18,12 +18,13 @@ from aiohttp import web
 
 from mirror.app.stores import open_stores
 from mirror.config import Config
-from mirror.http.keys import ANALYZER, AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, LOCATOR, METRICS, STORE
+from mirror.http.keys import ANALYZER, AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, LOCATOR, METRICS, PROVIDERS, STORE
 from mirror.services.analysis import Analyzer, analyzer_for
 from mirror.services.auth import Authenticator
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import IngestOutcomeCounter, Ingestor
+from mirror.services.providers import ProviderRegistry
 from mirror.storage.protocols import BlobStore, MetadataStore
 
 SIGNING_KEY_SETTING = "downloads.signing_key"
@@ -61,6 +62,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     app[CATALOG] = catalog = ModuleCatalog(store, ttl_seconds=config.metadata.cache_seconds)
     app[ANALYZER] = analyzer = analyzer_for(config)
     app[INGESTOR] = ingestor_for(config, store, blobs, catalog, analyzer, on_outcome=app[METRICS].ingest.count)
+    app[PROVIDERS] = ProviderRegistry(store, blobs, config.limits.provider_zip_limits())
     yield
     await analyzer.close()
 

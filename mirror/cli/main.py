@@ -68,9 +68,22 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from mirror.cli import bundles, dynamodb, events, github, jobs, modules, publish, serve, sync, tokens, webhooks
+    from mirror.cli import (
+        bundles,
+        dynamodb,
+        events,
+        github,
+        jobs,
+        modules,
+        providers,
+        publish,
+        serve,
+        sync,
+        tokens,
+        webhooks,
+    )
 
-    for group in (serve, publish, tokens, jobs, modules, events, webhooks, sync, bundles, dynamodb, github):
+    for group in (serve, publish, providers, tokens, jobs, modules, events, webhooks, sync, bundles, dynamodb, github):
         group.add_commands(sub, common)
     _plugin_commands(sub)
     _config_everywhere(parser)

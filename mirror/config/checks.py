@@ -7,7 +7,7 @@ from __future__ import annotations
 from mirror.config.sections import Config, GitHubConfig, WebhooksConfig
 from mirror.config.upstreams import check_upstreams
 from mirror.domain.addresses import valid_namespace
-from mirror.domain.urls import http_url
+from mirror.domain.urls import http_url, valid_registry_host
 
 
 def check(config: Config, metadata_backends: frozenset[str], blob_backends: frozenset[str]) -> list[str]:
@@ -20,6 +20,11 @@ def check(config: Config, metadata_backends: frozenset[str], blob_backends: froz
     if server.public_url is not None:
         if http_url(server.public_url) is None:
             problems.append(f"[server] public_url must be an http(s) URL, not {server.public_url!r}")
+    if server.registry_host is not None and not valid_registry_host(server.registry_host):
+        problems.append(
+            f"[server] registry_host must be a hostname with an optional :PORT (e.g. registry.example.com), "
+            f"not {server.registry_host[:100]!r}"
+        )
     if (server.tls_cert is None) != (server.tls_key is None):
         problems.append("[server] tls_cert and tls_key must be set together")
     for key in ("tls_cert", "tls_key"):
@@ -54,7 +59,8 @@ def check(config: Config, metadata_backends: frozenset[str], blob_backends: froz
     if downloads.signing_key is not None and len(downloads.signing_key) < 32:
         problems.append("[downloads] signing_key must be at least 32 characters")
 
-    for key in ("max_archive_bytes", "max_unpacked_bytes", "max_files"):
+    for key in ("max_archive_bytes", "max_unpacked_bytes", "max_files", "max_provider_zip_bytes",
+                "max_provider_release_bytes", "max_provider_files"):
         if getattr(limits, key) <= 0:
             problems.append(f"[limits] {key} must be positive")
     analysis = config.analysis

@@ -29,6 +29,7 @@ from mirror.config.fields import (
 )
 from mirror.config.upstreams import UpstreamConfig
 from mirror.formats.archive import ArchiveLimits
+from mirror.formats.provider_zip import ProviderZipLimits
 
 MiB = 1024 * 1024
 #: ``[server] data_dir`` when unset, relative to the working directory
@@ -45,6 +46,11 @@ class ServerConfig:
         None,
         description="The http(s) URL clients reach the registry at (behind a proxy, say). When unset, "
         "download locations are relative to the request, which Terraform resolves against the registry.",
+    )
+    registry_host: OptionalText = Field(
+        None,
+        description="The hostname users write in provider addresses (`HOST/namespace/type`) and module sources, "
+        "with `:PORT` when not 443. Default: `public_url`'s host, else the `Host` each request was sent to.",
     )
     tls_cert: OptionalPath = Field(None, description="TLS certificate file; set with `tls_key` to serve HTTPS.")
     tls_key: OptionalPath = Field(None, description="TLS private key file; set with `tls_cert`.")
@@ -131,15 +137,26 @@ class AuthConfig:
 
 @dataclass(frozen=True, config=SECTION)
 class LimitsConfig:
-    """Limits of an uploaded module archive."""
+    """Limits of an uploaded module archive, and of a provider release."""
 
     max_archive_bytes: Whole = Field(100 * MiB, description="Largest archive accepted, in bytes.")
     max_unpacked_bytes: Whole = Field(500 * MiB, description="Largest total size of its files once unpacked, in bytes.")
     max_files: Whole = Field(10_000, description="Most files an archive may hold.")
+    max_provider_zip_bytes: Whole = Field(
+        1024 * MiB, description="Largest provider zip accepted (one platform's), in bytes; its binary unpacked may be twice that."
+    )
+    max_provider_release_bytes: Whole = Field(
+        4096 * MiB, description="Largest provider release upload (every file of one `POST`), in bytes."
+    )
+    max_provider_files: Whole = Field(64, description="Most files one provider release upload may hold (zips, SHA256SUMS, .sig, manifest).")
 
     def archive_limits(self) -> ArchiveLimits:
         """These limits in the form the archive checks take."""
         return ArchiveLimits(self.max_archive_bytes, self.max_unpacked_bytes, self.max_files)
+
+    def provider_zip_limits(self) -> ProviderZipLimits:
+        """The limits of one provider zip, in the form its check takes."""
+        return ProviderZipLimits(max_zip_bytes=self.max_provider_zip_bytes, max_unpacked_bytes=2 * self.max_provider_zip_bytes)
 
 
 @dataclass(frozen=True, config=SECTION)

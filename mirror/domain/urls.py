@@ -29,6 +29,32 @@ def http_url(text: object) -> SplitResult | None:
     return parts
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_REGISTRY_HOST_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*(?::(?:[1-9][0-9]{{0,4}}))?\Z", re.IGNORECASE)
+
+
+def valid_registry_host(text: object) -> bool:
+    """A hostname as Terraform reads it in a provider address or module source: DNS labels, an
+    optional ``:PORT``, at most 253 characters before the port."""
+    if not isinstance(text, str) or not _REGISTRY_HOST_RE.match(text):
+        return False
+    host, _, port = text.partition(":")
+    return len(host) <= 253 and (not port or int(port) <= 65535)
+
+
+def registry_host(configured: str | None, public_url: str | None, request_host: str | None) -> str:
+    """The hostname this registry's own providers are named under, lowercase: the configured
+    ``registry_host``, else ``public_url``'s host (and port, unless it is the scheme's default),
+    else the ``Host`` the request came to."""
+    if configured:
+        return configured.lower()
+    parts = http_url(public_url) if public_url else None
+    if parts is not None and parts.hostname:
+        default = 443 if parts.scheme == "https" else 80
+        return parts.hostname.lower() + (f":{parts.port}" if parts.port not in (None, default) else "")
+    return (request_host or "").lower()
+
+
 _REDACTED = "***"
 #: an http(s) URL inside free text (an error message): up to the next blank or quote
 _URL_IN_TEXT_RE = re.compile(r"""https?://[^\s'"<>]+""", re.IGNORECASE)

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.models import Scope, TokenRecord
-from mirror.http.keys import AUTH
+from mirror.domain.errors import NotFound
+from mirror.http.keys import AUTH, BLOBS
 
 
 def module_address(request: web.Request) -> ModuleAddress:
@@ -25,3 +26,29 @@ async def authorize(request: web.Request, namespace: str | None, scope: Scope) -
     values = request.headers.getall("Authorization", None)
     header = None if values is None else values[0] if len(values) == 1 else ", ".join(values)
     return await request.app[AUTH].authorize(header, namespace, scope)
+
+
+async def serve_blob(request: web.Request, key: str, content_type: str, sha256: str) -> web.StreamResponse:
+    """Stream the immutable blob ``key`` (its sha256 is the ETag): with sendfile from a store that
+    keeps a file on this machine, else read through the store; 404 before any byte when missing."""
+    blobs = request.app[BLOBS]
+    headers = {
+        "Content-Type": content_type,
+        "ETag": f'"{sha256}"',
+        "Cache-Control": "private, max-age=300, immutable",
+    }
+    file = blobs.local_path(key)
+    if file is not None:
+        if not file.is_file():
+            raise NotFound("archive not found")
+        return web.FileResponse(file, headers=headers)
+    chunks = blobs.open(key)
+    first = await anext(chunks, b"")  # raises NotFound before any byte is sent
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -16,6 +16,7 @@ from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobHandler, JobQueue
+from mirror.services.providers import ProviderRegistry
 from mirror.services.pullthrough import PullThrough
 from mirror.services.singleflight import SingleFlight
 from mirror.services.webhooks import WebhookDispatcher
@@ -30,6 +31,8 @@ INGESTOR = web.AppKey("ingestor", Ingestor)
 #: parses modules' .tf files in child processes, under limits, with a cache by content
 ANALYZER = web.AppKey("analyzer", Analyzer)
 CATALOG = web.AppKey("catalog", ModuleCatalog)
+#: providers: signing keys, publishing, versions
+PROVIDERS = web.AppKey("providers", ProviderRegistry)
 #: set only when some ``[[upstreams]]`` has ``proxy_namespaces``
 PULLTHROUGH = web.AppKey("pullthrough", PullThrough)
 JOBS = web.AppKey("jobs", JobQueue)

@@ -24,19 +24,20 @@ from mirror.domain.blobs import archive_key, is_sha256
 from mirror.domain.models import ModuleVersion
 from mirror.domain.versions import normalize
 from mirror.domain.errors import NotFound, Unauthorized
-from mirror.http.keys import BLOBS, CATALOG, CONFIG, DOWNLOADS, LOCATOR, METRICS, PULLTHROUGH
-from mirror.http.common import authorize, module_address
+from mirror.http.keys import CATALOG, CONFIG, DOWNLOADS, LOCATOR, METRICS, PULLTHROUGH
+from mirror.http.common import authorize, module_address, serve_blob
 from mirror.http.module_views import detail_body
 from mirror.services.downloads import ARCHIVE_ROUTE_PREFIX, archive_path
 
 MODULES_BASE = "/v1/modules/"
+PROVIDERS_BASE = "/v1/providers/"
 _MODULE = MODULES_BASE + "{namespace}/{name}/{provider}"
 
 
 async def discovery(request: web.Request) -> web.Response:
     await authorize(request, None, "read")
     base = (request.app[CONFIG].server.public_url or "").rstrip("/")
-    return web.json_response({"modules.v1": base + MODULES_BASE})
+    return web.json_response({"modules.v1": base + MODULES_BASE, "providers.v1": base + PROVIDERS_BASE})
 
 
 async def versions(request: web.Request) -> web.Response:
@@ -126,28 +127,7 @@ async def archive(request: web.Request) -> web.StreamResponse:
         path, request.query.get("expires"), request.query.get("signature")
     ):
         raise Unauthorized("the download link is invalid or has expired; ask the registry for a new one")
-    blobs = request.app[BLOBS]
-    key = archive_key(sha256)
-    headers = {
-        "Content-Type": "application/gzip",
-        "ETag": f'"{sha256}"',
-        "Cache-Control": "private, max-age=300, immutable",
-    }
-    file = blobs.local_path(key)  # a store with files on this machine: served with sendfile
-    if file is not None:
-        if not file.is_file():
-            raise NotFound("archive not found")
-        return web.FileResponse(file, headers=headers)
-    chunks = blobs.open(key)
-    first = await anext(chunks, b"")  # raises NotFound before any byte is sent
-    response = web.StreamResponse(headers=headers)
-    await response.prepare(request)
-    if request.method != "HEAD":
-        await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await serve_blob(request, archive_key(sha256), "application/gzip", sha256)
 
 
 def routes(proxied: frozenset[str] = frozenset()) -> list[web.RouteDef]:

@@ -37,15 +37,17 @@ _SCHEMAS = "#/components/schemas/{model}"
 _INFO = {
     "title": "mirror",
     "version": "1",
-    "summary": "A self-hosted private Terraform module registry",
-    "description": "Terraform's module registry protocol, a browse and search API, publishing, background "
+    "summary": "A self-hosted private Terraform module and provider registry",
+    "description": "Terraform's module and provider registry protocols and the provider network mirror, a browse "
+    "and search API, publishing, background "
     "jobs, the event feed and outbound webhooks. Every error is `{\"errors\": [\"...\"]}`; every "
     "response carries `X-Request-Id`.",
 }
 _TAGS = [
-    {"name": "terraform", "description": "The module registry protocol used by terraform init"},
+    {"name": "terraform", "description": "The registry protocols used by terraform init: modules, providers, the network mirror"},
     {"name": "browse", "description": "Module lists, search and details"},
     {"name": "publish"},
+    {"name": "providers", "description": "Provider signing keys and publishing"},
     {"name": "github", "description": "GitHub App integration"},
     {"name": "jobs"},
     {"name": "events"},
@@ -88,6 +90,11 @@ _PARAMETERS = {
     "version": _path(
         "version", None, "SemVer such as 1.2.0, v1.2.0 or 1.2.0-beta.1 (at most 128 characters)", maxLength=128
     ),
+    "type": _path("type", r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$", "A provider type: 1-64 lowercase letters, digits or `-`"),
+    "os": _path("os", r"^[a-z][a-z0-9]{0,31}$", "Go's GOOS: linux, darwin, windows, ..."),
+    "arch": _path("arch", r"^[a-z0-9]{1,32}$", "Go's GOARCH: amd64, arm64, 386, ..."),
+    "hostname": _path("hostname", None, "The registry host of the provider's address (`registry.terraform.io`)", maxLength=260),
+    "keyId": _path("key_id", r"^[0-9A-Fa-f]{16}$", "The key's long key id, 16 hex digits"),
     "webhookId": {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_PATTERN}},
 }
 _ERRORS = {

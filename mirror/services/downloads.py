@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from mirror.domain import signatures
 from mirror.domain.models import ModuleVersion
+from mirror.domain.provider_records import ProviderPlatformFile
 from mirror.domain.errors import ConfigError
 from mirror.storage.protocols import BlobStore
 
@@ -38,6 +39,12 @@ class DownloadAnswer:
 
 def archive_path(sha256: str) -> str:
     return f"{ARCHIVE_ROUTE_PREFIX}{sha256}.tar.gz"
+
+
+def provider_archive_path(sha256: str) -> str:
+    """Where ``proxy`` mode serves a provider zip (Terraform takes the archive type from the
+    download answer, not the name; the suffix is for people and proxies)."""
+    return f"{ARCHIVE_ROUTE_PREFIX}{sha256}.zip"
 
 
 class DownloadLocator:
@@ -82,6 +89,34 @@ class DownloadLocator:
             self._cache.clear()
         self._cache[version.sha256] = (now + REUSE_SECONDS, answer)
         return answer
+
+    async def provider_archive_url(self, file: ProviderPlatformFile) -> str:
+        """Where Terraform fetches a provider zip. Terraform's provider installer does a plain
+        HTTP GET (it cannot follow go-getter's ``s3::`` sources), so ``s3`` mode hands out a
+        presigned URL as ``presigned`` does; a zip not fetched from its upstream yet is always
+        served by the registry (which fetches it on that first request)."""
+        now = time.time()
+        cache_key = "zip:" + file.sha256
+        cached = self._cache.get(cache_key)
+        if cached is not None and cached[0] > now:
+            return cached[1].location
+        if self.mode in ("s3", "presigned") and file.complete:
+            assert isinstance(self._blobs, PresigningBlobStore)
+            location = await self._blobs.presigned_url(file.blob_key, self._ttl + REUSE_SECONDS)
+        else:
+            location = self.signed_url(provider_archive_path(file.sha256), now)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[cache_key] = (now + REUSE_SECONDS, DownloadAnswer(location, b""))
+        return location
+
+    def signed_url(self, path: str, now: float | None = None) -> str:
+        """``path`` (absolute, as served by this registry) with an expiring signature, for
+        locations Terraform fetches without its token (archives, SHA256SUMS and its signature)."""
+        now = time.time() if now is None else now
+        expires = signatures.expiry(now, self._ttl + REUSE_SECONDS, granularity=REUSE_SECONDS)
+        query = urlencode({"expires": expires, "signature": signatures.sign(self._key, path, expires)})
+        return f"{self._base}{path}?{query}"
 
     def _signed_proxy_url(self, sha256: str, now: float) -> str:
         path = archive_path(sha256)

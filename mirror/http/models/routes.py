@@ -7,6 +7,7 @@ from typing import Any
 
 from mirror.http.models import browse, events, jobs, operations, protocol, publish, webhooks
 from mirror.http.models.base import MAX_ID, SHA256_PATTERN
+from mirror.http.models.provider_routes import PROVIDER_ROUTES
 from mirror.http.models.route import ADMIN_NOTE, OPEN, READ_NOTE, Route
 
 MODULE = ("namespace", "name", "provider")
@@ -171,3 +172,4 @@ ROUTES: list[Route] = [
           "One immediate attempt at a parked event", "webhooks", ADMIN_NOTE, params=("webhookId", _id("failure_id")),
           responses={200: (webhooks.Redelivered, "Delivered")}, errors=(401, 403, 404, 502)),
 ]
+ROUTES += PROVIDER_ROUTES

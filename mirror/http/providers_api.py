@@ -1,0 +1,221 @@
+"""The provider API: namespaces' signing keys, and publishing a GoReleaser release.
+
+- ``POST /api/v1/providers/:ns/keys`` (admin scope): one ASCII-armored public key, as the body
+  (``text/plain``, ``application/pgp-keys``) or as ``{"ascii_armor": "..."}``; 201 when added,
+  200 when the namespace had it; ``warnings`` (Ed25519) in the answer.
+- ``GET /api/v1/providers/:ns/keys`` (read scope), ``DELETE /api/v1/providers/:ns/keys/:key_id``
+  (admin scope).
+- ``POST /api/v1/providers/:ns/:type/:version`` (publish scope): ``multipart/form-data``, one part
+  per release file, named by the part's file name. The parts are spooled to disk under
+  ``[limits]`` (file count, each zip's size, the whole upload's size), then the release is checked
+  whole before anything is stored (``ProviderRegistry.publish``). 201 created, 200 when the
+  version was there (unchanged, or new platforms added), 409 when it exists with another SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from aiohttp import BodyPartReader, web
+
+from mirror.domain.errors import BadRequest, PayloadTooLarge, StorageUnavailable, UnsupportedMediaType
+from mirror.domain.provider_records import ProviderKey, ProviderPublishOutcome
+from mirror.domain.addresses import valid_namespace
+from mirror.domain.providers import MAX_MANIFEST_BYTES, MAX_SHASUMS_BYTES, ProviderAddress
+from mirror.domain.versions import normalize
+from mirror.formats.openpgp import MAX_PUBLIC_KEY_BYTES, MAX_SIGNATURE_BYTES
+from mirror.http.common import authorize
+from mirror.http.keys import CONFIG, PROVIDERS
+
+CHUNK = 256 * 1024
+_KEY_TYPES = ("text/plain", "application/pgp-keys", "application/octet-stream", "application/json")
+
+
+def _namespace(request: web.Request) -> str:
+    namespace = request.match_info["namespace"]
+    if not valid_namespace(namespace):
+        raise BadRequest(f"invalid namespace {namespace[:100]!r}")
+    return namespace
+
+
+def _key_body(key: ProviderKey) -> dict:
+    return {k: v for k, v in key.to_json().items() if k != "ascii_armor"} | {"ascii_armor": key.ascii_armor}
+
+
+async def add_key(request: web.Request) -> web.Response:
+    namespace = _namespace(request)
+    await authorize(request, namespace, "admin")
+    if request.content_type not in _KEY_TYPES:
+        raise UnsupportedMediaType(
+            "send the ASCII-armored public key as text/plain (or application/pgp-keys), "
+            'or as JSON {"ascii_armor": "..."}'
+        )
+    body = await _read_limited(request, MAX_PUBLIC_KEY_BYTES + 4096, "the public key")
+    armored: str | bytes = body
+    if request.content_type == "application/json":
+        try:
+            doc = json.loads(body)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise BadRequest("the body is not valid JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("ascii_armor"), str):
+            raise BadRequest('expected {"ascii_armor": "-----BEGIN PGP PUBLIC KEY BLOCK-----..."}')
+        armored = doc["ascii_armor"]
+    added = await request.app[PROVIDERS].add_key(namespace, armored)
+    answer = _key_body(added.key) | {"warnings": list(added.warnings), "status": "created" if added.created else "exists"}
+    return web.json_response(answer, status=201 if added.created else 200)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    namespace = _namespace(request)
+    await authorize(request, namespace, "read")
+    keys = await request.app[PROVIDERS].keys(namespace)
+    return web.json_response({"keys": [_key_body(key) for key in keys]})
+
+
+async def remove_key(request: web.Request) -> web.Response:
+    namespace = _namespace(request)
+    await authorize(request, namespace, "admin")
+    await request.app[PROVIDERS].remove_key(namespace, request.match_info["key_id"])
+    return web.Response(status=204)
+
+
+async def _read_limited(request: web.Request, limit: int, what: str) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"{what} is {request.content_length} bytes; the limit is {limit}")
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{what} is larger than the limit of {limit} bytes")
+    if not data:
+        raise BadRequest(f"the request body is empty; send {what}")
+    return bytes(data)
+
+
+# Publishing ------------------------------------------------------------------------------------
+
+
+async def publish(request: web.Request) -> web.Response:
+    info = request.match_info
+    address = ProviderAddress.parse_parts(info["namespace"], info["type"])
+    await authorize(request, address.namespace, "publish")
+    raw_version = info["version"]
+    normalize(raw_version)  # a bad version is a 400 before the body is read
+    limits = request.app[CONFIG].limits
+    if request.content_length is not None and request.content_length > limits.max_provider_release_bytes:
+        raise PayloadTooLarge(
+            f"the upload is {request.content_length} bytes; the limit is {limits.max_provider_release_bytes}"
+        )
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType(
+            "send the release as multipart/form-data, one part per file (the zips, SHA256SUMS, "
+            "SHA256SUMS.sig and the optional manifest.json), each with its file name"
+        )
+    async with _spooled_parts(request) as files:
+        outcome = await request.app[PROVIDERS].publish(address, raw_version, files, source="upload")
+    return web.json_response(outcome_body(outcome), status=201 if outcome.status == "created" else 200)
+
+
+def outcome_body(outcome: ProviderPublishOutcome) -> dict:
+    version = outcome.version
+    return {
+        "id": f"{version.address}/{version.version}",
+        "namespace": version.address.namespace,
+        "type": version.address.type,
+        "version": version.version,
+        "protocols": list(version.protocols),
+        "platforms": version.platform_names,
+        "added": [str(p) for p in outcome.added],
+        "key_id": version.key_id,
+        "published_at": version.published_at,
+        "status": outcome.status,
+    }
+
+
+def _part_limit(name: str, zip_limit: int) -> int:
+    if name.endswith(".zip"):
+        return zip_limit
+    if name.endswith("_SHA256SUMS.sig"):
+        return MAX_SIGNATURE_BYTES
+    if name.endswith("_SHA256SUMS"):
+        return MAX_SHASUMS_BYTES
+    return MAX_MANIFEST_BYTES
+
+
+def _safe_name(part: BodyPartReader) -> str:
+    name = part.filename or part.name or ""
+    if not name or len(name) > 255 or "/" in name or "\\" in name or name in (".", "..") or not name.isprintable():
+        raise BadRequest(
+            f"each part must carry the release file's plain name (filename=\"terraform-provider-...\"), "
+            f"not {name[:100]!r}"
+        )
+    return name
+
+
+@asynccontextmanager
+async def _spooled_parts(request: web.Request) -> AsyncIterator[dict[str, Path]]:
+    """Each file part written to a private temporary directory, removed afterwards."""
+    config = request.app[CONFIG]
+    limits = config.limits
+    directory = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="provider-", dir=config.server.spool_dir))
+    try:
+        files: dict[str, Path] = {}
+        total = 0
+        try:
+            reader = await request.multipart()
+        except (AssertionError, ValueError) as exc:
+            raise BadRequest(f"the body is not valid multipart/form-data: {exc}") from None
+        while True:
+            try:
+                part = await reader.next()
+            except ValueError as exc:
+                raise BadRequest(f"the body is not valid multipart/form-data: {exc}") from None
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("nested multipart bodies are not accepted; send one part per file")
+            name = _safe_name(part)
+            if name in files:
+                raise BadRequest(f"the file {name!r} was sent twice")
+            if len(files) >= limits.max_provider_files:
+                raise PayloadTooLarge(f"a provider release upload holds at most {limits.max_provider_files} files")
+            path = directory / f"part-{len(files)}"
+            total += await _spool_part(part, name, path, _part_limit(name, limits.max_provider_zip_bytes),
+                                       limits.max_provider_release_bytes - total)
+            files[name] = path
+        if not files:
+            raise BadRequest("the upload holds no files")
+        yield files
+    finally:
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+async def _spool_part(part: BodyPartReader, name: str, path: Path, limit: int, room: int) -> int:
+    size = 0
+    try:
+        with path.open("wb") as out:
+            while chunk := await part.read_chunk(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"{name}: is larger than the limit of {limit} bytes")
+                if size > room:
+                    raise PayloadTooLarge("the upload is larger than [limits] max_provider_release_bytes")
+                await asyncio.to_thread(out.write, chunk)
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot spool the upload: {exc}") from exc
+    return size
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/providers/{namespace}/keys", add_key),
+        web.get("/api/v1/providers/{namespace}/keys", list_keys),
+        web.delete("/api/v1/providers/{namespace}/keys/{key_id}", remove_key),
+        web.post("/api/v1/providers/{namespace}/{type}/{version}", publish),
+    ]
