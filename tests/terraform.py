@@ -62,3 +62,43 @@ def installed_modules(workdir: Path) -> dict[str, dict]:
     """``.terraform/modules/modules.json`` as {key: record}."""
     manifest = json.loads((workdir / ".terraform" / "modules" / "modules.json").read_text())
     return {m["Key"]: m for m in manifest["Modules"]}
+
+
+def terraform_on_path(version: str) -> tuple[Terraform, ...]:
+    """The ``terraform`` on PATH, as a one-item tuple, when ``terraform version`` reports ``version``;
+    else an empty tuple (so a parameter list can take it with ``*``)."""
+    import shutil
+    import tempfile
+
+    path = shutil.which("terraform")
+    if path is None:
+        return ()
+    with tempfile.TemporaryDirectory() as home:
+        config = Path(home) / "empty.rc"
+        config.write_text("")
+        try:
+            result = subprocess.run(
+                [path, "version", "-json"], env=base_env(config, Path(home)), capture_output=True, text=True, timeout=30
+            )
+            reported = json.loads(result.stdout).get("terraform_version")
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return ()
+    return (Terraform(version, (path,)),) if reported == version else ()
+
+
+def provider_locks(workdir: Path) -> dict[str, dict]:
+    """``.terraform.lock.hcl`` as {provider address: {"version", "constraints", "hashes"}}."""
+    import re
+
+    text = (workdir / ".terraform.lock.hcl").read_text()
+    locks: dict[str, dict] = {}
+    for block in re.finditer(r'^provider "([^"]+)" \{\n(.*?)^\}', text, re.S | re.M):
+        body = block.group(2)
+        version = re.search(r'^\s*version\s*=\s*"([^"]*)"', body, re.M)
+        constraints = re.search(r'^\s*constraints\s*=\s*"([^"]*)"', body, re.M)
+        locks[block.group(1)] = {
+            "version": version.group(1) if version else None,
+            "constraints": constraints.group(1) if constraints else None,
+            "hashes": re.findall(r'"((?:h1|zh):[^"]+)"', body),
+        }
+    return locks
