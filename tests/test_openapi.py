@@ -52,6 +52,7 @@ def test_unauthenticated_operations_are_marked() -> None:
     }
     assert open_ones == {
         ("get", "/v1/archives/{sha256}.zip"),
+        ("get", "/v1/mirror/{hostname}/{namespace}/{type}/{version}/{platform}.zip"),
         ("get", "/v1/provider-files/{namespace}/{type}/{version}/{name}"),
         ("get", "/healthz"),
         ("get", "/readyz"),

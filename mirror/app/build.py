@@ -22,7 +22,7 @@ from mirror.http import contexts, metrics
 from mirror.config import Config
 from mirror.domain.errors import BadRequest, Conflict, ConfigError, InvalidArchive, NotFound, PayloadTooLarge, StorageUnavailable
 from mirror.app.plugins import config_problems
-from mirror.app.pullthrough import proxied_namespaces, pull_through_context
+from mirror.app.pullthrough import provider_mirror_context, provider_upstreams, proxied_namespaces, pull_through_context
 from mirror.app.services import SIGNING_KEY_SETTING, services_context
 from mirror.app.sinks import sinks_context
 from mirror.app.sources import setup_sources
@@ -94,6 +94,8 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     proxied = proxied_namespaces(config)
     if proxied:
         app.cleanup_ctx.append(pull_through_context)
+    if provider_upstreams(config):
+        app.cleanup_ctx.append(provider_mirror_context)
     app.cleanup_ctx.append(contexts.downloads_context)  # flushes download counts before the store closes
     source_routes = setup_sources(app)  # GitHub, plug-ins: job handlers registered, closing after the queue
     app.cleanup_ctx.append(_jobs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic.dataclasses import dataclass
@@ -17,7 +18,8 @@ from pydantic.dataclasses import dataclass
 from mirror.config.fields import SECTION, Kind, message
 from mirror.domain.addresses import valid_namespace
 from mirror.domain.errors import BadRequest
-from mirror.domain.specs import ModuleSpec, registry_base_url
+from mirror.domain.providers import Platform
+from mirror.domain.specs import ModuleSpec, ProviderSpec, check_provider_pattern, registry_base_url
 from mirror.domain.urls import http_url
 
 #: bounds of ``proxy_ttl_seconds``: a second to a day
@@ -100,6 +102,24 @@ class UpstreamConfig:
     allow_file_sources: _Flag = Field(
         False, description="... may be local git repositories (`git::file://`, a path)."
     )
+    url: _Name = Field(
+        None,
+        description="Where to reach this host, when it is not at `https://HOST` (`http(s)://HOST[:PORT]`): provider "
+        "addresses keep naming `host`.",
+    )
+    providers: _Strings = Field(
+        (), description='`"NAMESPACE/TYPE [CONSTRAINT]"`, e.g. `"hashicorp/aws ~> 5.0"`: the providers `mirror sync` copies.'
+    )
+    platforms: _Strings = Field(
+        ("linux_amd64",),
+        description="The `OS_ARCH` platforms of providers this registry copies and serves from this upstream.",
+    )
+    proxy_providers: _Strings = Field(
+        (),
+        description='Providers the network mirror pulls through from this upstream: `"NAMESPACE/TYPE"` patterns, '
+        '`*` for any run of characters (`"hashicorp/*"`). Their versions are listed from the upstream (reused for '
+        "`proxy_ttl_seconds`), and a zip is fetched on its first download.",
+    )
     s3_endpoints: _Urls = Field(
         (),
         description="... may be `s3::` objects on these S3-compatible endpoints (`http(s)://HOST[:PORT]`) besides "
@@ -108,6 +128,21 @@ class UpstreamConfig:
 
 
 _UPSTREAM_KEYS = frozenset(UpstreamConfig.__pydantic_fields__)
+
+
+def provider_hostname(upstream: UpstreamConfig) -> str:
+    """The hostname an upstream's providers are named under (``registry.terraform.io``): its
+    host's name and port, lowercase."""
+    return urlsplit(registry_base_url(upstream.host)).netloc.lower()
+
+
+def reach_url(upstream: UpstreamConfig) -> str:
+    """Where the upstream is reached: ``url`` when set, else its host's base URL."""
+    return registry_base_url(upstream.url or upstream.host)
+
+
+def serves_providers(upstream: UpstreamConfig) -> bool:
+    return bool(upstream.providers or upstream.proxy_providers)
 
 
 def build_upstreams(raw: Any, environ: Mapping[str, str], problems: list[str]) -> tuple[UpstreamConfig, ...]:
@@ -150,6 +185,7 @@ def check_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
     """Problems of the upstreams as a whole: hosts, specs, namespaces proxied twice, bounds."""
     problems = []
     proxied_by: dict[str, int] = {}  # lowercased namespace -> the upstream's number
+    provider_hosts: dict[str, int] = {}  # provider hostname -> the upstream's number
     for number, upstream in enumerate(upstreams, start=1):
         where = f"[[upstreams]] #{number} ({upstream.host})"
         try:
@@ -178,9 +214,49 @@ def check_upstreams(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
             else:
                 proxied_by[key] = number
             listed.add(key)
+        problems.extend(_provider_problems(where, upstream))
+        if serves_providers(upstream):
+            try:
+                hostname = provider_hostname(upstream)
+            except ValueError:
+                pass
+            else:
+                if hostname in provider_hosts:
+                    problems.append(
+                        f"{where}: the providers of {hostname} already come from [[upstreams]] "
+                        f"#{provider_hosts[hostname]}; list them in one table"
+                    )
+                provider_hosts.setdefault(hostname, number)
         low, high = PROXY_TTL_RANGE
         if not low <= upstream.proxy_ttl_seconds <= high:
             problems.append(
                 f"{where}: proxy_ttl_seconds must be between {low} and {high}, not {upstream.proxy_ttl_seconds}"
             )
+    return problems
+
+
+def _provider_problems(where: str, upstream: UpstreamConfig) -> list[str]:
+    problems = []
+    if upstream.url is not None:
+        try:
+            registry_base_url(upstream.url)
+        except ValueError as exc:
+            problems.append(f"{where}: url {exc}")
+    for spec in upstream.providers:
+        try:
+            ProviderSpec.parse(spec)
+        except BadRequest as exc:
+            problems.append(f"{where}: providers: {exc}")
+    for pattern in upstream.proxy_providers:
+        try:
+            check_provider_pattern(pattern)
+        except BadRequest as exc:
+            problems.append(f"{where}: proxy_providers: {exc}")
+    if not upstream.platforms:
+        problems.append(f"{where}: platforms must name at least one OS_ARCH, e.g. [\"linux_amd64\"]")
+    for platform in upstream.platforms:
+        try:
+            Platform.parse(platform)
+        except BadRequest as exc:
+            problems.append(f"{where}: platforms: {exc}")
     return problems

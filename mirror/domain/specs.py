@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.providers import ProviderAddress
 from mirror.domain.urls import http_url
 from mirror.domain.versions import Constraints
 from mirror.domain.errors import BadRequest
@@ -71,3 +73,44 @@ class ModuleSpec:
 
     def __str__(self) -> str:
         return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A provider of an upstream and which of its versions ``mirror sync`` copies."""
+
+    address: ProviderAddress
+    constraints: Constraints
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> ProviderSpec:
+        """``NS/TYPE [CONSTRAINT]`` (``"hashicorp/aws ~> 5.0"``); BadRequest naming what is wrong."""
+        stripped = text.strip()
+        address_text, _, constraint_text = stripped.partition(" ")
+        if address_text.count("/") != 1:
+            raise BadRequest(f"provider spec {text[:200]!r}: write NAMESPACE/TYPE [CONSTRAINT], e.g. \"hashicorp/aws ~> 5.0\"")
+        try:
+            address = ProviderAddress.parse(address_text.lower())
+            constraints = Constraints.parse(constraint_text)
+        except BadRequest as exc:
+            raise BadRequest(f"provider spec {text[:200]!r}: {exc}") from None
+        return cls(address, constraints, stripped)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_PATTERN_PART = re.compile(r"^(?:\*|[A-Za-z0-9_*-]{1,64})\Z")
+
+
+def check_provider_pattern(pattern: str) -> None:
+    """``NS/TYPE`` where either part may be ``*`` or hold ``*`` wildcards (``hashicorp/*``)."""
+    parts = pattern.split("/")
+    if len(parts) != 2 or not all(_PATTERN_PART.match(part) for part in parts):
+        raise BadRequest(f"provider pattern {pattern[:200]!r}: write NAMESPACE/TYPE, either part may use *, e.g. \"hashicorp/*\"")
+
+
+def provider_pattern_matches(pattern: str, address: ProviderAddress) -> bool:
+    """Whether ``address`` matches ``pattern`` (``*`` matches any run of characters; no case)."""
+    return fnmatch.fnmatchcase(f"{address.namespace}/{address.type}".lower(), pattern.lower())

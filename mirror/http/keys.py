@@ -16,6 +16,7 @@ from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
 from mirror.services.jobs import JobHandler, JobQueue
+from mirror.services.provider_mirror import ProviderMirror
 from mirror.services.providers import ProviderRegistry
 from mirror.services.pullthrough import PullThrough
 from mirror.services.singleflight import SingleFlight
@@ -33,6 +34,8 @@ ANALYZER = web.AppKey("analyzer", Analyzer)
 CATALOG = web.AppKey("catalog", ModuleCatalog)
 #: providers: signing keys, publishing, versions
 PROVIDERS = web.AppKey("providers", ProviderRegistry)
+#: upstream registries' providers on the network mirror (only when an upstream serves providers)
+PROVIDER_MIRROR = web.AppKey("provider_mirror", ProviderMirror)
 #: set only when some ``[[upstreams]]`` has ``proxy_namespaces``
 PULLTHROUGH = web.AppKey("pullthrough", PullThrough)
 JOBS = web.AppKey("jobs", JobQueue)

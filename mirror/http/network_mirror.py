@@ -4,23 +4,27 @@
 ask ``HOSTNAME/ns/type/index.json`` and ``HOSTNAME/ns/type/VERSION.json`` here for every provider,
 whatever registry its address names. The hostname that names this registry
 (``[server] registry_host``, by default ``public_url``'s host or the request's ``Host``) serves
-this registry's own providers. Both answers take the caller's token (read scope on the
-namespace); archive URLs authenticate themselves, as the download answers of ``providers.v1`` do.
-Terraform accepts a network mirror over https only.
+this registry's own providers; the hostname of an upstream configured for providers
+(``[[upstreams]] providers`` or ``proxy_providers``) serves that upstream's, pulled through on
+demand (``mirror.services.provider_mirror``). Both answers take the caller's token (read scope on
+the namespace); archive URLs authenticate themselves, as the download answers of ``providers.v1``
+do. A zip not fetched from its upstream yet is served at a signed
+``HOSTNAME/ns/type/VERSION/OS_ARCH.zip`` here, which fetches it on that first request. Terraform
+accepts a network mirror over https only.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from mirror.domain.errors import NotFound
+from mirror.domain.errors import NotFound, Unauthorized
 from mirror.domain.provider_protocol import mirror_index_answer, mirror_version_answer
 from mirror.domain.provider_records import LOCAL_HOST, ProviderVersion
-from mirror.domain.providers import ProviderAddress
+from mirror.domain.providers import Platform, ProviderAddress
 from mirror.domain.urls import registry_host
 from mirror.domain.versions import normalize
-from mirror.http.common import authorize
-from mirror.http.keys import CONFIG, LOCATOR, PROVIDERS
+from mirror.http.common import authorize, serve_blob
+from mirror.http.keys import CONFIG, LOCATOR, PROVIDER_MIRROR, PROVIDERS
 
 MIRROR_BASE = "/v1/mirror/"
 _PROVIDER = MIRROR_BASE + "{hostname}/{namespace}/{type}"
@@ -35,33 +39,68 @@ def _where(request: web.Request) -> tuple[str, ProviderAddress]:
     hostname = info["hostname"].lower()
     if hostname == own:
         return LOCAL_HOST, address
-    raise NotFound(f"this mirror serves no providers of {info['hostname'][:255]!r}; it serves {own}")
+    mirror = request.app.get(PROVIDER_MIRROR)
+    if mirror is not None and mirror.serves(hostname):
+        return hostname, address
+    served = ", ".join([own, *(mirror.hostnames if mirror is not None else [])])
+    raise NotFound(f"this mirror serves no providers of {info['hostname'][:255]!r}; it serves {served}")
 
 
 async def index(request: web.Request) -> web.Response:
     """``GET /v1/mirror/:hostname/:ns/:type/index.json``: ``{"versions": {"1.0.0": {}}}``."""
     hostname, address = _where(request)
     await authorize(request, address.namespace, "read")
-    found = await request.app[PROVIDERS].versions(address, hostname)
-    return web.json_response(mirror_index_answer(v.version for v in found))
+    if hostname == LOCAL_HOST:
+        versions = [v.version for v in await request.app[PROVIDERS].versions(address)]
+    else:
+        versions = await request.app[PROVIDER_MIRROR].versions(hostname, address)
+    return web.json_response(mirror_index_answer(versions))
 
 
 async def version(request: web.Request) -> web.Response:
     """``GET /v1/mirror/:hostname/:ns/:type/:version.json``: each platform's zip and its hashes."""
     hostname, address = _where(request)
     await authorize(request, address.namespace, "read")
-    found = await request.app[PROVIDERS].version(address, normalize(request.match_info["version"]), hostname)
+    text = normalize(request.match_info["version"])
+    if hostname == LOCAL_HOST:
+        found = await request.app[PROVIDERS].version(address, text)
+    else:
+        found = await request.app[PROVIDER_MIRROR].version(hostname, address, text)
     return web.json_response(await version_body(request, found))
+
+
+def archive_path(found: ProviderVersion, platform: Platform) -> str:
+    address = found.address
+    return f"{MIRROR_BASE}{found.hostname}/{address.namespace}/{address.type}/{found.version}/{platform}.zip"
 
 
 async def version_body(request: web.Request, found: ProviderVersion) -> dict:
     locator = request.app[LOCATOR]
-    archives = {file.platform: (await locator.provider_archive_url(file), file.hashes) for file in found.platforms}
+    archives = {}
+    for file in found.platforms:
+        if file.complete:
+            url = await locator.provider_archive_url(file)
+        else:  # not fetched from the upstream yet: this registry fetches it on the first download
+            url = locator.signed_url(archive_path(found, file.platform))
+        archives[file.platform] = (url, file.hashes)
     return mirror_version_answer(archives)
+
+
+async def pulled_archive(request: web.Request) -> web.StreamResponse:
+    """A pulled-through zip by signed URL: fetched from the upstream once, then from the blob store."""
+    if not request.app[LOCATOR].verify(request.path, request.query.get("expires"), request.query.get("signature")):
+        raise Unauthorized("the download link is invalid or has expired; ask the registry for a new one")
+    hostname, address = _where(request)
+    if hostname == LOCAL_HOST:
+        raise NotFound("this registry's own providers are served at /v1/archives/")
+    platform = Platform.parse(request.match_info["platform"])
+    file = await request.app[PROVIDER_MIRROR].archive(hostname, address, normalize(request.match_info["version"]), platform)
+    return await serve_blob(request, file.blob_key, "application/zip", file.sha256)
 
 
 def routes() -> list[web.RouteDef]:
     return [
         web.get(_PROVIDER + "/index.json", index),
         web.get(_PROVIDER + "/{version}.json", version),
+        web.get(_PROVIDER + "/{version}/{platform}.zip", pulled_archive),
     ]

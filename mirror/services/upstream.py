@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.providers import Platform, ProviderAddress
 from mirror.domain.sources import Source, SourcePolicy, parse_source
 from mirror.services.ingest import Archive
 
@@ -69,3 +71,33 @@ class ModuleFetcher(Protocol):
     def fetch(
         self, location: str, *, base_url: str | None = None, policy: SourcePolicy | None = None
     ) -> AbstractAsyncContextManager[FetchedModule]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPackage:
+    """A ``providers.v1`` download answer, its URLs made absolute."""
+
+    protocols: tuple[str, ...]
+    filename: str
+    download_url: str
+    shasums_url: str
+    shasums_signature_url: str
+    shasum: str
+    signing_keys: tuple[str, ...]  # ASCII-armored public keys, in the order given
+
+
+class ProviderUpstream(Protocol):
+    """Another registry's ``providers.v1`` service, and the files its answers point to."""
+
+    async def provider_versions(self, address: ProviderAddress) -> list[str]:
+        """The versions the upstream lists (UpstreamError with status 404 for an unknown provider)."""
+
+    async def provider_package(self, address: ProviderAddress, version: str, platform: Platform) -> UpstreamPackage | None:
+        """The download answer of one platform; None when the upstream has no package for it."""
+
+    async def read_file(self, url: str, limit: int, what: str) -> bytes:
+        """A small file (SHA256SUMS, a signature) of at most ``limit`` bytes, without credentials."""
+
+    async def download_file(self, url: str, destination: Path, limit: int, what: str) -> tuple[str, int]:
+        """Stream a file of at most ``limit`` bytes to ``destination`` without credentials:
+        (sha256 hex, size)."""

@@ -55,6 +55,16 @@ PROVIDER_ROUTES: list[Route] = [
           "A provider version's archives and their hashes (network mirror)", "terraform", _MIRROR_NOTE,
           params=("hostname", *PROVIDER, "version"),
           responses={200: (providers.MirrorVersion, "The archives")}, errors=(400, 401, 403, 404)),
+    Route("get", MIRROR_PATH + "/{version}/{platform}.zip", "mirrorPulledArchive",
+          "An upstream provider's zip by signed URL: fetched from the upstream on its first download", "terraform",
+          _SIGNED + " The zip is fetched once for every concurrent requester, checked against the signed "
+          "SHA256SUMS and kept; later downloads never leave the site. 502 when the upstream cannot give it or "
+          "it does not match.", security=OPEN,
+          params=("hostname", *PROVIDER, "version", {"name": "platform", "in": "path", "required": True,
+                                                     "description": "OS_ARCH, e.g. linux_amd64",
+                                                     "schema": {"type": "string", "maxLength": 65}}),
+          query=protocol.ArchiveQuery, responses={200: _binary("application/zip", "The zip")},
+          errors=(400, 401, 404, 502, 503)),
     # -- providers
     Route("post", "/api/v1/providers/{namespace}/keys", "addProviderKey", "Add a signing key to a namespace",
           "providers", "Admin scope on the namespace. One ASCII-armored OpenPGP public key (RSA, ECDSA; Ed25519 "

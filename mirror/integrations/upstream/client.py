@@ -64,7 +64,8 @@ class RegistryClient:
         self._token = token
         self._timeout = timeout
         self._user_agent = user_agent
-        self._modules_url: str | None = None
+        self._services: dict[str, str] = {}  # service name -> its base URL, once discovered
+        self._discovery: tuple[dict[str, Any], str] | None = None  # (the document, its final URL)
         self._token_origins = {_origin(self.base_url)}
         self._discovery_lock = asyncio.Lock()
 
@@ -79,11 +80,20 @@ class RegistryClient:
 
     async def modules_url(self) -> str:
         """The ``modules.v1`` base URL, ending in ``/`` (discovered once)."""
+        return await self.service_url("modules.v1", "a module registry")
+
+    async def service_url(self, name: str, offers: str) -> str:
+        """The base URL of service ``name`` (``providers.v1``), ending in ``/``; discovery is
+        asked once. ``offers`` names the service in the error when the host has none."""
         async with self._discovery_lock:
-            if self._modules_url is None:
-                self._modules_url = await self._discover()
-                self._token_origins.add(_origin(self._modules_url))
-        return self._modules_url
+            if name not in self._services:
+                if self._discovery is None:
+                    self._discovery = await self._discover()
+                document, final_url = self._discovery
+                url = _service_url(document, final_url, name, offers, f"discovering the services of {self.host}")
+                self._services[name] = url
+                self._token_origins.add(_origin(url))
+        return self._services[name]
 
     async def versions(self, address: ModuleAddress) -> list[str]:
         """The module's versions as the upstream spells them (``modules[0]`` only, as Terraform)."""
@@ -135,19 +145,13 @@ class RegistryClient:
 
     # -- HTTP ------------------------------------------------------------------------------------
 
-    async def _discover(self) -> str:
+    async def _discover(self) -> tuple[dict[str, Any], str]:
         what = f"discovering the services of {self.host}"
         status, _, body, final_url = await self._get(self.base_url + DISCOVERY_PATH, what)
         if status == 404:
             raise UpstreamError(f"{what}: {DISCOVERY_PATH} is missing; is it a Terraform registry?", status_code=404)
         _raise_for_status(status, body, what, self.host)
-        value = _json_object(body, what).get("modules.v1")
-        if not isinstance(value, str) or not value:
-            raise UpstreamError(f"{what}: it offers no module registry (no modules.v1 service)")
-        url = urljoin(final_url, value)
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise UpstreamError(f"{what}: modules.v1 {value!r} is not an http(s) URL")
-        return url if url.endswith("/") else url + "/"
+        return _json_object(body, what), final_url
 
     async def _get(self, url: str, what: str) -> tuple[int, Any, bytes, str]:
         """GET ``url`` (redirects followed by hand, so the token never follows one onto another
@@ -172,6 +176,16 @@ class RegistryClient:
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"{what}: cannot reach {self.base_url} ({_reason(exc)})") from None
         raise UpstreamError(f"{what}: more than {MAX_REDIRECTS} redirects")
+
+
+def _service_url(document: dict[str, Any], final_url: str, name: str, offers: str, what: str) -> str:
+    value = document.get(name)
+    if not isinstance(value, str) or not value:
+        raise UpstreamError(f"{what}: it offers no {offers} (no {name} service)")
+    url = urljoin(final_url, value)
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise UpstreamError(f"{what}: {name} {value!r} is not an http(s) URL")
+    return url if url.endswith("/") else url + "/"
 
 
 def _module_path(address: ModuleAddress) -> str:

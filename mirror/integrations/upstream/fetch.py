@@ -259,6 +259,47 @@ class Fetcher:
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"{what}: {_reason(exc)}") from None
 
+    async def get_file(
+        self, url: str, destination: Path, *, limit: int, policy: SourcePolicy, what: str
+    ) -> tuple[str, int]:
+        """Stream the file at ``url`` (no credentials; redirects checked against ``policy``) to
+        ``destination``, at most ``limit`` bytes: (sha256 hex, size)."""
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=self._timeout)
+        try:
+            async with self._get(url, policy, what, timeout=timeout, auto_decompress=False) as response:
+                if response.status != 200:
+                    raise _http_status_error(what, response.status)
+                if response.content_length is not None and response.content_length > limit:
+                    raise too_large(what, limit)
+                with DownloadSpool(destination, limit, None, what) as spool:
+                    async for chunk in response.content.iter_chunked(CHUNK):
+                        spool.write(chunk)
+                    return spool.finish()
+        except TimeoutError:
+            raise UpstreamUnavailable(f"{what}: no data for {self._timeout:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"{what}: {_reason(exc)}") from None
+
+    async def read_small(self, url: str, *, limit: int, policy: SourcePolicy, what: str) -> bytes:
+        """The file at ``url`` in memory (no credentials), at most ``limit`` bytes."""
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        try:
+            async with self._get(url, policy, what, timeout=timeout) as response:
+                if response.status != 200:
+                    raise _http_status_error(what, response.status)
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    body += chunk
+                    if len(body) > limit:
+                        raise too_large(what, limit)
+                if not body:
+                    raise UpstreamError(f"{what}: the file is empty")
+                return bytes(body)
+        except TimeoutError:
+            raise UpstreamUnavailable(f"{what}: no answer within {self._timeout:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"{what}: {_reason(exc)}") from None
+
     async def _follow_terraform_get(self, source: Source, policy: SourcePolicy) -> Source:
         """go-getter's http getter for a URL that names no archive: ask it where the files are."""
         what = f"asking {source.describe()} for its X-Terraform-Get location"
