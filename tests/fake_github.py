@@ -6,7 +6,7 @@ Start it with aiohttp's ``aiohttp_server`` fixture; the server's base URL is the
     server = await aiohttp_server(fake.app)
     api_url = str(server.make_url("")).rstrip("/")
 
-and drive it through its state: ``add_repository``, ``add_tag``, ``plain_tokens``, ``fail_next``,
+and drive it through its state: ``add_repository``, ``add_tag``, ``add_release``, ``plain_tokens``, ``fail_next``,
 ``delay``, ``calls``... Route names (the keys of ``calls``, ``fail_next``, ``rate_limit_next`` and
 ``delay``, ``together``) are listed in ``ROUTES``.
 
@@ -14,7 +14,10 @@ Like GitHub, the API routes want ``Authorization: token X`` (or ``Bearer X``) wi
 token the fake issued or one of ``plain_tokens``, answer 404 for repositories the token cannot
 see, and paginate lists with ``per_page`` / ``page`` and a ``Link`` header. The tarball route
 redirects to a short-lived ``/_codeload/...`` URL on the same server, which refuses requests that
-carry an Authorization header. Installation tokens are issued for an RS256 JWT signed with the app's
+carry an Authorization header. Release assets are served as GitHub documents them: the release route
+lists them, and the asset route with ``Accept: application/octet-stream`` redirects to a short-lived
+``/_storage/...`` URL on the same server (which refuses an Authorization header too) that serves
+the bytes; without that Accept it answers the asset's JSON. Installation tokens are issued for an RS256 JWT signed with the app's
 private key, with ``iss`` the app id and a lifetime of at most ten minutes.
 """
 
@@ -44,12 +47,25 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-ROUTES = ("access_tokens", "repositories", "org_repos", "user_repos", "repository", "tags", "tarball", "codeload")
+ROUTES = (
+    "access_tokens",
+    "repositories",
+    "org_repos",
+    "user_repos",
+    "repository",
+    "tags",
+    "tarball",
+    "codeload",
+    "release",
+    "release_asset",
+    "asset_storage",
+)
 ZERO_SHA = "0" * 40
 #: what git archive stamps on members: the commit time (fixed here, so tarballs are reproducible)
 _COMMIT_TIME = 1_700_000_000
 _TOKEN_TTL = 3600.0
 _CODELOAD_TTL = 300.0
+_STORAGE_TTL = 300.0
 _JWT_MAX_LIFETIME = 600
 _SENDER = {"login": "octocat", "id": 583231, "type": "User"}
 
@@ -86,6 +102,66 @@ class Account:
 
 
 @dataclass(eq=False)
+class FakeAsset:
+    id: int
+    name: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+    state: str = "uploaded"
+
+    def to_json(self, repo: FakeRepo, tag: str) -> dict[str, Any]:
+        """A release asset as GitHub's REST API and webhook payloads show it."""
+        return {
+            "url": f"https://api.github.com/repos/{repo.full_name}/releases/assets/{self.id}",
+            "browser_download_url": f"https://github.com/{repo.full_name}/releases/download/{tag}/{self.name}",
+            "id": self.id,
+            "node_id": f"RA_{self.id}",
+            "name": self.name,
+            "label": "",
+            "state": self.state,
+            "content_type": self.content_type,
+            "size": len(self.data),
+            "download_count": 0,
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "uploader": _SENDER,
+        }
+
+
+@dataclass(eq=False)
+class FakeRelease:
+    id: int
+    tag: str
+    assets: list[FakeAsset] = field(default_factory=list)
+    draft: bool = False
+    prerelease: bool = False
+
+    def to_json(self, repo: FakeRepo) -> dict[str, Any]:
+        """The release object of GitHub's REST API and ``release`` deliveries."""
+        api = f"https://api.github.com/repos/{repo.full_name}"
+        return {
+            "url": f"{api}/releases/{self.id}",
+            "assets_url": f"{api}/releases/{self.id}/assets",
+            "upload_url": f"https://uploads.github.com/repos/{repo.full_name}/releases/{self.id}/assets{{?name,label}}",
+            "html_url": f"https://github.com/{repo.full_name}/releases/tag/{self.tag}",
+            "id": self.id,
+            "node_id": f"RE_{self.id}",
+            "tag_name": self.tag,
+            "target_commitish": repo.default_branch,
+            "name": self.tag,
+            "body": "",
+            "draft": self.draft,
+            "prerelease": self.prerelease,
+            "created_at": "2024-01-01T00:00:00Z",
+            "published_at": None if self.draft else "2024-01-01T00:00:00Z",
+            "author": _SENDER,
+            "tarball_url": f"{api}/tarball/{self.tag}",
+            "zipball_url": f"{api}/zipball/{self.tag}",
+            "assets": [asset.to_json(repo, self.tag) for asset in self.assets],
+        }
+
+
+@dataclass(eq=False)
 class FakeRepo:
     id: int
     account: Account
@@ -99,6 +175,7 @@ class FakeRepo:
     #: pushes so far (tags added, moved or deleted): GitHub's ``pushed_at`` moves with each one,
     #: so the delivery of a tag deleted and pushed back is not byte-identical to the first one
     pushes: int = 0
+    releases: dict[int, FakeRelease] = field(default_factory=dict)  # release id -> release
 
     @property
     def owner(self) -> str:
@@ -138,6 +215,9 @@ class FakeRepo:
         if ref in self.tags:
             return self.tags[ref]
         return ref if ref in self.commits else None
+
+    def release_of(self, tag: str) -> FakeRelease | None:
+        return next((release for release in self.releases.values() if release.tag == tag), None)
 
 
 class _Refusal(Exception):
@@ -190,6 +270,7 @@ class FakeGitHub:
         self.calls: collections.Counter[str] = collections.Counter()
         self._accounts: dict[str, Account] = {}
         self._codeload_tickets: dict[str, tuple[str, str, str, float]] = {}  # token -> (owner, repo, sha, expires)
+        self._storage_tickets: dict[str, tuple[FakeAsset, float]] = {}  # token -> (asset, expires)
         self._ids = iter(range(1000, 10**9))
         self._closing = asyncio.Event()
         self.app = self._build_app()
@@ -258,6 +339,24 @@ class FakeGitHub:
         del self.repos[(owner, name)].tags[tag]
         self.repos[(owner, name)].pushes += 1
 
+    def add_release(
+        self,
+        owner: str,
+        name: str,
+        tag: str,
+        assets: dict[str, bytes],
+        *,
+        draft: bool = False,
+        prerelease: bool = False,
+    ) -> FakeRelease:
+        """Publish a release of ``tag`` with ``assets`` (file name -> bytes), in that order."""
+        repo = self.repos[(owner, name)]
+        release = FakeRelease(id=next(self._ids), tag=tag, draft=draft, prerelease=prerelease)
+        for asset_name, data in assets.items():
+            release.assets.append(FakeAsset(id=next(self._ids), name=asset_name, data=data, content_type=_media(asset_name)))
+        repo.releases[release.id] = release
+        return release
+
     def tarball(self, owner: str, name: str, ref: str) -> bytes:
         """The exact bytes the fake serves for ``ref``'s tarball."""
         repo = self.repos[(owner, name)]
@@ -283,6 +382,11 @@ class FakeGitHub:
         app.router.add_get("/repos/{owner}/{repo}/tags", self._tags, name="tags")
         app.router.add_get("/repos/{owner}/{repo}/tarball/{ref:.+}", self._tarball, name="tarball")
         app.router.add_get("/_codeload/{owner}/{repo}/legacy.tar.gz/{ref:.+}", self._codeload, name="codeload")
+        app.router.add_get("/repos/{owner}/{repo}/releases/{release_id:[0-9]+}", self._release, name="release")
+        app.router.add_get(
+            "/repos/{owner}/{repo}/releases/assets/{asset_id:[0-9]+}", self._release_asset, name="release_asset"
+        )
+        app.router.add_get("/_storage/{ticket}/{file_name}", self._asset_storage, name="asset_storage")
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -434,6 +538,38 @@ class FakeGitHub:
         await response.write_eof()
         return response
 
+    async def _release(self, request: web.Request) -> web.Response:
+        repo = self._visible_repo(request)
+        release = repo.releases.get(int(request.match_info["release_id"]))
+        if release is None:
+            raise _Refusal(404, "Not Found")
+        return web.json_response(release.to_json(repo))
+
+    async def _release_asset(self, request: web.Request) -> web.Response:
+        """The asset's JSON, or with ``Accept: application/octet-stream`` a 302 to its bytes."""
+        repo = self._visible_repo(request)
+        asset_id = int(request.match_info["asset_id"])
+        for release in repo.releases.values():
+            for asset in release.assets:
+                if asset.id != asset_id:
+                    continue
+                if request.headers.get("Accept") != "application/octet-stream":
+                    return web.json_response(asset.to_json(repo, release.tag))
+                ticket = secrets.token_urlsafe(16)
+                self._storage_tickets[ticket] = (asset, time.time() + _STORAGE_TTL)
+                raise web.HTTPFound(request.url.with_path(f"/_storage/{ticket}/{asset.name}").with_query(None))
+        raise _Refusal(404, "Not Found")
+
+    async def _asset_storage(self, request: web.Request) -> web.Response:
+        if "Authorization" in request.headers:
+            raise _Refusal(400, "Only one auth mechanism allowed")
+        found = self._storage_tickets.get(request.match_info["ticket"])
+        if found is None or found[1] < time.time() or found[0].name != request.match_info["file_name"]:
+            raise _Refusal(403, "Request has expired")
+        asset = found[0]
+        headers = {"Content-Disposition": f"attachment; filename={asset.name}"}
+        return web.Response(body=asset.data, content_type="application/octet-stream", headers=headers)
+
     def _grant(self, request: web.Request) -> _Grant:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() in ("token", "bearer"):
@@ -500,6 +636,16 @@ def _tag_json(repo: FakeRepo, tag: str, sha: str) -> dict[str, Any]:
         "tarball_url": f"{api}/tarball/refs/tags/{tag}",
         "node_id": f"REF_{repo.id}_{tag}",
     }
+
+
+def _media(file_name: str) -> str:
+    if file_name.endswith(".zip"):
+        return "application/zip"
+    if file_name.endswith(".json"):
+        return "application/json"
+    if file_name.endswith((".tar.gz", ".tgz")):
+        return "application/gzip"
+    return "application/octet-stream"
 
 
 def _rfc3339(epoch: float) -> str:
@@ -642,7 +788,12 @@ def push_tag_payload(repo: FakeRepo, tag: str, *, before: str | None, after: str
 
 
 def release_payload(repo: FakeRepo, tag: str, action: str = "published") -> dict[str, Any]:
-    """``release`` of the release of ``tag``."""
+    """``release`` of the release of ``tag``: the one ``add_release`` made, with its assets, if
+    there is one; else a release without assets."""
+    made = repo.release_of(tag)
+    if made is not None:
+        payload = {"action": action, "release": made.to_json(repo), "repository": repo.to_json(), "sender": _SENDER}
+        return payload | _installation_ref(repo)
     release = {
         "id": int(hashlib.sha256(f"{repo.id}/{tag}".encode()).hexdigest()[:8], 16),
         "tag_name": tag,

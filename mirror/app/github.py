@@ -17,9 +17,21 @@ from mirror.domain.errors import ConfigError
 from mirror.integrations.github.api import AppCredentials, GitHubClient, GitHubCredentials, TokenCredentials
 from mirror.integrations.github.deliveries import DeliveryReader
 from mirror.integrations.github.naming import Naming
+from mirror.integrations.github.releases import ProviderReleaseIngest, ReleaseLimits
 from mirror.integrations.github.sync import RECONCILE, GitHubSync
 from mirror.http import github_webhook
-from mirror.http.keys import BLOBS, CATALOG, CONFIG, DELIVERY_READER, INGESTOR, JOB_HANDLERS, JOBS, RECONCILER, STORE
+from mirror.http.keys import (
+    BLOBS,
+    CATALOG,
+    CONFIG,
+    DELIVERY_READER,
+    INGESTOR,
+    JOB_HANDLERS,
+    JOBS,
+    PROVIDERS,
+    RECONCILER,
+    STORE,
+)
 
 log = structlog.get_logger("mirror.github")
 
@@ -47,6 +59,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         client = GitHubClient(
             session=session, api_url=github.api_url, credentials=_credentials(github, session), timeout=github.timeout
         )
+        naming = Naming(github.module_prefix, tuple(github.namespaces.items()))
         sync = GitHubSync(
             store=app[STORE],
             blobs=app[BLOBS],
@@ -54,12 +67,22 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
             catalog=app[CATALOG],
             client=client,
             enqueue=lambda *args, **kwargs: app[JOBS].enqueue(*args, **kwargs),  # the queue starts later
-            naming=Naming(github.module_prefix, tuple(github.namespaces.items())),
+            naming=naming,
             limits=config.limits.archive_limits(),
             spool_dir=config.server.spool_dir,
             delete_archives_on_uninstall=github.on_uninstall == "delete",
         )
+        limits = config.limits
+        releases = ProviderReleaseIngest(
+            store=app[STORE],
+            providers=app[PROVIDERS],
+            client=client,
+            naming=naming,
+            limits=ReleaseLimits(limits.max_provider_files, limits.max_provider_zip_bytes, limits.max_provider_release_bytes),
+            spool_dir=config.server.spool_dir,
+        )
         app[JOB_HANDLERS].update(sync.handlers())
+        app[JOB_HANDLERS].update(releases.handlers())
         yield
 
 

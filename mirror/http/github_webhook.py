@@ -10,7 +10,8 @@ Everything that can be refused from the headers is refused before a byte of the 
 Then ``DeliveryReader`` streams the body through the HMAC within a deadline (408 past it; 503
 with ``Retry-After`` when every slot for large bodies stays taken; 413 past 25 MB), and a body
 whose HMAC does not match is 401. Only a verified body is parsed: not JSON, 400 (415 for a form
-without a JSON ``payload``). ``ping``: 200; events mirror does not act on: 204. Anything else:
+without a JSON ``payload``). ``ping``: 200; events mirror does not act on: 204 (so is a
+``release`` whose action is not ``published``: edits, drafts, deletions). Anything else:
 one durable job, then 202. A delivery is known by its content (a SHA-256 of the signed body):
 the same body seen before, under any delivery id, is 200 ``duplicate`` and not queued again.
 """
@@ -33,6 +34,8 @@ from mirror.http.keys import DELIVERY_READER, JOBS
 HANDLED_EVENTS = frozenset(
     {"installation", "installation_repositories", "repository", "create", "delete", "push", "release"}
 )
+#: the actions acted on, for events of which mirror acts on some actions only
+HANDLED_ACTIONS = {"release": frozenset({"published"})}
 JSON, FORM = "application/json", "application/x-www-form-urlencoded"
 #: GitHub's form encoding has one field, ``payload``
 MAX_FORM_FIELDS = 16
@@ -59,13 +62,20 @@ async def webhook(request: web.Request) -> web.Response:
                 data = _decode(content_type, charset, body.data)
             if event == "ping":
                 return web.json_response({"status": "pong", "delivery": delivery_id})
-            if event not in HANDLED_EVENTS:
+            if not _acted_on(event, data):
                 return web.Response(status=204)
             return await _enqueue(request, event, delivery_id, data, body)
     except DeliveriesBusy as exc:
         response = web.json_response({"errors": [exc.message]}, status=exc.status)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
+
+
+def _acted_on(event: str, data: dict[str, Any]) -> bool:
+    if event not in HANDLED_EVENTS:
+        return False
+    actions = HANDLED_ACTIONS.get(event)
+    return actions is None or data.get("action") in actions
 
 
 async def _enqueue(request: web.Request, event: str, delivery_id: str, data: Any, body: VerifiedBody) -> web.Response:

@@ -1,7 +1,7 @@
-"""GitHub access: installation tokens, repositories, tags and tag tarballs.
+"""GitHub access: installation tokens, repositories, tags, tag tarballs, releases and their assets.
 
-JSON calls go through gidgethub's aiohttp ``GitHubAPI`` on the shared session; tarballs are
-streamed with the session itself (gidgethub decodes and buffers bodies). Every request has a
+JSON calls go through gidgethub's aiohttp ``GitHubAPI`` on the shared session; tarballs and
+release assets are streamed with the session itself (gidgethub decodes and buffers bodies). Every request has a
 timeout.
 
 Failures come out as one of two errors: ``GitHubUnavailable`` for what may pass (5xx answers, rate
@@ -67,6 +67,24 @@ class Repository:
 class Tag:
     name: str
     commit_sha: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseAsset:
+    id: int
+    name: str
+    size: int  # bytes, as GitHub reports it
+    state: str  # "uploaded" once the asset is complete
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    id: int
+    tag_name: str
+    draft: bool
+    prerelease: bool
+    html_url: str
+    assets: tuple[ReleaseAsset, ...]
 
 
 class GitHubCredentials(Protocol):
@@ -184,6 +202,17 @@ class GitHubClient:
         items = await self._get_all(what, url, {"owner": owner, "repo": name}, installation_id)
         return _parsed(what, lambda tags: [Tag(name=t["name"], commit_sha=t["commit"]["sha"]) for t in tags], items)
 
+    async def release(self, owner: str, name: str, release_id: int, installation_id: int | None) -> Release:
+        """One release with its assets (``GET /repos/{owner}/{repo}/releases/{release_id}``)."""
+        what = f"getting release {release_id} of {owner}/{name}"
+        gh = await self._api(installation_id)
+        with _github_errors(what):
+            item = await gh.getitem(
+                "/repos/{owner}/{repo}/releases/{release_id}",
+                {"owner": owner, "repo": name, "release_id": str(int(release_id))},
+            )
+        return _parsed(what, _release, item)
+
     async def download_tarball(
         self, owner: str, name: str, ref: str, installation_id: int | None, dst: BinaryIO, max_bytes: int
     ) -> int:
@@ -194,9 +223,38 @@ class GitHubClient:
         passes ``max_bytes`` (``dst`` then holds a partial tarball).
         """
         what = f"downloading the tarball of {owner}/{name} at {ref!r}"
+        path = ("repos", owner, name, "tarball", ref)
+        return await self._download(what, "the tarball", path, installation_id, dst, max_bytes, accept=None)
+
+    async def download_release_asset(
+        self, owner: str, name: str, asset: ReleaseAsset, installation_id: int | None, dst: BinaryIO, max_bytes: int
+    ) -> int:
+        """Stream a release asset's bytes into ``dst`` and return how many were written, as
+        ``download_tarball`` does: ``GET /repos/{owner}/{repo}/releases/assets/{id}`` with
+        ``Accept: application/octet-stream``, whose redirect to the storage URL is followed without
+        the Authorization header. ``PayloadTooLarge`` once the body passes ``max_bytes``."""
+        what = f"downloading release asset {asset.name!r} of {owner}/{name}"
+        path = ("repos", owner, name, "releases", "assets", str(int(asset.id)))
+        return await self._download(
+            what, asset.name, path, installation_id, dst, max_bytes, accept="application/octet-stream"
+        )
+
+    async def _download(
+        self,
+        what: str,
+        noun: str,
+        path_parts: tuple[str, ...],
+        installation_id: int | None,
+        dst: BinaryIO,
+        max_bytes: int,
+        *,
+        accept: str | None,
+    ) -> int:
         token = await self._credentials.token_for(installation_id)
-        path = "/".join(quote(part, safe="") for part in ("repos", owner, name, "tarball", ref))
+        path = "/".join(quote(part, safe="") for part in path_parts)
         headers = {"User-Agent": self._user_agent, "Authorization": f"token {token}"}
+        if accept:
+            headers["Accept"] = accept
         # no total timeout: a tarball takes as long as its size; a stalled read still times out
         timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=self._timeout)
         with _github_errors(what):
@@ -208,12 +266,11 @@ class GitHubClient:
                 auto_decompress=False,
             ) as response:
                 if response.status not in _REDIRECT_STATUSES:
-                    return await _copy_body(what, response, dst, max_bytes)
+                    return await _copy_body(what, noun, response, dst, max_bytes)
                 target = _redirect_target(what, response)
-            async with self._session.get(
-                target, headers={"User-Agent": self._user_agent}, timeout=timeout, auto_decompress=False
-            ) as response:
-                return await _copy_body(what, response, dst, max_bytes)
+            follow = {"User-Agent": self._user_agent} | ({"Accept": accept} if accept else {})
+            async with self._session.get(target, headers=follow, timeout=timeout, auto_decompress=False) as response:
+                return await _copy_body(what, noun, response, dst, max_bytes)
 
     async def _api(self, installation_id: int | None) -> gidgethub.aiohttp.GitHubAPI:
         token = await self._credentials.token_for(installation_id)
@@ -306,6 +363,20 @@ def _repository(item: Mapping[str, Any]) -> Repository:
     )
 
 
+def _release(item: Mapping[str, Any]) -> Release:
+    return Release(
+        id=int(item["id"]),
+        tag_name=str(item["tag_name"]),
+        draft=bool(item.get("draft", False)),
+        prerelease=bool(item.get("prerelease", False)),
+        html_url=str(item.get("html_url") or ""),
+        assets=tuple(
+            ReleaseAsset(id=int(a["id"]), name=str(a["name"]), size=int(a["size"]), state=str(a.get("state", "uploaded")))
+            for a in item.get("assets") or ()
+        ),
+    )
+
+
 def _redirect_target(what: str, response: aiohttp.ClientResponse) -> URL:
     location = response.headers.get("Location")
     if not location:
@@ -313,7 +384,7 @@ def _redirect_target(what: str, response: aiohttp.ClientResponse) -> URL:
     return response.url.join(URL(location, encoded=True))
 
 
-async def _copy_body(what: str, response: aiohttp.ClientResponse, dst: BinaryIO, max_bytes: int) -> int:
+async def _copy_body(what: str, noun: str, response: aiohttp.ClientResponse, dst: BinaryIO, max_bytes: int) -> int:
     """Stream a 200 answer's body into ``dst``, at most ``max_bytes`` of it; return its size."""
     if response.status != 200:
         raise _status_error(what, response.status, response.headers, response.reason or "no reason")
@@ -321,6 +392,6 @@ async def _copy_body(what: str, response: aiohttp.ClientResponse, dst: BinaryIO,
     async for chunk in response.content.iter_chunked(_CHUNK):
         written += len(chunk)
         if written > max_bytes:
-            raise PayloadTooLarge(f"{what}: the tarball is larger than the limit of {max_bytes} bytes")
+            raise PayloadTooLarge(f"{what}: {noun} is larger than the limit of {max_bytes} bytes")
         dst.write(chunk)
     return written

@@ -1,10 +1,11 @@
-"""Which repositories are modules, and which tags are versions (pure; no I/O)."""
+"""Which repositories are modules or providers, and which tags are versions (pure; no I/O)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from mirror.domain.addresses import ModuleAddress, valid_namespace, valid_provider
+from mirror.domain.providers import BINARY_PREFIX, ProviderAddress, valid_provider_type
 from mirror.domain.versions import normalize
 from mirror.domain.errors import BadRequest
 
@@ -23,8 +24,9 @@ class Naming:
         return login
 
     def module_for(self, owner: str, repository: str) -> ModuleAddress | None:
-        """The module a repository holds, or None when its name does not follow the convention."""
-        if not repository.startswith(self.prefix):
+        """The module a repository holds, or None when its name does not follow the convention
+        (a provider's repository, ``terraform-provider-...``, holds no module)."""
+        if not repository.startswith(self.prefix) or repository.startswith(BINARY_PREFIX):
             return None
         provider, _, name = repository[len(self.prefix) :].partition("-")
         namespace = self.namespace_for(owner)
@@ -32,6 +34,20 @@ class Naming:
             return None
         try:
             return ModuleAddress.parse_parts(namespace, name, provider)
+        except BadRequest:
+            return None
+
+    def provider_for(self, owner: str, repository: str) -> ProviderAddress | None:
+        """The provider a ``terraform-provider-TYPE`` repository releases, in the namespace a
+        module of the account gets; None for any other repository."""
+        if not repository.startswith(BINARY_PREFIX):
+            return None
+        type_ = repository[len(BINARY_PREFIX) :]
+        namespace = self.namespace_for(owner)
+        if not (valid_provider_type(type_) and valid_namespace(namespace)):
+            return None
+        try:
+            return ProviderAddress.parse_parts(namespace, type_)
         except BadRequest:
             return None
 

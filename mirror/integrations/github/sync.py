@@ -3,7 +3,9 @@
 A delivery becomes one ``github.delivery`` job; its handler dispatches through a gidgethub Router
 and either changes the store directly (revoke, delete, rename) or queues follow-up jobs: one
 ``github.sync_repository`` per repository and one ``github.ingest_tag`` per tag, so a large
-installation's backfill runs in parallel and each piece retries on its own.
+installation's backfill runs in parallel and each piece retries on its own. A release published
+in a ``terraform-provider-TYPE`` repository queues one ``github.ingest_provider_release``
+(``mirror.integrations.github.releases``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.errors import BadRequest, Conflict
 from mirror.integrations.github.api import GitHubClient, GitHubError, Repository
 from mirror.integrations.github.naming import Naming, tag_from_ref, version_for_tag
+from mirror.integrations.github.releases import INGEST_PROVIDER_RELEASE, provider_release_job
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.ingest import Archive, Ingestor
 from mirror.storage.protocols import BlobStore, MetadataStore
@@ -179,6 +182,13 @@ class GitHubSync:
             await self._queue_tag_from_event(event, tag, event.data.get("after"))
 
     async def _release_published(self, event: sansio.Event) -> None:
+        """A release of a provider's repository is a provider version (``releases``); of a
+        module's repository, its tag is ingested as for a tag push."""
+        job = provider_release_job(self._naming, event.data, _installation_id(event))
+        if job is not None:
+            payload, dedupe_key = job
+            await self._enqueue(INGEST_PROVIDER_RELEASE, payload, dedupe_key=dedupe_key)
+            return
         await self._queue_tag_from_event(event, event.data["release"]["tag_name"], None)
 
     async def _queue_tag_from_event(self, event: sansio.Event, tag: str, commit_sha: str | None) -> None:
