@@ -100,7 +100,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             raise UsageError(f"--from-mirror needs a token with the read scope: --token, or ${TOKEN_ENV}")
         work = _follow(config, plan, args)
     else:
-        work = _sync(config, plans_from(config, args.upstream, specs, args.token, env_token, args.namespace), args)
+        plans = plans_from(config, args.upstream, specs, args.token, env_token, args.namespace)
+        work = _sync(config, plans, provider_plans(config, args.upstream, specs), args)
     _configure_logging(config)
     report = asyncio.run(work)
     for line in ["summary:", *report.summary()]:
@@ -123,7 +124,10 @@ def plans_from(
         configured = _configured(config, upstream)
         if not configured:
             raise UsageError(f"{upstream} is not an upstream in the config; give the modules to copy (MODULE_SPEC ...)")
-        return [_from_config(entry, token, env_token, namespace) for entry in configured]
+        with_modules = [entry for entry in configured if entry.modules]
+        if not with_modules and not any(entry.providers for entry in configured):
+            raise UsageError(f"upstream {upstream} has no modules or providers in the config; give MODULE_SPEC ...")
+        return [_from_config(entry, token, env_token, namespace) for entry in with_modules]
     if specs:
         if len(config.upstreams) != 1:
             raise UsageError(
@@ -131,15 +135,29 @@ def plans_from(
             )
         entry = config.upstreams[0]
         return [Plan(entry.host, token or _configured_token(entry, env_token), specs, namespace or entry.namespace)]
-    syncing = [entry for entry in config.upstreams if entry.modules or not entry.proxy_namespaces]
-    if not syncing:  # none configured, or only pull-through proxies (which have nothing to copy)
+    syncing = [entry for entry in config.upstreams if entry.modules or not _serves_anything(entry)]
+    if not syncing and not any(entry.providers for entry in config.upstreams):
+        # none configured, or only pull-through proxies (which have nothing to copy)
         raise UsageError(
-            "no upstreams with modules to copy are configured: add [[upstreams]] modules = [...] to the config, "
-            "or give --upstream HOST MODULE_SPEC ..."
+            "no upstreams with modules or providers to copy are configured: add [[upstreams]] modules = [...] "
+            "or providers = [...] to the config, or give --upstream HOST MODULE_SPEC ..."
         )
     if token and len(syncing) > 1:
         raise UsageError("--token is one upstream's token: name that upstream with --upstream HOST")
     return [_from_config(entry, token, None, namespace) for entry in syncing]
+
+
+def _serves_anything(entry: UpstreamConfig) -> bool:
+    return bool(entry.proxy_namespaces or entry.providers or entry.proxy_providers)
+
+
+def provider_plans(config: Config, upstream: str | None, specs: tuple[Any, ...]) -> list[UpstreamConfig]:
+    """The upstreams whose configured providers this run copies: none when module specs are
+    given on the command line; else the one named, or every one with ``providers``."""
+    if specs:
+        return []
+    entries = _configured(config, upstream) if upstream is not None else list(config.upstreams)
+    return [entry for entry in entries if entry.providers]
 
 
 def _plan_for(
@@ -198,27 +216,65 @@ def _specs(texts: Any) -> tuple[Any, ...]:
 # -- running ---------------------------------------------------------------------------------
 
 
-async def _sync(config: Config, plans: list[Plan], args: argparse.Namespace) -> Any:
+async def _sync(config: Config, plans: list[Plan], providers: list[UpstreamConfig], args: argparse.Namespace) -> Any:
     from mirror.integrations.upstream.client import RegistryClient
 
-    async with _syncer(config, args) as (syncer, session):
+    async with _syncer(config, args) as (syncer, session, registry, fetcher):
         for plan in plans:
             client = RegistryClient(session, plan.host, token=plan.token)
             await syncer.sync_modules(client, plan.specs, namespace=plan.namespace)
+        for entry in providers:
+            await _sync_providers(config, entry, syncer, session, (registry.store, registry.blobs, fetcher), args)
         return syncer.report
+
+
+async def _sync_providers(
+    config: Config,
+    entry: UpstreamConfig,
+    syncer: Any,
+    session: aiohttp.ClientSession,
+    parts: tuple[Any, Any, Any],
+    args: argparse.Namespace,
+) -> None:
+    """Copy one upstream's configured providers through the network mirror's pull-through path."""
+    from mirror.config.upstreams import provider_hostname, reach_url
+    from mirror.domain.providers import Platform
+    from mirror.domain.sources import SourcePolicy
+    from mirror.domain.specs import ProviderSpec
+    from mirror.integrations.upstream.providers import ProviderClient
+    from mirror.services.provider_mirror import ProviderMirror, UpstreamProviders
+    from mirror.services.provider_sync import sync_providers
+
+    store, blobs, fetcher = parts
+    specs = [ProviderSpec.parse(text) for text in entry.providers]
+    base = reach_url(entry)
+    client = ProviderClient(
+        session, base, fetcher=fetcher, policy=SourcePolicy.for_upstream(base, allow_private=entry.allow_private),
+        token=args.token or entry.token,
+    )
+    upstream = UpstreamProviders(
+        hostname=provider_hostname(entry),
+        client=client,
+        platforms=tuple(Platform.parse(p) for p in entry.platforms),
+        patterns=tuple(str(spec.address) for spec in specs),
+    )
+    mirror = ProviderMirror(store, blobs, [upstream], spool_dir=config.server.spool_dir,
+                            limits=config.limits.provider_zip_limits())
+    await sync_providers(store=store, blobs=blobs, mirror=mirror, upstream=upstream, specs=specs,
+                         report=syncer.report, dry_run=args.dry_run, on_line=_out)
 
 
 async def _follow(config: Config, plan: Plan, args: argparse.Namespace) -> Any:
     from mirror.integrations.upstream.client import RegistryClient
 
-    async with _syncer(config, args) as (syncer, session):
+    async with _syncer(config, args) as (syncer, session, _registry, _fetcher):
         client = RegistryClient(session, plan.host, token=plan.token)
         await syncer.follow_mirror(client, namespace=plan.namespace, specs=plan.specs)
         return syncer.report
 
 
 @asynccontextmanager
-async def _syncer(config: Config, args: argparse.Namespace) -> AsyncIterator[tuple[Any, aiohttp.ClientSession]]:
+async def _syncer(config: Config, args: argparse.Namespace) -> AsyncIterator[tuple[Any, aiohttp.ClientSession, Any, Any]]:
     """The stores, one HTTP session (no cookie jar; no proxy or .netrc taken from the
     environment), a fetcher on the spool directory, and a Syncer printing to stdout."""
     from mirror.services.sync import Syncer
@@ -252,6 +308,8 @@ async def _syncer(config: Config, args: argparse.Namespace) -> AsyncIterator[tup
                     on_line=_out,
                 ),
                 session,
+                registry,
+                fetcher,
             )
         finally:
             await fetcher.close()

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from mirror.domain import provenance
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.providers import ProviderAddress
 from mirror.domain.events import VERSION_RELEASED, VERSION_REVOKED
 from mirror.domain.errors import (
     Conflict,
@@ -79,8 +80,8 @@ class VersionResult:
     """What happened to one version (``version`` is "" for a module whose versions could not be listed)."""
 
     upstream: str
-    source: ModuleAddress
-    target: ModuleAddress
+    source: ModuleAddress | ProviderAddress
+    target: ModuleAddress | ProviderAddress
     version: str
     #: copied, skipped, conflict, failed, revoked, planned (a dry run's "would copy/revoke")
     status: str
