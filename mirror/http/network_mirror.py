@@ -6,7 +6,9 @@ whatever registry its address names. The hostname that names this registry
 (``[server] registry_host``, by default ``public_url``'s host or the request's ``Host``) serves
 this registry's own providers; the hostname of an upstream configured for providers
 (``[[upstreams]] providers`` or ``proxy_providers``) serves that upstream's, pulled through on
-demand (``mirror.services.provider_mirror``). Both answers take the caller's token (read scope on
+demand (``mirror.services.provider_mirror``); any other hostname serves what is stored under it
+(copied by ``mirror sync`` or imported from a bundle), so an air-gapped registry with no upstream
+serves the providers its bundles brought. Both answers take the caller's token (read scope on
 the namespace); archive URLs authenticate themselves, as the download answers of ``providers.v1``
 do. A zip not fetched from its upstream yet is served at a signed
 ``HOSTNAME/ns/type/VERSION/OS_ARCH.zip`` here, which fetches it on that first request. Terraform
@@ -21,10 +23,11 @@ from mirror.domain.errors import NotFound, Unauthorized
 from mirror.domain.provider_protocol import mirror_index_answer, mirror_version_answer
 from mirror.domain.provider_records import LOCAL_HOST, ProviderVersion
 from mirror.domain.providers import Platform, ProviderAddress
-from mirror.domain.urls import registry_host
+from mirror.domain.urls import registry_host, valid_registry_host
 from mirror.domain.versions import normalize
 from mirror.http.common import authorize, serve_blob
 from mirror.http.keys import CONFIG, LOCATOR, PROVIDER_MIRROR, PROVIDERS
+from mirror.services.provider_mirror import ProviderMirror
 
 MIRROR_BASE = "/v1/mirror/"
 _PROVIDER = MIRROR_BASE + "{hostname}/{namespace}/{type}"
@@ -39,21 +42,27 @@ def _where(request: web.Request) -> tuple[str, ProviderAddress]:
     hostname = info["hostname"].lower()
     if hostname == own:
         return LOCAL_HOST, address
+    if not valid_registry_host(hostname):
+        raise NotFound(f"this mirror serves no providers of {info['hostname'][:255]!r}; it serves {own}")
+    return hostname, address
+
+
+def _mirror(request: web.Request, hostname: str) -> ProviderMirror | None:
+    """The pull-through mirror when an upstream serves ``hostname``; None for providers served
+    only as stored here (this registry's own, or another registry's copied by sync or a bundle)."""
     mirror = request.app.get(PROVIDER_MIRROR)
-    if mirror is not None and mirror.serves(hostname):
-        return hostname, address
-    served = ", ".join([own, *(mirror.hostnames if mirror is not None else [])])
-    raise NotFound(f"this mirror serves no providers of {info['hostname'][:255]!r}; it serves {served}")
+    return mirror if mirror is not None and hostname != LOCAL_HOST and mirror.serves(hostname) else None
 
 
 async def index(request: web.Request) -> web.Response:
     """``GET /v1/mirror/:hostname/:ns/:type/index.json``: ``{"versions": {"1.0.0": {}}}``."""
     hostname, address = _where(request)
     await authorize(request, address.namespace, "read")
-    if hostname == LOCAL_HOST:
-        versions = [v.version for v in await request.app[PROVIDERS].versions(address)]
+    mirror = _mirror(request, hostname)
+    if mirror is None:
+        versions = [v.version for v in await request.app[PROVIDERS].versions(address, hostname)]
     else:
-        versions = await request.app[PROVIDER_MIRROR].versions(hostname, address)
+        versions = await mirror.versions(hostname, address)
     return web.json_response(mirror_index_answer(versions))
 
 
@@ -62,10 +71,11 @@ async def version(request: web.Request) -> web.Response:
     hostname, address = _where(request)
     await authorize(request, address.namespace, "read")
     text = normalize(request.match_info["version"])
-    if hostname == LOCAL_HOST:
-        found = await request.app[PROVIDERS].version(address, text)
+    mirror = _mirror(request, hostname)
+    if mirror is None:
+        found = await request.app[PROVIDERS].version(address, text, hostname)
     else:
-        found = await request.app[PROVIDER_MIRROR].version(hostname, address, text)
+        found = await mirror.version(hostname, address, text)
     return web.json_response(await version_body(request, found))
 
 
@@ -91,10 +101,11 @@ async def pulled_archive(request: web.Request) -> web.StreamResponse:
     if not request.app[LOCATOR].verify(request.path, request.query.get("expires"), request.query.get("signature")):
         raise Unauthorized("the download link is invalid or has expired; ask the registry for a new one")
     hostname, address = _where(request)
-    if hostname == LOCAL_HOST:
-        raise NotFound("this registry's own providers are served at /v1/archives/")
+    mirror = _mirror(request, hostname)
+    if mirror is None:
+        raise NotFound("no upstream serves these providers; their stored zips are served at /v1/archives/")
     platform = Platform.parse(request.match_info["platform"])
-    file = await request.app[PROVIDER_MIRROR].archive(hostname, address, normalize(request.match_info["version"]), platform)
+    file = await mirror.archive(hostname, address, normalize(request.match_info["version"]), platform)
     return await serve_blob(request, file.blob_key, "application/zip", file.sha256)
 
 
