@@ -403,7 +403,7 @@ def test_edited_manifest_is_refused(source: Source, target: Path, tmp_path: Path
                 version["size"] += 1
 
     def newer_format(manifest: dict[str, Any]) -> None:
-        manifest["format_version"] = 2
+        manifest["format_version"] = 3
 
     def bad_version(manifest: dict[str, Any]) -> None:
         manifest["modules"][0]["versions"][0]["raw_version"] = "not-semver"
@@ -414,7 +414,7 @@ def test_edited_manifest_is_refused(source: Source, target: Path, tmp_path: Path
     cases = {
         "sha": (other_sha, "0" * 64),
         "size": (other_size, "the manifest says"),
-        "format": (newer_format, "format version is 2"),
+        "format": (newer_format, "format version is 3"),
         "version": (bad_version, "invalid version"),
         "name": (bad_name, "invalid module name"),
     }

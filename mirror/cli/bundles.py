@@ -129,6 +129,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"({plural(result.archives, 'archive')}, "
         f"{describe_size(result.archive_bytes)}) to {result.path}" + (", signed" if result.signed else ", unsigned")
     )
+    if result.provider_versions:
+        print(
+            f"with {plural(result.provider_versions, 'provider version')} "
+            f"({plural(result.zips, 'zip')}, {describe_size(result.zip_bytes)})"
+        )
     print(f"events {result.events_from}..{result.events_to}; next increment: mirror export --since {result.events_to}")
     return 0
 
@@ -151,6 +156,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
                 key=key,
                 dry_run=args.dry_run,
                 report=lambda line: print(line, flush=True),
+                blobs=registry.blobs,
+                zip_limits=config.limits.provider_zip_limits(),
             )
 
     result = asyncio.run(run())
@@ -167,5 +174,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print(
             f"imported {result.imported}, unchanged {result.unchanged} "
             f"({plural(versions, 'version')} of {plural(modules, 'module')}; {covered})"
+        )
+    if manifest.providers and not args.dry_run:
+        print(
+            f"providers: imported {result.providers_imported}, unchanged {result.providers_unchanged} "
+            f"({plural(len(manifest.providers), 'provider version')})"
         )
     return 0

@@ -3,10 +3,11 @@
 A bundle is a plain (uncompressed) tar, written by ``BundleWriter`` and nothing else:
 
 1. ``manifest.json``: what the bundle holds (``FORMAT``, ``FORMAT_VERSION``, the modules and their
-   live versions with sha256, size, README, analysis, and the range of the event log it covers);
+   live versions with sha256, size, README, analysis, and the range of the event log it covers;
+   format version 2 adds ``providers``, see ``mirror.formats.bundle_providers``);
 2. ``manifest.sig``, when signed: the hex HMAC-SHA256 of the exact bytes of ``manifest.json``;
-3. ``archives/<sha256>.tar.gz``: each archive the manifest names, once, however many versions
-   share it.
+3. ``archives/<sha256>.tar.gz`` and ``providers/<sha256>.zip``: each archive or zip the manifest
+   names, once, however many versions share it.
 
 Every member is a regular file with a USTAR header, and the tar ends with exactly two zero blocks
 (no record padding), so a bundle cut anywhere is recognised as cut. ``BundleReader`` reads it back
@@ -25,7 +26,7 @@ import re
 import stat
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,10 +34,15 @@ from mirror.domain.addresses import ModuleAddress
 from mirror.domain.blobs import is_sha256
 from mirror.domain.errors import MirrorError, StorageUnavailable
 from mirror.domain.versions import normalize
+from mirror.domain.provider_records import ProviderVersion, provider_name
 from mirror.formats.archive import ArchiveLimits, check_archive
+from mirror.formats.bundle_providers import ZIP_NAME_RE, parse_providers
+from mirror.formats.provider_zip import ProviderZipLimits, check_provider_zip
 
 FORMAT = "mirror-bundle"
+#: written for bundles of modules only (readable by every mirror); 2 when they carry providers
 FORMAT_VERSION = 1
+PROVIDERS_FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 ARCHIVE_NAME_RE = re.compile(r"^archives/([0-9a-f]{64})\.tar\.gz$")
@@ -68,11 +74,13 @@ def encode_manifest(
     since: int | None,
     latest: int,
     modules: list[dict[str, Any]],
+    providers: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """The bytes of ``manifest.json`` for the ``modules`` entries, covering events ``(since, latest]``."""
+    """The bytes of ``manifest.json`` for the ``modules`` (and ``providers``) entries, covering
+    events ``(since, latest]``."""
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": PROVIDERS_FORMAT_VERSION if providers else FORMAT_VERSION,
         "created_at": created_at,
         "source": source,
         "namespace": namespace,
@@ -80,6 +88,8 @@ def encode_manifest(
         "events": {"from": (since or 0) + 1, "to": latest},
         "modules": modules,
     }
+    if providers:
+        manifest["providers"] = providers
     return json.dumps(manifest, indent=2, ensure_ascii=False).encode() + b"\n"
 
 
@@ -133,21 +143,17 @@ def discard(part: Path) -> None:
 
 
 def replace_synced(part: Path, out: Path) -> None:
+    """Rename ``part`` to ``out`` and sync the directory (best effort)."""
     os.replace(part, out)
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(out.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # -- the manifest --------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True, slots=True)
 class BundleVersion:
@@ -171,10 +177,16 @@ class Manifest:
     created_at: str
     events_from: int
     events_to: int
+    providers: list[ProviderVersion] = field(default_factory=list)
+    zips: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # sha256 -> (size, type, h1)
 
     def users(self, sha256: str) -> str:
-        """The versions stored under an archive, for messages."""
-        names = [str(v) for v in self.versions if v.sha256 == sha256]
+        """The versions stored under an archive (or zip), for messages."""
+        names = [str(v) for v in self.versions if v.sha256 == sha256] + [
+            f"{provider_name(v.hostname, v.address)} {v.version}"
+            for v in self.providers
+            if any(f.sha256 == sha256 for f in v.platforms)
+        ]
         return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
@@ -205,10 +217,11 @@ def parse_manifest(data: bytes) -> Manifest:
     format_version = raw.get("format_version")
     if not _is_int(format_version):
         raise BundleError("bundle refused: manifest.json has no valid format_version")
-    if format_version != FORMAT_VERSION:
+    if format_version not in (FORMAT_VERSION, PROVIDERS_FORMAT_VERSION):
         raise BundleError(
-            f"bundle refused: its format version is {format_version}, and this mirror reads version {FORMAT_VERSION}"
-            + (" (upgrade mirror to import it)" if format_version > FORMAT_VERSION else "")
+            f"bundle refused: its format version is {format_version}, and this mirror reads versions "
+            f"{FORMAT_VERSION} and {PROVIDERS_FORMAT_VERSION}"
+            + (" (upgrade mirror to import it)" if format_version > PROVIDERS_FORMAT_VERSION else "")
         )
     events = raw.get("events")
     if not (isinstance(events, dict) and _is_int(events.get("from")) and _is_int(events.get("to"))):
@@ -244,8 +257,19 @@ def parse_manifest(data: bytes) -> Manifest:
             if archives.setdefault(version.sha256, version.size) != version.size:
                 raise BundleError(f"bundle refused: manifest.json gives archive {version.sha256} two different sizes")
             versions.append(version)
+    providers = parse_providers(raw["providers"], BundleError) if "providers" in raw else []
+    zips: dict[str, tuple[int, str, str]] = {}
+    for provider in providers:
+        for file in provider.platforms:
+            assert file.size is not None and file.h1 is not None
+            if zips.setdefault(file.sha256, (file.size, provider.address.type, file.h1)) != (file.size, provider.address.type, file.h1):
+                raise BundleError(f"bundle refused: manifest.json describes zip {file.sha256} in two different ways")
+            if file.sha256 in archives:
+                raise BundleError(f"bundle refused: manifest.json lists {file.sha256} as an archive and as a zip")
     source = _one_line(source)[:500] if source is not None else None  # shown to the operator: one line
-    return Manifest(versions, archives, source, _one_line(created_at)[:100], events["from"], events["to"])
+    return Manifest(
+        versions, archives, source, _one_line(created_at)[:100], events["from"], events["to"], providers, zips
+    )
 
 
 def _parse_version(address: ModuleAddress, entry: Any, where: str) -> BundleVersion:
@@ -275,7 +299,6 @@ def _parse_version(address: ModuleAddress, entry: Any, where: str) -> BundleVers
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
 
 # -- reading -------------------------------------------------------------------------------------
 
@@ -333,14 +356,21 @@ class BundleReader:
             signature = "absent" if signature_text is None else "unchecked"
         return parse_manifest(manifest_bytes), signature
 
-    def read_archives(self, manifest: Manifest, spool: Path, limits: ArchiveLimits) -> dict[str, Path]:
-        """Copy each archive to ``spool`` while hashing it, check it, and read the tar to its end."""
+    def read_archives(
+        self, manifest: Manifest, spool: Path, limits: ArchiveLimits, zip_limits: ProviderZipLimits = ProviderZipLimits()
+    ) -> dict[str, Path]:
+        """Copy each archive (and provider zip) to ``spool`` while hashing it, check it, and read
+        the tar to its end."""
         spooled: dict[str, Path] = {}
         while (member := self._next()) is not None:
             match = ARCHIVE_NAME_RE.match(member.name)
+            zip_match = ZIP_NAME_RE.match(member.name)
+            if zip_match is not None:
+                spooled[zip_match.group(1)] = self._read_zip(manifest, member, zip_match.group(1), spool, spooled, zip_limits)
+                continue
             if member.name in (MANIFEST_NAME, SIGNATURE_NAME) or match is None:
                 raise BundleError(f"bundle refused: unexpected member {member.name!r} (only {MANIFEST_NAME} first, "
-                                  f"then {SIGNATURE_NAME}, then archives/<sha256>.tar.gz)")
+                                  f"then {SIGNATURE_NAME}, then archives/<sha256>.tar.gz and providers/<sha256>.zip)")
             sha256 = match.group(1)
             if sha256 not in manifest.archives:
                 raise BundleError(f"bundle refused: archive {sha256} is not listed in the manifest")
@@ -370,13 +400,33 @@ class BundleReader:
                     f"bundle refused: archive {sha256} ({manifest.users(sha256)}) fails the archive checks: {exc}"
                 ) from None
             spooled[sha256] = target
-        missing = [sha for sha in manifest.archives if sha not in spooled]
+        missing = [sha for sha in [*manifest.archives, *manifest.zips] if sha not in spooled]
         if missing:
             raise BundleError(
                 f"bundle refused: archive {missing[0]} ({manifest.users(missing[0])}) is missing from the bundle"
                 + (f", and {len(missing) - 1} more" if len(missing) > 1 else "")
             )
         return spooled
+
+    def _read_zip(self, manifest: Manifest, member: tarfile.TarInfo, sha256: str, spool: Path,
+                  spooled: dict[str, Path], limits: ProviderZipLimits) -> Path:
+        if sha256 not in manifest.zips or sha256 in spooled:
+            raise BundleError(f"bundle refused: zip {sha256} is not listed in the manifest, or appears twice")
+        size, type_, h1 = manifest.zips[sha256]
+        if member.size != size or size > limits.max_zip_bytes:
+            raise BundleError(f"bundle refused: zip {sha256} ({manifest.users(sha256)}) is {member.size} bytes, the "
+                              f"manifest says {size} (this registry takes at most {limits.max_zip_bytes})")
+        target = spool / f"{sha256}.zip"
+        if self._copy_data(member, target) != sha256:
+            raise BundleError(f"bundle refused: zip {sha256} ({manifest.users(sha256)}) does not match its sha256: "
+                              "the bundle was altered or damaged")
+        try:
+            found = check_provider_zip(target, type_, limits).h1
+        except MirrorError as exc:
+            raise BundleError(f"bundle refused: zip {sha256} ({manifest.users(sha256)}) is refused: {exc}") from None
+        if found != h1:
+            raise BundleError(f"bundle refused: zip {sha256} ({manifest.users(sha256)}) has h1 {found}, not {h1}")
+        return target
 
     # -- the tar, block by block --
 

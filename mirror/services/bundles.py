@@ -14,6 +14,7 @@ the same bytes is left unchanged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterable
@@ -44,7 +45,11 @@ from mirror.formats.bundle import (
     parse_manifest,
     replace_synced,
 )
+from mirror.domain.provider_records import provider_name
+from mirror.formats.bundle_providers import provider_entries
+from mirror.formats.provider_zip import ProviderZipLimits
 from mirror.services.ingest import Archive, Ingestor
+from mirror.services.provider_bundles import add_zips, check_providers, collect_providers, import_providers
 from mirror.storage.protocols import BlobStore, MetadataStore
 
 __all__ = [
@@ -79,6 +84,9 @@ class ExportResult:
     events_from: int
     events_to: int
     signed: bool
+    provider_versions: int = 0
+    zips: int = 0
+    zip_bytes: int = 0
 
 
 async def export_bundle(
@@ -106,8 +114,10 @@ async def export_bundle(
     archives: dict[str, ModuleVersion] = {}  # sha256 -> a version stored under it, in manifest order
     for version in versions:
         archives.setdefault(version.sha256, version)
+    providers = await collect_providers(store, namespace, since, latest)
     manifest_bytes = encode_manifest(
-        created_at=now_rfc3339(), source=source, namespace=namespace, since=since, latest=latest, modules=modules
+        created_at=now_rfc3339(), source=source, namespace=namespace, since=since, latest=latest, modules=modules,
+        providers=provider_entries(providers),
     )
 
     part = out.with_name(out.name + ".part")
@@ -119,6 +129,7 @@ async def export_bundle(
                 await asyncio.to_thread(writer.add_bytes, SIGNATURE_NAME, manifest_signature(manifest_bytes, key).encode() + b"\n")
             for version in archives.values():
                 await _add_archive(writer, blobs, version)
+            zips, zip_bytes = await add_zips(writer, blobs, providers)
             await asyncio.to_thread(writer.finish)
         finally:
             await asyncio.to_thread(writer.close)
@@ -138,6 +149,9 @@ async def export_bundle(
         events_from=(since or 0) + 1,
         events_to=latest,
         signed=key is not None,
+        provider_versions=len(providers),
+        zips=zips,
+        zip_bytes=zip_bytes,
     )
 
 
@@ -246,6 +260,8 @@ class ImportResult:
     unchanged: int
     manifest: Manifest
     signature: str  # "verified", "unchecked" (present, no key given) or "absent"
+    providers_imported: int = 0
+    providers_unchanged: int = 0
 
 
 async def import_bundle(
@@ -258,6 +274,8 @@ async def import_bundle(
     key: bytes | None = None,
     dry_run: bool = False,
     report: Callable[[str], None] = lambda line: None,
+    blobs: BlobStore | None = None,
+    zip_limits: ProviderZipLimits = ProviderZipLimits(),
 ) -> ImportResult:
     """Verify the bundle at ``path`` completely, then (unless ``dry_run``) ingest its versions.
 
@@ -275,15 +293,26 @@ async def import_bundle(
         try:
             manifest, signature = await asyncio.to_thread(reader.read_head, key)
             existing = await _existing(store, manifest)  # refuses other bytes before any archive is copied
-            spooled = await asyncio.to_thread(reader.read_archives, manifest, Path(spool.name), limits)
+            present = await check_providers(store, manifest)
+            if manifest.providers and blobs is None:
+                raise BundleError("bundle refused: it holds providers, and no blob store was given to import them into")
+            spooled = await asyncio.to_thread(reader.read_archives, manifest, Path(spool.name), limits, zip_limits)
         finally:
             await asyncio.to_thread(reader.close)
         report(_SIGNATURE_LINES[signature])  # phase 1 is over: the whole bundle is verified
         if dry_run:
             for version in manifest.versions:
                 report(f"{'unchanged' if existing.get(version) else 'would import'} {version}")
-            return ImportResult(0, sum(1 for v in manifest.versions if existing.get(v)), manifest, signature)
-        return await _ingest(ingestor, manifest, spooled, report, signature)
+            for pv in manifest.providers:
+                here = (pv.hostname, pv.address.namespace.lower(), pv.address.type, pv.version) in present
+                report(f"{'unchanged' if here else 'would import'} {provider_name(pv.hostname, pv.address)} {pv.version}")
+            return ImportResult(0, sum(1 for v in manifest.versions if existing.get(v)), manifest, signature, 0, len(present))
+        result = await _ingest(ingestor, manifest, spooled, report, signature)
+        if not manifest.providers:
+            return result
+        assert blobs is not None
+        imported, unchanged = await import_providers(store, blobs, manifest, spooled, report)
+        return dataclasses.replace(result, providers_imported=imported, providers_unchanged=unchanged)
     finally:
         await asyncio.to_thread(spool.cleanup)
 
