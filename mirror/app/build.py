@@ -46,6 +46,7 @@ from mirror.http import (
     modules_v1,
     network_mirror,
     openapi,
+    provider_browse,
     providers_api,
     providers_v1,
     webhooks_api,
@@ -106,6 +107,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     wrapper.register(app.router, network_mirror.routes())
     for routes in (
         browse_api.routes(),
+        provider_browse.routes(),
         api.routes(),
         modules_api.routes(),
         providers_api.routes(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mirror.http.models import protocol, providers
+from mirror.http.models import browse, protocol, provider_browse, providers
 from mirror.http.models.base import SHA256_PATTERN
 from mirror.http.models.route import OPEN, READ_NOTE, Route
 
@@ -97,4 +97,28 @@ PROVIDER_ROUTES: list[Route] = [
           responses={201: (providers.ProviderPublishOutcome, "Published"),
                      200: (providers.ProviderPublishOutcome, "Already published (platforms may have been added)")},
           errors=(400, 401, 403, 404, 409, 413, 415, 422, 503)),
+]
+
+# -- browse: this registry's own providers, in the public registry's /v1/providers shape
+_BROWSE_NOTE = READ_NOTE + " Only this registry's own providers (not copies of an upstream's)."
+#: a version of the browse route; ``versions`` is the providers.v1 route's literal segment
+_BROWSE_VERSION = {"name": "version", "in": "path", "required": True,
+                   "description": "SemVer such as 1.2.0, v1.2.0 or 1.2.0-beta.1 (at most 128 characters)",
+                   "schema": {"type": "string", "maxLength": 128, "not": {"const": "versions"}}}
+PROVIDER_ROUTES += [
+    Route("get", "/v1/providers", "listProviders", "Providers with their latest version", "browse",
+          _BROWSE_NOTE + " A namespace token lists only its own namespace.", query=provider_browse.ProviderListQuery,
+          responses={200: (provider_browse.ProviderList, "A page of providers")}, errors=(400, 401, 403)),
+    Route("get", "/v1/providers/{namespace}", "listNamespaceProviders",
+          "A namespace's providers with their latest version", "browse", _BROWSE_NOTE, params=("namespace",),
+          query=browse.PageQuery, responses={200: (provider_browse.ProviderList, "A page of providers")},
+          errors=(400, 401, 403)),
+    Route("get", PROVIDER_PATH, "getLatestProvider",
+          "A provider's latest version in detail (highest release, else prerelease)", "browse", _BROWSE_NOTE,
+          params=PROVIDER, responses={200: (provider_browse.ProviderDetail, "The version")},
+          errors=(400, 401, 403, 404)),
+    Route("get", PROVIDER_PATH + "/{version}", "getProviderVersion",
+          "A provider version in detail: its platforms, protocols and the provider's versions", "browse",
+          _BROWSE_NOTE, params=(*PROVIDER, _BROWSE_VERSION),
+          responses={200: (provider_browse.ProviderDetail, "The version")}, errors=(400, 401, 403, 404)),
 ]

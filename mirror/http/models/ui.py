@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from mirror.domain.addresses import valid_provider
+from mirror.domain.addresses import valid_namespace, valid_provider
 from mirror.http.models.base import Request, problem
 from mirror.http.models.browse import MAX_OFFSET
+from mirror.http.models.provider_routes import PROVIDER
 from mirror.http.models.route import OPEN, Route
 from mirror.http.models.routes import MODULE
 
@@ -48,6 +49,26 @@ class IndexQuery(Request):
         return int(text)
 
 
+class ProviderIndexQuery(Request):
+    """The provider list page's parameters: a namespace (empty for all) and the offset."""
+
+    namespace: Annotated[str | None, Field(description="Only this namespace")] = None
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _namespace(cls, raw: Any) -> str | None:
+        namespace = str(raw).strip() or None
+        if namespace is not None and not valid_namespace(namespace):
+            raise problem(f"invalid namespace {namespace[:100]!r}")
+        return namespace
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _offset(cls, raw: Any) -> int:
+        return IndexQuery._offset(raw)
+
+
 _UI_NOTE = (
     "Read scope, from the bearer header, else the `mirror_token` cookie set by `/login`, else "
     "anonymous when `auth.anonymous_read` is on."
@@ -69,6 +90,7 @@ _TO_LOGIN = {
         "headers": {"Location": {"schema": {"type": "string"}}},
     }
 }
+_PROVIDER_PAGE = "A provider's page: versions with their dates and platforms, required_providers and network mirror snippets"
 _MODULE_PAGE = "A module's page: README, inputs, outputs, versions, submodules, usage snippet"
 
 UI_ROUTES: list[Route] = [
@@ -81,6 +103,15 @@ UI_ROUTES: list[Route] = [
     Route("get", "/modules/{namespace}/{name}/{provider}/{version}", "uiModuleVersion", _MODULE_PAGE, "ui", _UI_NOTE,
           security=PAGE_SECURITY, params=(*MODULE, "version"),
           responses={200: html("The module page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
+    Route("get", "/providers", "uiProviders", "This registry's providers with their latest version", "ui", _UI_NOTE,
+          security=PAGE_SECURITY, query=ProviderIndexQuery,
+          responses={200: html("The list"), **_TO_LOGIN, **html_errors(400, 403)}),
+    Route("get", "/providers/{namespace}/{type}", "uiProvider", _PROVIDER_PAGE, "ui", _UI_NOTE,
+          security=PAGE_SECURITY, params=PROVIDER,
+          responses={200: html("The provider page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
+    Route("get", "/providers/{namespace}/{type}/{version}", "uiProviderVersion", _PROVIDER_PAGE, "ui", _UI_NOTE,
+          security=PAGE_SECURITY, params=(*PROVIDER, "version"),
+          responses={200: html("The provider page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
     Route("get", "/login", "uiLoginForm", "The login form", "ui", security=OPEN,
           params=({"name": "next", "in": "query", "schema": {"type": "string"}},),
           responses={200: html("The form")}),

@@ -36,6 +36,7 @@ from mirror.http.models.base import parse_query
 from mirror.http.models.ui import IndexQuery
 from mirror.http.module_views import detail_body, find_modules, visible_namespace
 from mirror.http.ui import session
+from mirror.http.ui.provider_pages import ProviderPages
 from mirror.http.ui.readme import markdown_renderer, render_readme
 from mirror.http.ui.usage import registry_host, source_address, usage_snippet
 
@@ -140,6 +141,7 @@ class Pages:
             web.get("/", page(self.index)),
             web.get("/modules/{namespace}/{name}/{provider}", page(self.module)),
             web.get("/modules/{namespace}/{name}/{provider}/{version}", page(self.module)),
+            *ProviderPages(self._templates.render).routes(page),
             web.get(session.LOGIN_PATH, page(self.login_form)),
             web.post(session.LOGIN_PATH, page(self.login)),
             web.post("/logout", page(self.logout)),
