@@ -203,6 +203,10 @@ async def test_bad_uploads_get_one_line(registry, rsa, tmp_path: Path) -> None:
         (await publish(registry, {f"terraform-provider-example_1.0.0_{n}_amd64.zip": b"x" for n in range(70)}), 413),
         (await publish(registry, {SUMS: b"x" * (1024 * 1024 + 1)}), 413),
     ]
+    for raw in (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\x01\r\n\r\nx\r\n--b--\r\n',
+                b'--b\r\nX: \x00\r\n\r\nx\r\n--b--\r\n', b"no boundary at all"):
+        headers = auth | {"Content-Type": "multipart/form-data; boundary=b"}
+        cases.append((await registry.client.post(path, data=raw, headers=headers), 400))
     dup = aiohttp.FormData()
     for _ in range(2):
         dup.add_field("file", b"x", filename=SUMS, content_type="application/octet-stream")

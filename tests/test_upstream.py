@@ -592,7 +592,7 @@ def test_sync_usage_errors_exit_2(tmp_path, capsys):
     empty = tmp_path / "empty.toml"
     empty.write_text(f'[metadata]\npath = "{tmp_path / "db"}"\n')
     for args, fragment in [
-        ([], "no upstreams with modules to copy are configured"),
+        ([], "no upstreams with modules or providers to copy are configured"),
         (["acme/network/aws"], "give --upstream HOST with module specs"),
         (["--upstream", "http://127.0.0.1:1", "acme/network"], "is not NAMESPACE/NAME/PROVIDER"),
         (["--upstream", "http://127.0.0.1:1"], "not an upstream in the config"),
@@ -609,4 +609,4 @@ def test_sync_usage_errors_exit_2(tmp_path, capsys):
         f'[metadata]\npath = "{tmp_path / "db"}"\n[[upstreams]]\nhost = "http://127.0.0.1:1"\nproxy_namespaces = ["acme"]\n'
     )
     assert main(["sync", "--config", str(proxy_only)]) == 2
-    assert "no upstreams with modules to copy" in capsys.readouterr().err
+    assert "no upstreams with modules or providers to copy" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from mirror.domain.errors import BadRequest, PayloadTooLarge, StorageUnavailable, UnsupportedMediaType
 from mirror.domain.provider_records import ProviderKey, ProviderPublishOutcome
@@ -169,13 +170,13 @@ async def _spooled_parts(request: web.Request) -> AsyncIterator[dict[str, Path]]
         total = 0
         try:
             reader = await request.multipart()
-        except (AssertionError, ValueError) as exc:
-            raise BadRequest(f"the body is not valid multipart/form-data: {exc}") from None
+        except (AssertionError, ValueError, HttpProcessingError) as exc:
+            raise BadRequest(f"the body is not valid multipart/form-data: {_first_line(exc)}") from None
         while True:
             try:
                 part = await reader.next()
-            except ValueError as exc:
-                raise BadRequest(f"the body is not valid multipart/form-data: {exc}") from None
+            except (AssertionError, ValueError, HttpProcessingError) as exc:
+                raise BadRequest(f"the body is not valid multipart/form-data: {_first_line(exc)}") from None
             if part is None:
                 break
             if not isinstance(part, BodyPartReader):
@@ -196,11 +197,23 @@ async def _spooled_parts(request: web.Request) -> AsyncIterator[dict[str, Path]]
         await asyncio.to_thread(shutil.rmtree, directory, True)
 
 
+async def _chunk(part: BodyPartReader) -> bytes:
+    try:
+        return await part.read_chunk(CHUNK)
+    except (AssertionError, ValueError, HttpProcessingError) as exc:
+        raise BadRequest(f"the body is not valid multipart/form-data: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 async def _spool_part(part: BodyPartReader, name: str, path: Path, limit: int, room: int) -> int:
     size = 0
     try:
         with path.open("wb") as out:
-            while chunk := await part.read_chunk(CHUNK):
+            while chunk := await _chunk(part):
                 size += len(chunk)
                 if size > limit:
                     raise PayloadTooLarge(f"{name}: is larger than the limit of {limit} bytes")
