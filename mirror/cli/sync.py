@@ -265,10 +265,25 @@ async def _sync_providers(
 
 
 async def _follow(config: Config, plan: Plan, args: argparse.Namespace) -> Any:
-    from mirror.integrations.upstream.client import RegistryClient
+    """Follow another mirror's feed: its module events, and (without module specs) its provider
+    events, each provider version read whole from it and verified before it is stored."""
+    from mirror.domain.provenance import Owner
+    from mirror.domain.sources import SourcePolicy
+    from mirror.integrations.upstream.providers import ProviderClient
+    from mirror.services.provider_follow import ProviderFollower
 
-    async with _syncer(config, args) as (syncer, session, _registry, _fetcher):
-        client = RegistryClient(session, plan.host, token=plan.token)
+    async with _syncer(config, args) as (syncer, session, registry, fetcher):
+        base = _base(plan.host)
+        client = ProviderClient(session, plan.host, fetcher=fetcher, policy=SourcePolicy.for_upstream(base), token=plan.token)
+        syncer.providers = ProviderFollower(
+            store=registry.store,
+            blobs=registry.blobs,
+            source=client,
+            owner=Owner.upstream(base),
+            spool_dir=config.server.spool_dir,
+            limits=config.limits.provider_zip_limits(),
+            dry_run=args.dry_run,
+        )
         await syncer.follow_mirror(client, namespace=plan.namespace, specs=plan.specs)
         return syncer.report
 

@@ -56,41 +56,45 @@ def provider_entries(versions: Iterable[ProviderVersion]) -> list[dict[str, Any]
     return list(providers.values())
 
 
-def parse_providers(raw: Any, error: type[MirrorError]) -> list[ProviderVersion]:
+def parse_providers(
+    raw: Any, error: type[MirrorError], refused: str = "bundle refused", document: str = "manifest.json"
+) -> list[ProviderVersion]:
     """The ``providers`` list of a manifest, checked strictly; ``error`` (the bundle's error type)
-    names the first problem."""
+    names the first problem, as ``"{refused}: {document} ..."``."""
     if not isinstance(raw, list):
-        raise error("bundle refused: manifest.json has a providers entry that is not a list")
+        raise error(f"{refused}: {document} has a providers entry that is not a list")
     versions: list[ProviderVersion] = []
     seen: set[tuple[str, str, str, str]] = set()
     for index, provider in enumerate(raw):
-        where = f"manifest.json providers[{index}]"
+        where = f"{document} providers[{index}]"
         if not isinstance(provider, dict) or not all(isinstance(provider.get(k), str) for k in ("hostname", "namespace", "type")):
-            raise error(f"bundle refused: {where} needs string hostname, namespace and type")
+            raise error(f"{refused}: {where} needs string hostname, namespace and type")
         hostname = provider["hostname"].lower()
         if hostname and not valid_registry_host(hostname):
-            raise error(f"bundle refused: {where}: {provider['hostname'][:100]!r} is not a registry hostname")
+            raise error(f"{refused}: {where}: {provider['hostname'][:100]!r} is not a registry hostname")
         try:
             address = ProviderAddress.parse_parts(provider["namespace"], provider["type"])
         except MirrorError as exc:
-            raise error(f"bundle refused: {where}: {exc}") from None
+            raise error(f"{refused}: {where}: {exc}") from None
         entries = provider.get("versions")
         if not isinstance(entries, list) or not entries:
-            raise error(f"bundle refused: {where} ({address}) has no versions")
+            raise error(f"{refused}: {where} ({address}) has no versions")
         for entry in entries:
-            version = _parse_version(hostname, address, entry, where, error)
+            version = _parse_version(hostname, address, entry, where, error, refused)
             key = (hostname, address.namespace.lower(), address.type, version.version)
             if key in seen:
-                raise error(f"bundle refused: manifest.json lists {provider_name(hostname, address)} {version.version} twice")
+                raise error(f"{refused}: {document} lists {provider_name(hostname, address)} {version.version} twice")
             seen.add(key)
             versions.append(version)
     return versions
 
 
-def _parse_version(hostname: str, address: ProviderAddress, entry: Any, where: str, error: type[MirrorError]) -> ProviderVersion:
+def _parse_version(
+    hostname: str, address: ProviderAddress, entry: Any, where: str, error: type[MirrorError], refused: str
+) -> ProviderVersion:
     name = provider_name(hostname, address)
     if not isinstance(entry, dict):
-        raise error(f"bundle refused: {where} ({name}) has a version that is not an object")
+        raise error(f"{refused}: {where} ({name}) has a version that is not an object")
     try:
         version = normalize(_text(entry, "version", 128))
         protocols = entry.get("protocols")
@@ -121,7 +125,7 @@ def _parse_version(hostname: str, address: ProviderAddress, entry: Any, where: s
             source=source[:500] if source else None,
         )
     except (MirrorError, ValueError, TypeError) as exc:
-        raise error(f"bundle refused: {where} ({name}): {exc}") from None
+        raise error(f"{refused}: {where} ({name}): {exc}") from None
 
 
 def _platform(item: Any) -> ProviderPlatformFile:

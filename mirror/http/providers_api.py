@@ -5,6 +5,8 @@
   200 when the namespace had it; ``warnings`` (Ed25519) in the answer.
 - ``GET /api/v1/providers/:ns/keys`` (read scope), ``DELETE /api/v1/providers/:ns/keys/:key_id``
   (admin scope).
+- ``GET /api/v1/providers/:ns/:type/:version/release`` (read scope): a version whole, for
+  another mirror following this one.
 - ``POST /api/v1/providers/:ns/:type/:version`` (publish scope): ``multipart/form-data``, one part
   per release file, named by the part's file name. The parts are spooled to disk under
   ``[limits]`` (file count, each zip's size, the whole upload's size), then the release is checked
@@ -30,9 +32,11 @@ from mirror.domain.provider_records import ProviderKey, ProviderPublishOutcome
 from mirror.domain.addresses import valid_namespace
 from mirror.domain.providers import MAX_MANIFEST_BYTES, MAX_SHASUMS_BYTES, ProviderAddress
 from mirror.domain.versions import normalize
+from mirror.domain.urls import valid_registry_host
+from mirror.formats.bundle_providers import provider_entries
 from mirror.formats.openpgp import MAX_PUBLIC_KEY_BYTES, MAX_SIGNATURE_BYTES
 from mirror.http.common import authorize
-from mirror.http.keys import CONFIG, PROVIDERS
+from mirror.http.keys import CONFIG, LOCATOR, PROVIDERS
 
 CHUNK = 256 * 1024
 _KEY_TYPES = ("text/plain", "application/pgp-keys", "application/octet-stream", "application/json")
@@ -225,8 +229,29 @@ async def _spool_part(part: BodyPartReader, name: str, path: Path, limit: int, r
     return size
 
 
+async def release(request: web.Request) -> web.Response:
+    """``GET /api/v1/providers/:ns/:type/:version/release?hostname=``: a live version whole, as a
+    bundle carries it (signed SHA256SUMS and signature, the key that verified them, each stored
+    zip with its ``h1``) plus each zip's self-authenticating ``url``: what another mirror
+    following this one's event feed copies (``mirror sync --from-mirror``)."""
+    info = request.match_info
+    address = ProviderAddress.parse_parts(info["namespace"], info["type"])
+    await authorize(request, address.namespace, "read")
+    hostname = request.query.get("hostname", "").lower()
+    if hostname and not valid_registry_host(hostname):
+        raise BadRequest(f"hostname {hostname[:100]!r} is not a registry hostname")
+    version = await request.app[PROVIDERS].version(address, normalize(info["version"]), hostname)
+    [entry] = provider_entries([version])
+    locator = request.app[LOCATOR]
+    for platform in entry["versions"][0]["platforms"]:
+        file = next(f for f in version.platforms if f.filename == platform["filename"])
+        platform["url"] = await locator.provider_archive_url(file)
+    return web.json_response(entry)
+
+
 def routes() -> list[web.RouteDef]:
     return [
+        web.get("/api/v1/providers/{namespace}/{type}/{version}/release", release),
         web.post("/api/v1/providers/{namespace}/keys", add_key),
         web.get("/api/v1/providers/{namespace}/keys", list_keys),
         web.delete("/api/v1/providers/{namespace}/keys/{key_id}", remove_key),

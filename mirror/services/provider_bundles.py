@@ -135,17 +135,23 @@ async def check_providers(store: MetadataStore, manifest: Manifest) -> set[tuple
 
 def _verify(name: str, version: ProviderVersion) -> None:
     try:
+        verify_recorded(version)
+    except BadRequest as exc:
+        raise BundleError(f"bundle refused: {name}: {exc}; nothing was imported") from None
+
+
+def verify_recorded(version: ProviderVersion) -> None:
+    """A copied version's own proof (BadRequest naming what fails): its SHA256SUMS signature
+    verifies with the key recorded with it, and lists every platform's zip with its sha256."""
+    try:
         key = parse_public_key(version.key_armor)
         verify_detached(version.shasums, version.signature, [key])
         sums = parse_shasums(version.shasums)
     except BadRequest as exc:
-        raise BundleError(f"bundle refused: {name}: its SHA256SUMS does not verify ({exc}); nothing was imported") from None
+        raise BadRequest(f"its SHA256SUMS does not verify ({exc})") from None
     for file in version.platforms:
         if sums.get(file.filename) != file.sha256:
-            raise BundleError(
-                f"bundle refused: {name}: {file.filename} with sha256 {file.sha256} is not in its signed SHA256SUMS; "
-                "nothing was imported"
-            )
+            raise BadRequest(f"{file.filename} with sha256 {file.sha256} is not in its signed SHA256SUMS")
 
 
 async def import_providers(

@@ -179,6 +179,7 @@ class Syncer:
         dry_run: bool = False,
         on_line: Callable[[str], None] = print,
         on_change: Callable[[ModuleAddress], None] = lambda address: None,
+        providers: Any = None,
     ) -> None:
         """``on_line`` gets one progress line per version; ``on_change`` is told of every module
         whose versions changed here (a server passes its catalog's ``invalidate``)."""
@@ -190,6 +191,8 @@ class Syncer:
         self._dry_run = dry_run
         self._on_line = on_line
         self._on_change = on_change
+        #: applies a followed mirror's provider events (``provider_follow.ProviderFollower``)
+        self.providers = providers
         self.report = SyncReport()
         self._planned = 0
         self._finished = 0
@@ -321,9 +324,12 @@ class Syncer:
         cursor = cursor_name(client)
         after = (await self._store.consumer(cursor)).serial
         self._on_line(f"following {run.label} from event {after}")
+        types: tuple[str, ...] = (VERSION_RELEASED, VERSION_REVOKED)
+        if self.providers is not None and not specs:  # module specs limit the run to modules
+            types += tuple(self.providers.event_types)
         while True:
             try:
-                page = await client.events(after, types=(VERSION_RELEASED, VERSION_REVOKED), limit=FEED_PAGE)
+                page = await client.events(after, types=types, limit=FEED_PAGE)
             except MirrorError as exc:
                 self.report.failures.append(str(exc))
                 self._on_line(f"failed    {exc}")
@@ -345,11 +351,17 @@ class Syncer:
     ) -> tuple[int, bool]:
         """Apply a page, each version's events in order, different versions concurrently; the
         last serial up to which every event is done, and whether all are."""
-        chains: dict[tuple[ModuleAddress, str], list[tuple[int, str, ModuleAddress, str]]] = {}
+        chains: dict[tuple[Any, ...], list[tuple[int, str, Any, str]]] = {}
         outcomes: dict[int, bool] = {}
         for event in events:
             parsed = _parse_event(event)
             serial = _serial(event)
+            provider = self.providers.parse(event) if self.providers is not None and not specs else None
+            if provider is not None:
+                kind, hostname, address, version = provider
+                key = ("provider", hostname, address.namespace.lower(), address.type, version)
+                chains.setdefault(key, []).append((serial, kind, (hostname, address), version))
+                continue
             if parsed is None:
                 outcomes[serial] = True
                 continue
@@ -360,8 +372,15 @@ class Syncer:
             chains.setdefault((address, normalize(raw)), []).append((serial, kind, address, raw))
         self._planned += sum(len(chain) for chain in chains.values())
 
-        async def apply(chain: list[tuple[int, str, ModuleAddress, str]]) -> None:
+        async def apply(chain: list[tuple[int, str, Any, str]]) -> None:
             for serial, kind, address, raw in chain:
+                if isinstance(address, tuple):  # a provider event
+                    hostname, provider = address
+                    result = self._record(await self.providers.apply(run.label, kind, hostname, provider, raw))
+                    outcomes[serial] = result.ok or result.permanent
+                    if not outcomes[serial]:
+                        return
+                    continue
                 target = _renamed(address, namespace)
                 if kind == VERSION_RELEASED:
                     result = await self._copy(run, address, target, raw, from_feed=True)

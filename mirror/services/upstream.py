@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.provider_records import ProviderVersion
 from mirror.domain.providers import Platform, ProviderAddress
 from mirror.domain.sources import Source, SourcePolicy, parse_source
 from mirror.services.ingest import Archive
@@ -101,3 +102,14 @@ class ProviderUpstream(Protocol):
     async def download_file(self, url: str, destination: Path, limit: int, what: str) -> tuple[str, int]:
         """Stream a file of at most ``limit`` bytes to ``destination`` without credentials:
         (sha256 hex, size)."""
+
+
+class MirrorProviders(Protocol):
+    """Another mirror's records of its provider versions, and their zips."""
+
+    async def provider_release(
+        self, hostname: str, address: ProviderAddress, version: str
+    ) -> tuple[ProviderVersion, dict[str, str]]:
+        """The version as recorded there, and each zip's URL by file name."""
+
+    async def download_file(self, url: str, destination: Path, limit: int, what: str) -> tuple[str, int]: ...

@@ -84,6 +84,13 @@ PROVIDER_ROUTES: list[Route] = [
           "Remove a namespace's signing key", "providers",
           "Admin scope on the namespace. Versions it verified keep serving it.", params=("namespace", "keyId"),
           responses={204: {"description": "Removed"}}, errors=(400, 401, 403, 404)),
+    Route("get", "/api/v1/providers/{namespace}/{type}/{version}/release", "getProviderRelease",
+          "A provider version whole: its signed SHA256SUMS, signature, key and zips", "providers",
+          "Read scope on the namespace. What a mirror following this one's event feed copies "
+          "(`mirror sync --from-mirror`): the fields of a bundle's provider entry, each zip with a "
+          "self-authenticating `url`. `hostname` selects a copy of another registry's provider (empty: "
+          "this registry's own).", params=(*PROVIDER, "version"), query=providers.ReleaseQuery,
+          responses={200: (providers.ProviderRelease, "The version")}, errors=(400, 401, 403, 404)),
     Route("post", "/api/v1/providers/{namespace}/{type}/{version}", "publishProvider",
           "Publish a provider version from GoReleaser's release files", "providers",
           "Publish scope on the namespace. One part per file, named by its file name: "

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mirror.http.models.base import Response
+from mirror.http.models.base import Request, Response
 
 
 class PlatformName(Response):
@@ -94,3 +94,36 @@ class ProviderPublishOutcome(Response):
     key_id: str
     published_at: str
     status: Annotated[Literal["created", "extended", "unchanged"], Field(description="`created` is a 201")]
+
+
+class ReleaseQuery(Request):
+    hostname: Annotated[str, Field(max_length=260, description="The provider's registry hostname; empty for this registry's own")] = ""
+
+
+class ReleasePlatform(Response):
+    os: str
+    arch: str
+    filename: str
+    sha256: str
+    size: int
+    h1: str
+    url: Annotated[str, Field(description="The zip, by a self-authenticating URL")]
+
+
+class ReleaseVersion(Response):
+    version: str
+    protocols: list[str]
+    shasums: Annotated[str, Field(description="SHA256SUMS, base64")]
+    signature: Annotated[str, Field(description="Its binary detached signature, base64")]
+    key_id: str
+    key_armor: str
+    published_at: str
+    source: str | None
+    platforms: list[ReleasePlatform]
+
+
+class ProviderRelease(Response):
+    hostname: str
+    namespace: str
+    type: str
+    versions: Annotated[list[ReleaseVersion], Field(description="The one version asked for")]

@@ -16,8 +16,10 @@ from urllib.parse import quote, urljoin
 import aiohttp
 
 from mirror.domain.errors import UpstreamError
+from mirror.domain.provider_records import ProviderVersion
 from mirror.domain.providers import Platform, ProviderAddress
 from mirror.domain.sources import SourcePolicy
+from mirror.formats.bundle_providers import parse_providers
 from mirror.integrations.upstream.client import RegistryClient, _json_object, _raise_for_status
 from mirror.integrations.upstream.fetch import Fetcher
 from mirror.services.upstream import UpstreamPackage
@@ -80,6 +82,31 @@ class ProviderClient(RegistryClient):
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"{what}: unexpected answer ({type(exc).__name__}: {exc})") from None
+
+    async def provider_release(
+        self, hostname: str, address: ProviderAddress, version: str
+    ) -> tuple[ProviderVersion, dict[str, str]]:
+        """Another mirror's record of a version (``/api/v1/providers/.../release``): the version,
+        and each zip's URL by file name."""
+        name = f"{hostname + '/' if hostname else ''}{address} {version}"
+        what = f"reading {self.host}'s record of provider {name}"
+        url = (
+            f"{self.base_url}/api/v1/providers/{_path(address)}/{quote(version, safe='')}/release"
+            f"?hostname={quote(hostname, safe='')}"
+        )
+        status, _, body, final_url = await self._get(url, what)
+        _raise_for_status(status, body, what, self.host)
+        data = _json_object(body, what)
+        [parsed] = parse_providers([data], UpstreamError, what, "the answer")
+        if (parsed.hostname, parsed.address, parsed.version) != (hostname.lower(), address, version):
+            raise UpstreamError(f"{what}: the answer is about another provider version")
+        urls = {}
+        try:
+            for platform in data["versions"][0]["platforms"]:
+                urls[str(platform["filename"])] = urljoin(final_url, str(platform["url"]))
+        except (KeyError, TypeError, IndexError) as exc:
+            raise UpstreamError(f"{what}: unexpected answer ({type(exc).__name__}: {exc})") from None
+        return parsed, urls
 
     async def read_file(self, url: str, limit: int, what: str) -> bytes:
         return await self._fetcher.read_small(url, limit=limit, policy=self._policy, what=what)
