@@ -216,3 +216,55 @@ async def test_bad_uploads_get_one_line(registry, rsa, tmp_path: Path) -> None:
         message = await errors(response)
         assert "\n" not in message and "Traceback" not in message
     assert await registry.app[STORE].list_providers() == []
+
+
+# -- lifecycle
+
+
+async def test_deprecation_reaches_terraform_warnings_and_revoke_hides_a_version(registry, rsa, tmp_path: Path) -> None:
+    await add_key(registry, "acme", public_key(rsa))
+    assert (await publish(registry, build_release(tmp_path / "one", rsa))).status == 201
+    assert (await publish(registry, build_release(tmp_path / "two", rsa, version="1.1.0"), version="1.1.0")).status == 201
+    publisher = await registry.auth("acme", "publish")
+    path = "/api/v1/providers/acme/example/1.0.0"
+    body = {"reason": "Broken on  ARM.\n", "replacement": "1.1.0"}
+    response = await registry.client.post(path + "/deprecate", json=body, headers=publisher)
+    assert response.status == 200, await response.text()
+    assert (await response.json())["deprecation"]["reason"] == "Broken on ARM."
+    versions = await (await registry.client.get("/v1/providers/acme/example/versions", headers=publisher)).json()
+    assert versions["warnings"] == ["Version 1.0.0 of acme/example is deprecated: Broken on ARM. Use 1.1.0 instead."]
+    events = [e.type for e in await registry.app[STORE].events_after(0, 100)]
+    assert events.count("provider.version_deprecated") == 1
+
+    for bad, status in ((b'{"reason": ""}', 400), (b'{"reason": 5}', 400), (b"[", 400), (b'{"reason": "x"}', 415)):
+        headers = publisher | {"Content-Type": "text/plain" if status == 415 else "application/json"}
+        refused = await registry.client.post(path + "/deprecate", data=bad, headers=headers)
+        assert refused.status == status and "\n" not in await errors(refused)
+    missing = await registry.client.post("/api/v1/providers/acme/example/9.0.0/deprecate", json=body, headers=publisher)
+    assert missing.status == 404
+    reader = await registry.client.post(path + "/revoke", headers=await registry.auth("acme", "read"))
+    assert reader.status == 403
+
+    assert (await registry.client.post(path + "/revoke", headers=publisher)).status == 204
+    assert (await registry.client.post(path + "/revoke", headers=publisher)).status == 404
+    versions = await (await registry.client.get("/v1/providers/acme/example/versions", headers=publisher)).json()
+    assert [v["version"] for v in versions["versions"]] == ["1.1.0"] and "warnings" not in versions
+    gone = await registry.client.get("/v1/providers/acme/example/1.0.0/download/linux/amd64", headers=publisher)
+    assert gone.status == 404
+    assert "provider.version_revoked" in [e.type for e in await registry.app[STORE].events_after(0, 100)]
+
+
+async def test_a_provider_another_source_owns_changes_only_with_an_admin_token(registry, rsa, tmp_path: Path) -> None:
+    from mirror.domain.provenance import Owner
+    from mirror.http.keys import PROVIDERS
+    from mirror.domain.providers import ProviderAddress
+
+    await add_key(registry, "acme", public_key(rsa))
+    files = build_release(tmp_path / "dist", rsa)
+    await registry.app[PROVIDERS].publish(ProviderAddress("acme", "example"), "1.0.0", files, owner=Owner.github(42))
+    path = "/api/v1/providers/acme/example/1.0.0"
+    refused = await registry.client.post(path + "/revoke", headers=await registry.auth("acme", "publish"))
+    assert refused.status == 409 and "github:42" in await errors(refused)
+    admin = await registry.auth("acme", "admin")
+    assert (await registry.client.post(path + "/deprecate", json={"reason": "old"}, headers=admin)).status == 200
+    assert (await registry.client.post(path + "/revoke", headers=admin)).status == 204

@@ -52,6 +52,25 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     _registry_option(publish)
     publish.set_defaults(handler=_cmd_publish)
 
+    deprecate = provider.add_parser(
+        "deprecate", parents=[common], help="deprecate a provider version (Terraform prints the reason on init)",
+        description="Deprecate a provider version (publish scope; admin for a provider another source owns).",
+    )
+    deprecate.add_argument("address", metavar="NS/TYPE")
+    deprecate.add_argument("version", metavar="VERSION")
+    deprecate.add_argument("--reason", required=True, help="why; Terraform prints it on every init")
+    deprecate.add_argument("--replacement", default=None, metavar="VERSION", help="what to use instead")
+    _registry_option(deprecate)
+    deprecate.set_defaults(handler=_cmd_deprecate)
+    revoke = provider.add_parser(
+        "revoke", parents=[common], help="revoke a provider version (gone from versions and downloads)",
+        description="Revoke a provider version (publish scope; admin for a provider another source owns).",
+    )
+    revoke.add_argument("address", metavar="NS/TYPE")
+    revoke.add_argument("version", metavar="VERSION")
+    _registry_option(revoke)
+    revoke.set_defaults(handler=_cmd_revoke)
+
     keys = provider.add_parser("keys", help="a namespace's provider signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
     )
@@ -119,8 +138,10 @@ def _part(text: str) -> str:
     return quote(text, safe="")
 
 
-async def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-    needs = "read scope" if method == "GET" else "the admin scope on the namespace"
+async def _call(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None, needs: str | None = None
+) -> dict[str, Any]:
+    needs = needs or ("read scope" if method == "GET" else "the admin scope on the namespace")
     registry, token = remote(args, needs)
     url = registry.rstrip("/") + path
     try:
@@ -147,6 +168,36 @@ async def _json(response: aiohttp.ClientResponse) -> Any:
         return await response.json(content_type=None)
     except ValueError:
         return {}
+
+
+# lifecycle ---------------------------------------------------------------------------------------
+
+
+def _version_path(args: argparse.Namespace) -> str:
+    from mirror.domain.providers import ProviderAddress
+    from mirror.domain.versions import normalize
+
+    try:
+        address = ProviderAddress.parse(args.address)
+        version = normalize(args.version)
+    except MirrorError as exc:
+        raise UsageError(str(exc)) from None
+    return f"/api/v1/providers/{_part(address.namespace)}/{_part(address.type)}/{_part(version)}"
+
+
+def _cmd_deprecate(args: argparse.Namespace) -> int:
+    body = {"reason": args.reason, "replacement": args.replacement}
+    answer = asyncio.run(_call(args, "POST", _version_path(args) + "/deprecate", body, "the publish scope"))
+    replacement = answer["deprecation"].get("replacement")
+    print(f"deprecated: {answer['id']}" + (f" (use {replacement} instead)" if replacement else ""))
+    return 0
+
+
+def _cmd_revoke(args: argparse.Namespace) -> int:
+    path = _version_path(args)
+    asyncio.run(_call(args, "POST", path + "/revoke", None, "the publish scope"))
+    print(f"revoked: {args.address} {args.version}")
+    return 0
 
 
 # publish -----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ PROVIDER_CREATED = "provider.created"
 PROVIDER_VERSION_RELEASED = "provider.version_released"
 PROVIDER_PLATFORMS_ADDED = "provider.platforms_added"
 PROVIDER_VERSION_REVOKED = "provider.version_revoked"
+PROVIDER_VERSION_DEPRECATED = "provider.version_deprecated"
 APP_INSTALLED = "app.installed"
 APP_UNINSTALLED = "app.uninstalled"
 
@@ -76,6 +77,14 @@ def provider_platforms_added(hostname: str, address: ProviderAddress, version: s
 
 def provider_version_revoked(hostname: str, address: ProviderAddress, version: str) -> EventSpec:
     return PROVIDER_VERSION_REVOKED, {**provider_data(hostname, address), "version": version}
+
+
+def provider_version_deprecated(
+    hostname: str, address: ProviderAddress, version: str, reason: str, replacement: str | None
+) -> EventSpec:
+    return PROVIDER_VERSION_DEPRECATED, {
+        **provider_data(hostname, address), "version": version, "reason": reason, "replacement": replacement
+    }
 
 
 def app_installed(namespace: str) -> EventSpec:

@@ -16,15 +16,18 @@ from typing import Any, Literal
 from mirror.domain.blobs import provider_archive_key
 from mirror.domain.providers import Platform, ProviderAddress
 from mirror.domain.provenance import NotOwner, Owner
+from mirror.domain.versions import Version
 
 __all__ = [
     "LOCAL_HOST",
+    "Deprecation",
     "NewProviderVersion",
     "ProviderKey",
     "ProviderPlatformFile",
     "ProviderPublishOutcome",
     "ProviderRecord",
     "ProviderVersion",
+    "deprecation_warnings",
     "merge_version",
     "provider_name",
     "provider_refusal",
@@ -110,6 +113,22 @@ class ProviderPlatformFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Deprecation:
+    """Why a version should no longer be chosen, and what to use instead."""
+
+    reason: str
+    replacement: str | None
+    deprecated_at: str  # RFC 3339
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "replacement": self.replacement, "deprecated_at": self.deprecated_at}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Deprecation:
+        return cls(str(data["reason"]), data.get("replacement"), str(data["deprecated_at"]))
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderVersion:
     """A version of a provider: its signed SHA256SUMS, the key that verified it, and the
     platforms served. ``shasums`` and ``signature`` are kept byte for byte (Terraform verifies
@@ -127,6 +146,7 @@ class ProviderVersion:
     published_at: str
     source: str | None = None  # "upload", a repository URL, "upstream:HOST", "bundle"
     revoked_at: str | None = None
+    deprecation: Deprecation | None = None
 
     def platform(self, platform: Platform) -> ProviderPlatformFile | None:
         return next((item for item in self.platforms if item.platform == platform), None)
@@ -207,6 +227,19 @@ def merge_version(
     if not changed:
         return "unchanged", stored, ()
     return "extended", merged, tuple(added)
+
+
+def deprecation_warnings(versions: list[ProviderVersion]) -> list[str]:
+    """The ``warnings`` of a ``versions`` answer: one line per deprecated live version, newest
+    first (Terraform prints each on ``init``: its only deprecation channel)."""
+    lines = []
+    for version in sorted(versions, key=lambda v: Version.parse(v.version), reverse=True):
+        if version.deprecation is not None and version.revoked_at is None:
+            line = f"Version {version.version} of {version.address} is deprecated: {version.deprecation.reason}"
+            if version.deprecation.replacement:
+                line += f" Use {version.deprecation.replacement} instead."
+            lines.append(line)
+    return lines
 
 
 def provider_name(hostname: str, address: ProviderAddress) -> str:

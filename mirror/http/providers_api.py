@@ -28,6 +28,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from mirror.domain.errors import BadRequest, PayloadTooLarge, StorageUnavailable, UnsupportedMediaType
+from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import ProviderKey, ProviderPublishOutcome
 from mirror.domain.addresses import valid_namespace
 from mirror.domain.providers import MAX_MANIFEST_BYTES, MAX_SHASUMS_BYTES, ProviderAddress
@@ -249,8 +250,47 @@ async def release(request: web.Request) -> web.Response:
     return web.json_response(entry)
 
 
+MAX_LIFECYCLE_BODY = 16 * 1024
+
+
+async def _lifecycle_target(request: web.Request) -> tuple[ProviderAddress, str, Owner | None]:
+    """The version a lifecycle change is about, and the owner it is made as: publish scope acts as
+    uploads (the owner of providers published over the API), admin scope for whatever owns it."""
+    info = request.match_info
+    address = ProviderAddress.parse_parts(info["namespace"], info["type"])
+    token = await authorize(request, address.namespace, "publish")
+    owner = None if token is not None and token.scope == "admin" else Owner.upload()
+    return address, normalize(info["version"]), owner
+
+
+async def deprecate(request: web.Request) -> web.Response:
+    """``POST /api/v1/providers/:ns/:type/:version/deprecate`` ``{"reason", "replacement"}``."""
+    address, version, owner = await _lifecycle_target(request)
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType('send {"reason": "...", "replacement": "2.0.0"} as application/json')
+    try:
+        doc = json.loads(await _read_limited(request, MAX_LIFECYCLE_BODY, "the deprecation"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+    reason, replacement = (doc.get("reason"), doc.get("replacement")) if isinstance(doc, dict) else (None, None)
+    if not isinstance(reason, str) or not (replacement is None or isinstance(replacement, str)):
+        raise BadRequest('expected {"reason": "...", "replacement": "2.0.0" or null}')
+    found = await request.app[PROVIDERS].deprecate(address, version, reason, replacement, owner=owner)
+    assert found.deprecation is not None
+    return web.json_response({"id": f"{address}/{version}", "version": version, "deprecation": found.deprecation.to_json()})
+
+
+async def revoke(request: web.Request) -> web.Response:
+    """``POST /api/v1/providers/:ns/:type/:version/revoke``."""
+    address, version, owner = await _lifecycle_target(request)
+    await request.app[PROVIDERS].revoke(address, version, owner=owner)
+    return web.Response(status=204)
+
+
 def routes() -> list[web.RouteDef]:
     return [
+        web.post("/api/v1/providers/{namespace}/{type}/{version}/deprecate", deprecate),
+        web.post("/api/v1/providers/{namespace}/{type}/{version}/revoke", revoke),
         web.get("/api/v1/providers/{namespace}/{type}/{version}/release", release),
         web.post("/api/v1/providers/{namespace}/keys", add_key),
         web.get("/api/v1/providers/{namespace}/keys", list_keys),

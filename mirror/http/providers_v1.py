@@ -17,7 +17,7 @@ from aiohttp import web
 from mirror.domain.blobs import is_sha256, provider_archive_key
 from mirror.domain.errors import NotFound, Unauthorized
 from mirror.domain.provider_protocol import ProviderVersionInfo, download_answer, versions_answer
-from mirror.domain.provider_records import ProviderVersion
+from mirror.domain.provider_records import ProviderVersion, deprecation_warnings
 from mirror.domain.providers import Platform, ProviderAddress, shasums_name, signature_name
 from mirror.domain.versions import normalize
 from mirror.formats.openpgp import SigningKey
@@ -46,7 +46,7 @@ async def versions(request: web.Request) -> web.Response:
     address = provider_address(request)
     await authorize(request, address.namespace, "read")
     found = await request.app[PROVIDERS].versions(address)
-    return web.json_response(versions_answer(address, version_infos(found)))
+    return web.json_response(versions_answer(address, version_infos(found), deprecation_warnings(found)))
 
 
 def files_path(address: ProviderAddress, version: str, name: str) -> str:

@@ -20,6 +20,7 @@ from mirror.domain.errors import BadRequest, Conflict, NotFound
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import (
     LOCAL_HOST,
+    Deprecation,
     NewProviderVersion,
     ProviderKey,
     ProviderPlatformFile,
@@ -39,6 +40,8 @@ log = structlog.get_logger("mirror.providers")
 
 #: most signing keys one namespace may hold (each is tried on every publish)
 MAX_KEYS_PER_NAMESPACE = 32
+#: longest deprecation reason (Terraform prints it on every init)
+MAX_REASON = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,32 @@ class ProviderRegistry:
             platforms=[str(p) for p in outcome.added],
         )
         return outcome
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def deprecate(
+        self, address: ProviderAddress, version: str, reason: str, replacement: str | None, *, owner: Owner | None
+    ) -> ProviderVersion:
+        """Deprecate a live version of this registry's own provider (``owner`` None: whoever owns
+        it, an admin's change). Terraform prints the reason on ``init`` (the versions answer's
+        ``warnings``)."""
+        reason = " ".join(reason.split())
+        if not 1 <= len(reason) <= MAX_REASON:
+            raise BadRequest(f"reason must be 1 to {MAX_REASON} characters of text")
+        if replacement is not None:
+            replacement = replacement.strip()
+            if not 1 <= len(replacement) <= 200 or not replacement.isprintable():
+                raise BadRequest("replacement must be 1 to 200 printable characters, e.g. a version such as 2.0.0")
+        deprecation = Deprecation(reason, replacement, rfc3339(self._clock()))
+        if not await self._store.deprecate_provider_version(LOCAL_HOST, address, version, deprecation, owner=owner):
+            raise NotFound(f"version {version} of provider {address} is not live here")
+        return await self.version(address, version)
+
+    async def revoke(self, address: ProviderAddress, version: str, *, owner: Owner | None) -> None:
+        """Take a live version out of service: gone from ``versions`` and downloads."""
+        if not await self._store.revoke_provider_version(LOCAL_HOST, address, version, owner=owner):
+            raise NotFound(f"version {version} of provider {address} is not live here")
+        log.info("provider version revoked", provider=str(address), version=version)
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import (
+    Deprecation,
     NewProviderVersion,
     ProviderKey,
     ProviderPublishOutcome,
@@ -345,6 +346,18 @@ class ProviderStore(Protocol):
     ) -> bool:
         """Take a version out of service (``provider.version_revoked``); False if not live. With
         ``owner``, only while the provider is that owner's (NotOwner otherwise)."""
+
+    async def deprecate_provider_version(
+        self,
+        hostname: str,
+        address: ProviderAddress,
+        version: str,
+        deprecation: Deprecation,
+        *,
+        owner: Owner | None = None,
+    ) -> bool:
+        """Record (or replace) a live version's deprecation (``provider.version_deprecated``);
+        False if not live. With ``owner``, only while the provider is that owner's."""
 
 
 class MetadataStore(

@@ -91,6 +91,17 @@ PROVIDER_ROUTES: list[Route] = [
           "self-authenticating `url`. `hostname` selects a copy of another registry's provider (empty: "
           "this registry's own).", params=(*PROVIDER, "version"), query=providers.ReleaseQuery,
           responses={200: (providers.ProviderRelease, "The version")}, errors=(400, 401, 403, 404)),
+    Route("post", "/api/v1/providers/{namespace}/{type}/{version}/deprecate", "deprecateProvider",
+          "Deprecate a provider version: Terraform prints the reason on init", "providers",
+          "Publish scope on the namespace for providers published over the API; admin scope for any owner "
+          "source. Posting again replaces the reason. Writes `provider.version_deprecated`.",
+          params=(*PROVIDER, "version"), body=providers.DeprecationBody,
+          responses={200: (providers.Deprecated, "Deprecated")}, errors=(400, 401, 403, 404, 409, 413, 415)),
+    Route("post", "/api/v1/providers/{namespace}/{type}/{version}/revoke", "revokeProvider",
+          "Revoke a provider version: gone from versions and downloads", "providers",
+          "Publish scope on the namespace for providers published over the API; admin scope for any owner "
+          "source. Writes `provider.version_revoked`.", params=(*PROVIDER, "version"),
+          responses={204: {"description": "Revoked"}}, errors=(400, 401, 403, 404, 409)),
     Route("post", "/api/v1/providers/{namespace}/{type}/{version}", "publishProvider",
           "Publish a provider version from GoReleaser's release files", "providers",
           "Publish scope on the namespace. One part per file, named by its file name: "

@@ -127,3 +127,20 @@ class ProviderRelease(Response):
     namespace: str
     type: str
     versions: Annotated[list[ReleaseVersion], Field(description="The one version asked for")]
+
+
+class DeprecationBody(Request):
+    reason: Annotated[str, Field(min_length=1, max_length=1000, description="Printed by terraform init")]
+    replacement: Annotated[str | None, Field(max_length=200, description="What to use instead, e.g. 2.0.0")] = None
+
+
+class DeprecationRecord(Response):
+    reason: str
+    replacement: str | None
+    deprecated_at: str
+
+
+class Deprecated(Response):
+    id: str
+    version: str
+    deprecation: DeprecationRecord

@@ -9,6 +9,7 @@ from typing import Any
 from mirror.domain.errors import BadRequest
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import (
+    Deprecation,
     ProviderKey,
     ProviderPlatformFile,
     ProviderRecord,
@@ -114,6 +115,7 @@ def _provider_version_item(hostname: str, display: ProviderAddress, version: Pro
         "published_at": version.published_at,
         "source": version.source,
         "revoked_at": version.revoked_at,
+        "deprecation": json.dumps(version.deprecation.to_json()) if version.deprecation else None,
         "rev": 0,  # bumped by every change of the item (platforms added or completed, revoked)
     }
     size = _size(item)
@@ -140,4 +142,5 @@ def _provider_version_from_item(item: dict[str, Any]) -> ProviderVersion:
         published_at=item["published_at"],
         source=item.get("source"),
         revoked_at=item.get("revoked_at"),
+        deprecation=Deprecation.from_json(json.loads(item["deprecation"])) if item.get("deprecation") else None,
     )

@@ -8,11 +8,13 @@ which is what lists walk. Signing keys live in ``PROVIDERKEYS#<ns>``, one item p
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from mirror.domain import events
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import (
+    Deprecation,
     NewProviderVersion,
     ProviderKey,
     ProviderPublishOutcome,
@@ -140,6 +142,45 @@ class Providers(DynamoTable):
             if not appended and all("ConditionCheck" in item for item in items):
                 return _Plan(outcome)  # nothing to write
             return _Plan(outcome, items, list(appended), now)
+
+        return await self._commit(plan)
+
+    async def deprecate_provider_version(
+        self,
+        hostname: str,
+        address: ProviderAddress,
+        version: str,
+        deprecation: Deprecation,
+        *,
+        owner: Owner | None = None,
+    ) -> bool:
+        hostname = hostname.lower()
+        provider_key = _provider_key(hostname, address)
+        version_key = _provider_version_key(hostname, address, version)
+
+        async def plan() -> _Plan:
+            provider, stored = await asyncio.gather(
+                self._get(provider_key), self._get(version_key, ("rev", "revoked_at"))
+            )
+            if provider is None:
+                return _Plan(False)
+            current = Owner.parse(provider["owner"])
+            if owner is not None and owner != current:
+                raise provider_refusal(
+                    hostname, address, current, owner, "deprecate versions of", source_url=provider.get("source_url")
+                )
+            if stored is None or stored.get("revoked_at") is not None:
+                return _Plan(False)
+            item = self._tx_update(
+                version_key,
+                set={"deprecation": json.dumps(deprecation.to_json()), "rev": _Raw("#rev + :one")},
+                condition="#rev = :rev AND attribute_not_exists(#revoked_at)",
+                values={":rev": int(stored.get("rev", 0)), ":one": 1},
+            )
+            event = events.provider_version_deprecated(
+                hostname, address, version, deprecation.reason, deprecation.replacement
+            )
+            return _Plan(True, [item], [event], deprecation.deprecated_at)
 
         return await self._commit(plan)
 

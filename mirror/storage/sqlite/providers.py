@@ -11,6 +11,7 @@ import aiosqlite
 from mirror.domain import events
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import (
+    Deprecation,
     NewProviderVersion,
     ProviderKey,
     ProviderPlatformFile,
@@ -29,7 +30,7 @@ _KEY_COLUMNS = "namespace, key_id, fingerprint, algorithm, ascii_armor, created_
 _PROVIDER_COLUMNS = "hostname, namespace, type, created_at, owner, source_url"
 _VERSION_COLUMNS = (
     "p.hostname, p.namespace, p.type, v.version, v.protocols, v.platforms, v.shasums, v.signature, "
-    "v.key_id, v.key_armor, v.published_at, v.source, v.revoked_at"
+    "v.key_id, v.key_armor, v.published_at, v.source, v.revoked_at, v.deprecation"
 )
 _PROVIDER_MATCH = "p.hostname = ? AND p.namespace = ? AND p.type = ?"
 
@@ -45,7 +46,7 @@ def _provider_from_row(row: Sequence[Any]) -> ProviderRecord:
 
 def _version_from_row(row: Sequence[Any]) -> ProviderVersion:
     (hostname, namespace, type_, version, protocols, platforms, shasums, signature, key_id, key_armor,
-     published_at, source, revoked_at) = row
+     published_at, source, revoked_at, deprecation) = row
     return ProviderVersion(
         hostname=hostname,
         address=ProviderAddress(namespace, type_),
@@ -59,6 +60,7 @@ def _version_from_row(row: Sequence[Any]) -> ProviderVersion:
         published_at=published_at,
         source=source,
         revoked_at=revoked_at,
+        deprecation=Deprecation.from_json(json.loads(deprecation)) if deprecation else None,
     )
 
 
@@ -219,4 +221,35 @@ class Providers(SqliteConnection):
             if cursor.rowcount == 0:
                 return False
             await self._append_events(conn, [events.provider_version_revoked(hostname.lower(), address, version)], now)
+            return True
+
+    async def deprecate_provider_version(
+        self,
+        hostname: str,
+        address: ProviderAddress,
+        version: str,
+        deprecation: Deprecation,
+        *,
+        owner: Owner | None = None,
+    ) -> bool:
+        async with self._writing() as conn:
+            row = await _one(
+                conn, f"SELECT id, owner, source_url FROM providers p WHERE {_PROVIDER_MATCH}", _parts(hostname, address)
+            )
+            if row is None:
+                return False
+            provider_id, owner_text, source_url = row
+            current = Owner.parse(owner_text)
+            if owner is not None and owner != current:
+                raise provider_refusal(hostname, address, current, owner, "deprecate versions of", source_url=source_url)
+            cursor = await conn.execute(
+                "UPDATE provider_versions SET deprecation = ? WHERE provider_id = ? AND version = ? AND revoked_at IS NULL",
+                (json.dumps(deprecation.to_json()), provider_id, version),
+            )
+            if cursor.rowcount == 0:
+                return False
+            event = events.provider_version_deprecated(
+                hostname.lower(), address, version, deprecation.reason, deprecation.replacement
+            )
+            await self._append_events(conn, [event], deprecation.deprecated_at)
             return True

@@ -193,6 +193,10 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (provider_id, version)
     );
     """,
+    # A provider version's deprecation ({reason, replacement, deprecated_at} as JSON).
+    """
+    ALTER TABLE provider_versions ADD COLUMN deprecation TEXT;
+    """,
 )
 
 

@@ -10,6 +10,7 @@ import pytest
 from mirror.domain.provenance import NotOwner, Owner
 from mirror.domain.provider_records import (
     LOCAL_HOST,
+    Deprecation,
     NewProviderVersion,
     ProviderKey,
     ProviderPlatformFile,
@@ -211,3 +212,29 @@ async def test_concurrent_publishes_of_one_version_store_it_once(backend: Backen
     assert sorted(results) == ["created"] + ["unchanged"] * 8
     released = [t for _s, t, _d in await events(stores[0]) if t == "provider.version_released"]
     assert released == ["provider.version_released"]
+
+
+async def test_a_deprecation_is_recorded_with_its_event_and_kept(store: MetadataStore):
+    assert await put(store, pv("1.0.0")) == "created"
+    serial = await store.latest_serial()
+    first = Deprecation("Broken on ARM.", "1.1.0", NOW)
+    assert await store.deprecate_provider_version(LOCAL_HOST, WIDGET, "1.0.0", first, owner=Owner.upload()) is True
+    assert (await store.get_provider_version(LOCAL_HOST, WIDGET, "1.0.0")).deprecation == first
+    second = Deprecation("Use the new one.", None, NOW)
+    assert await store.deprecate_provider_version(LOCAL_HOST, WIDGET, "1.0.0", second) is True
+    [listed] = await store.provider_versions(LOCAL_HOST, WIDGET)
+    assert listed.deprecation == second
+    assert await put(store, pv("1.0.0")) == "unchanged"  # a publish again keeps it
+    assert (await store.get_provider_version(LOCAL_HOST, WIDGET, "1.0.0")).deprecation == second
+    assert [(t, d) for _s, t, d in await events(store, serial)] == [
+        ("provider.version_deprecated", {"hostname": "", "namespace": "acme", "type": "widget", "version": "1.0.0",
+                                         "reason": "Broken on ARM.", "replacement": "1.1.0"}),
+        ("provider.version_deprecated", {"hostname": "", "namespace": "acme", "type": "widget", "version": "1.0.0",
+                                         "reason": "Use the new one.", "replacement": None}),
+    ]
+    assert await store.deprecate_provider_version(LOCAL_HOST, WIDGET, "9.9.9", first) is False
+    assert await store.deprecate_provider_version(LOCAL_HOST, ProviderAddress("acme", "nope"), "1.0.0", first) is False
+    with pytest.raises(NotOwner):
+        await store.deprecate_provider_version(LOCAL_HOST, WIDGET, "1.0.0", first, owner=Owner.bundle())
+    assert await store.revoke_provider_version(LOCAL_HOST, WIDGET, "1.0.0") is True
+    assert await store.deprecate_provider_version(LOCAL_HOST, WIDGET, "1.0.0", first) is False  # not live
