@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.domain.blobs import archive_key
+from mirror.domain.blobs import archive_key, provider_archive_key
 from mirror.domain.errors import NotFound, StorageUnavailable
 from mirror.storage.s3 import CHUNK, MIN_PART_SIZE, S3BlobStore, normalize_prefix
 from tests.moto_server import MotoServer
@@ -213,3 +213,14 @@ async def test_use_before_open_client_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="open_client"):
         await store.exists(archive_key("a" * 64))
+
+
+async def test_a_provider_zip_is_stored_as_a_zip(store: S3BlobStore, moto: MotoServer, bucket: str, tmp_path: Path) -> None:
+    data = os.urandom(4096)
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = tmp_path / "provider.zip"
+    path.write_bytes(data)
+    key = provider_archive_key(sha256)
+    await store.put_file(key, path, sha256=sha256, size=len(data))
+    assert b"".join(await read_all(store, key)) == data
+    assert (await head(moto, bucket, key))["ContentType"] == "application/zip"

@@ -55,7 +55,8 @@ def new_lease_owner() -> str:
 class BlobStore(Protocol):
     """Immutable, content-addressed archives.
 
-    Keys are produced by ``mirror.domain.blobs.archive_key`` and always end in ``.tar.gz``.
+    Keys are produced by ``mirror.domain.blobs``: ``archive_key`` (``.tar.gz``) and
+    ``provider_archive_key`` (``.zip``).
     """
 
     #: short name of the backend ("local", "s3"), used by the download modes

@@ -27,6 +27,11 @@ CHUNK = 64 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 CONTENT_TYPE = "application/gzip"
+
+
+def content_type(key: str) -> str:
+    """What an object is served as: provider zips as zip, module archives as gzip."""
+    return "application/zip" if key.endswith(".zip") else CONTENT_TYPE
 #: what S3 says for a missing object: "NoSuchKey" with a body, the bare status code on HEAD
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 
@@ -138,12 +143,12 @@ class S3BlobStore:
     async def _put_object(self, object_key: str, path: Path, sha256: str) -> None:
         body = await asyncio.to_thread(path.read_bytes)
         await self._s3.put_object(
-            Bucket=self.bucket, Key=object_key, Body=body, ContentType=CONTENT_TYPE, Metadata={"sha256": sha256}
+            Bucket=self.bucket, Key=object_key, Body=body, ContentType=content_type(object_key), Metadata={"sha256": sha256}
         )
 
     async def _put_multipart(self, object_key: str, path: Path, sha256: str) -> None:
         created = await self._s3.create_multipart_upload(
-            Bucket=self.bucket, Key=object_key, ContentType=CONTENT_TYPE, Metadata={"sha256": sha256}
+            Bucket=self.bucket, Key=object_key, ContentType=content_type(object_key), Metadata={"sha256": sha256}
         )
         upload_id = created["UploadId"]
         try:
