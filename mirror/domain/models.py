@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.lifecycle import Deprecation
 from mirror.domain.provenance import Owner
 
 Scope = Literal["read", "publish", "admin"]
@@ -25,6 +26,7 @@ class ModuleVersion:
     source: str | None = None  # where it came from: "upload", a repository URL, an upstream
     commit_sha: str | None = None
     revoked_at: str | None = None
+    deprecation: Deprecation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,12 @@ class TokenRecord:
     created_at: str
     description: str = ""
     revoked_at: str | None = None
+    #: when it stops working (RFC 3339); None: never
+    expires_at: str | None = None
+    #: who made it: a person, a token id, or "" (made on the server with ``mirror token create``)
+    created_by: str = ""
+    #: when it was last used, coarsely (not written on every request)
+    last_used_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from mirror.domain.blobs import provider_archive_key
+from mirror.domain.lifecycle import Deprecation
 from mirror.domain.providers import Platform, ProviderAddress
 from mirror.domain.provenance import NotOwner, Owner
 from mirror.domain.versions import Version
@@ -110,22 +111,6 @@ class ProviderPlatformFile:
             h1=data.get("h1"),
             upstream_url=data.get("upstream_url"),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Deprecation:
-    """Why a version should no longer be chosen, and what to use instead."""
-
-    reason: str
-    replacement: str | None
-    deprecated_at: str  # RFC 3339
-
-    def to_json(self) -> dict[str, Any]:
-        return {"reason": self.reason, "replacement": self.replacement, "deprecated_at": self.deprecated_at}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Deprecation:
-        return cls(str(data["reason"]), data.get("replacement"), str(data["deprecated_at"]))
 
 
 @dataclass(frozen=True, slots=True)

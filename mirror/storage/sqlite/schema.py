@@ -197,6 +197,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE provider_versions ADD COLUMN deprecation TEXT;
     """,
+    # A module version's deprecation, as for providers.
+    """
+    ALTER TABLE versions ADD COLUMN deprecation TEXT;
+    """,
+    # Tokens as a resource: when each expires, who made it, when it was last used (coarsely).
+    """
+    ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+    ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN last_used_at TEXT;
+    """,
 )
 
 
