@@ -29,6 +29,7 @@ from markdown_it import MarkdownIt
 from yarl import URL
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.urls import registry_host
 from mirror.domain.versions import normalize
 from mirror.domain.errors import BadRequest, Forbidden, MirrorError, NotFound, Unauthorized
 from mirror.http.keys import AUTH, CATALOG, CONFIG, STORE
@@ -38,7 +39,7 @@ from mirror.http.module_views import detail_body, find_modules, visible_namespac
 from mirror.http.ui import session
 from mirror.http.ui.provider_pages import ProviderPages
 from mirror.http.ui.readme import markdown_renderer, render_readme
-from mirror.http.ui.usage import registry_host, source_address, usage_snippet
+from mirror.http.ui.usage import source_address, usage_snippet
 
 log = structlog.get_logger("mirror.web")
 
@@ -214,7 +215,8 @@ class Pages:
         version = version or await self._latest(request.app, address)
         detail = await detail_body(request.app, address, version)
         found = await request.app[STORE].get_version(address, version)  # with its README
-        host = registry_host(request.app[CONFIG].server.public_url, request.host)
+        server = request.app[CONFIG].server
+        host = registry_host(server.registry_host, server.public_url, request.host)
         return self._templates.render(
             request,
             "module.html",
@@ -223,7 +225,7 @@ class Pages:
             submodules=[module_part(sub) for sub in detail["submodules"]],
             address=address,
             readme=render_readme(self._markdown, found.readme if found else None),
-            snippet=usage_snippet(host, address, version),
+            usage=usage_snippet(host, address, version),
             source_of_submodule=functools.partial(source_address, host, address),
             source_link=detail["source"] if str(detail["source"]).startswith(("https://", "http://")) else "",
         )

@@ -70,14 +70,15 @@ def required_providers_snippet(host: str, address: ProviderAddress, version: str
     )
 
 
-def mirror_url(public_url: str | None, request_host: str) -> str:
+def mirror_url(public_url: str | None, host: str) -> str:
     """The network mirror's base URL: under ``public_url`` (without credentials) when it is set,
-    else ``https://`` and the request's ``Host`` (Terraform uses a network mirror over https only)."""
+    else ``https://`` and ``host``, ``[server] registry_host`` or the request's ``Host``
+    (Terraform uses a network mirror over https only)."""
     if public_url:
         parts = urlsplit(public_url)
         base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"), "", ""))
         return base + MIRROR_PATH
-    return f"https://{request_host}{MIRROR_PATH}"
+    return f"https://{host}{MIRROR_PATH}"
 
 
 def network_mirror_snippet(url: str) -> str:
@@ -142,6 +143,6 @@ class ProviderPages:
             versions=found,
             provider_url=provider_url,
             usage=required_providers_snippet(host, address, shown.version),
-            mirror=network_mirror_snippet(mirror_url(server.public_url, request.host)),
+            mirror=network_mirror_snippet(mirror_url(server.public_url, server.registry_host or request.host)),
             source_link=source if source.startswith(("https://", "http://")) else "",
         )

@@ -1,7 +1,8 @@
 """The ``module`` block a module page offers to copy, as a user would type it into Terraform.
 
-The host is the one of ``[server] public_url`` when it is set, else the request's ``Host``.
-The version constraint follows the shown version:
+The host is the registry's public one (``mirror.domain.urls.registry_host``): ``[server]
+registry_host``, else ``public_url``'s host, else the request's ``Host``, so a registry behind a
+proxy never offers the address it listens on. The version constraint follows the shown version:
 
 - ``X.Y.Z`` with X >= 1: ``~> X.Y``, any later X.* release (SemVer: minors add, never break);
 - ``0.Y.Z``: ``~> 0.Y.Z``, later patches of 0.Y only (before 1.0 a minor may break);
@@ -12,19 +13,11 @@ The version constraint follows the shown version:
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.versions import Version
 
 _NOT_IN_IDENTIFIER_RE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def registry_host(public_url: str | None, request_host: str) -> str:
-    """``host[:port]`` of ``public_url`` (credentials dropped), else the request's ``Host``."""
-    if public_url:
-        return urlsplit(public_url).netloc.rpartition("@")[2]
-    return request_host
 
 
 def version_constraint(version: str) -> str:

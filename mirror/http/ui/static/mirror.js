@@ -1,6 +1,8 @@
 // Copy buttons: <button data-copy-target="ID" data-copy-status="ID"> copies the text of the
 // first element and says so in the second. The clipboard API needs a secure context (https or
 // localhost); elsewhere the text is selected and copied the old way, or left selected for Ctrl+C.
+// A README's code blocks and tables scroll inside themselves when wide: each takes keyboard focus,
+// so it can be scrolled without a mouse.
 "use strict";
 
 (() => {
@@ -46,6 +48,19 @@
       fallback();
     }
   };
+
+  const focusableScrollers = () => {
+    for (const element of document.querySelectorAll(".readme pre, .readme table")) {
+      if (!element.hasAttribute("tabindex")) {
+        element.setAttribute("tabindex", "0");
+      }
+    }
+  };
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", focusableScrollers);
+  } else {
+    focusableScrollers();
+  }
 
   document.addEventListener("click", (event) => {
     const button = event.target instanceof Element ? event.target.closest("button[data-copy-target]") : null;
