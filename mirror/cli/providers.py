@@ -70,6 +70,14 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     revoke.add_argument("version", metavar="VERSION")
     _registry_option(revoke)
     revoke.set_defaults(handler=_cmd_revoke)
+    delete = provider.add_parser(
+        "delete", parents=[common], help="delete a provider with all its versions (admin)",
+        description="Delete this registry's own provider, all its versions and the zips nothing else lists "
+        "(admin token in $MIRROR_TOKEN). The namespace's signing keys stay.",
+    )
+    delete.add_argument("address", metavar="NS/TYPE")
+    _registry_option(delete)
+    delete.set_defaults(handler=_cmd_delete)
 
     keys = provider.add_parser("keys", help="a namespace's provider signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
@@ -197,6 +205,18 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
     path = _version_path(args)
     asyncio.run(_call(args, "POST", path + "/revoke", None, "the publish scope"))
     print(f"revoked: {args.address} {args.version}")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    from mirror.domain.providers import ProviderAddress
+
+    try:
+        address = ProviderAddress.parse(args.address)
+    except MirrorError as exc:
+        raise UsageError(str(exc)) from None
+    asyncio.run(_call(args, "DELETE", f"/api/v1/providers/{_part(address.namespace)}/{_part(address.type)}", None))
+    print(f"deleted: {address}")
     return 0
 
 

@@ -17,11 +17,13 @@ MODULE_RENAMED = "module.renamed"
 MODULE_POLICY_CHANGED = "module.policy_changed"
 VERSION_RELEASED = "module.version_released"
 VERSION_REVOKED = "module.version_revoked"
+VERSION_DEPRECATED = "module.version_deprecated"
 PROVIDER_CREATED = "provider.created"
 PROVIDER_VERSION_RELEASED = "provider.version_released"
 PROVIDER_PLATFORMS_ADDED = "provider.platforms_added"
 PROVIDER_VERSION_REVOKED = "provider.version_revoked"
 PROVIDER_VERSION_DEPRECATED = "provider.version_deprecated"
+PROVIDER_DELETED = "provider.deleted"
 APP_INSTALLED = "app.installed"
 APP_UNINSTALLED = "app.uninstalled"
 
@@ -58,6 +60,10 @@ def version_revoked(address: ModuleAddress, version: str) -> EventSpec:
     return VERSION_REVOKED, {**address_data(address), "version": version}
 
 
+def version_deprecated(address: ModuleAddress, version: str, reason: str, replacement: str | None) -> EventSpec:
+    return VERSION_DEPRECATED, {**address_data(address), "version": version, "reason": reason, "replacement": replacement}
+
+
 def provider_data(hostname: str, address: ProviderAddress) -> dict[str, str]:
     """The fields every provider event carries; ``hostname`` is "" for this registry's own."""
     return {"hostname": hostname, "namespace": address.namespace, "type": address.type}
@@ -85,6 +91,10 @@ def provider_version_deprecated(
     return PROVIDER_VERSION_DEPRECATED, {
         **provider_data(hostname, address), "version": version, "reason": reason, "replacement": replacement
     }
+
+
+def provider_deleted(hostname: str, address: ProviderAddress) -> EventSpec:
+    return PROVIDER_DELETED, provider_data(hostname, address)
 
 
 def app_installed(namespace: str) -> EventSpec:

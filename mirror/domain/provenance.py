@@ -30,7 +30,9 @@ from mirror.domain.errors import BadRequest, Conflict
 OwnerKind = Literal["upload", "github", "upstream", "bundle"]
 KINDS: tuple[OwnerKind, ...] = ("upload", "github", "upstream", "bundle")
 #: what a source may try to do to a module
-Action = Literal["add versions to", "reinstate versions of", "revoke versions of", "rename", "delete", "change"]
+Action = Literal[
+    "add versions to", "reinstate versions of", "revoke versions of", "deprecate versions of", "rename", "delete", "change"
+]
 
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?")
 

@@ -129,6 +129,7 @@ async def detail_body(app: web.Application, address: ModuleAddress, version: str
         "verified": is_verified(app[CONFIG].browse.verified_namespaces, address.namespace),
         "owner_source": str(module.owner) if module else None,
         "allow_uploads": module.allow_uploads if module else False,
+        "deprecation": stored.deprecation.to_json() if stored is not None and stored.deprecation else None,
         "root": analysis.get("root", {}),
         "submodules": analysis.get("submodules", []),
         "analysis_errors": analysis.get("errors", []),

@@ -7,6 +7,7 @@
   (admin scope).
 - ``GET /api/v1/providers/:ns/:type/:version/release`` (read scope): a version whole, for
   another mirror following this one.
+- ``DELETE /api/v1/providers/:ns/:type`` (admin scope): this registry's own provider and its versions.
 - ``POST /api/v1/providers/:ns/:type/:version`` (publish scope): ``multipart/form-data``, one part
   per release file, named by the part's file name. The parts are spooled to disk under
   ``[limits]`` (file count, each zip's size, the whole upload's size), then the release is checked
@@ -287,8 +288,19 @@ async def revoke(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def delete_provider(request: web.Request) -> web.Response:
+    """``DELETE /api/v1/providers/:ns/:type`` (admin scope): this registry's own provider, all
+    its versions, and the zips no other provider version lists."""
+    info = request.match_info
+    address = ProviderAddress.parse_parts(info["namespace"], info["type"])
+    await authorize(request, address.namespace, "admin")
+    await request.app[PROVIDERS].delete(address)
+    return web.Response(status=204)
+
+
 def routes() -> list[web.RouteDef]:
     return [
+        web.delete("/api/v1/providers/{namespace}/{type}", delete_provider),
         web.post("/api/v1/providers/{namespace}/{type}/{version}/deprecate", deprecate),
         web.post("/api/v1/providers/{namespace}/{type}/{version}/revoke", revoke),
         web.get("/api/v1/providers/{namespace}/{type}/{version}/release", release),

@@ -33,6 +33,7 @@ from mirror.domain.providers import ProviderAddress
 from mirror.domain.timeutil import rfc3339
 from mirror.formats.openpgp import SigningKey, parse_public_key
 from mirror.formats.provider_zip import ProviderZipLimits
+from mirror.services.lifecycle import remove_blobs
 from mirror.services.provider_release import CheckedRelease, check_release
 from mirror.storage.protocols import BlobStore, MetadataStore
 
@@ -204,6 +205,15 @@ class ProviderRegistry:
         if not await self._store.revoke_provider_version(LOCAL_HOST, address, version, owner=owner):
             raise NotFound(f"version {version} of provider {address} is not live here")
         log.info("provider version revoked", provider=str(address), version=version)
+
+    async def delete(self, address: ProviderAddress) -> None:
+        """Remove this registry's own provider and all its versions (an admin's change, whatever
+        owns it), then the zips no other provider version lists."""
+        if await self._store.get_provider(LOCAL_HOST, address) is None:
+            raise NotFound(f"provider {address} not found")
+        orphans = await self._store.delete_provider(LOCAL_HOST, address)
+        await remove_blobs(self._blobs, orphans)
+        log.info("provider deleted", provider=str(address), zips_removed=len(orphans))
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -159,6 +159,10 @@ class TokenStore(Protocol):
 
     async def revoke_token(self, token_id: str) -> bool: ...
 
+    async def touch_token(self, token_id: str, when: str) -> bool:
+        """Record ``when`` (RFC 3339) as the token's last use; False when the token is unknown or
+        a later use is already recorded. Called coarsely (not per request) by the Authenticator."""
+
 
 class EventReader(Protocol):
     async def events_after(self, serial: int, limit: int, types: Sequence[str] = ()) -> list[Event]: ...
@@ -230,9 +234,9 @@ class SettingsStore(Protocol):
 class ModuleAdmin(Protocol):
     """Module lifecycle driven by the module's owner source; each change writes its event.
 
-    Given ``owner``, ``delete_module``, ``rename_module`` and ``revoke_version`` apply only while
-    the module is that owner's (a conditional write) and raise ``NotOwner`` otherwise; without it
-    they apply whatever owns the module (admins, tests)."""
+    Given ``owner``, ``delete_module``, ``rename_module``, ``revoke_version`` and
+    ``deprecate_version`` apply only while the module is that owner's (a conditional write) and
+    raise ``NotOwner`` otherwise; without it they apply whatever owns the module (admins, tests)."""
 
     async def ensure_module(
         self,
@@ -265,6 +269,13 @@ class ModuleAdmin(Protocol):
     async def rename_module(self, address: ModuleAddress, new_name: str, *, owner: Owner | None = None) -> bool: ...
 
     async def revoke_version(self, address: ModuleAddress, version: str, *, owner: Owner | None = None) -> bool: ...
+
+    async def deprecate_version(
+        self, address: ModuleAddress, version: str, deprecation: Deprecation, *, owner: Owner | None = None
+    ) -> bool:
+        """Record (or replace) a live version's deprecation (``module.version_deprecated``); False
+        if not live. With ``owner``, only while the module is that owner's (NotOwner otherwise).
+        ``get_version`` reads it back; the protocol's ``list_versions`` need not."""
 
 
 class InstallationStore(Protocol):
@@ -359,6 +370,11 @@ class ProviderStore(Protocol):
     ) -> bool:
         """Record (or replace) a live version's deprecation (``provider.version_deprecated``);
         False if not live. With ``owner``, only while the provider is that owner's."""
+
+    async def delete_provider(self, hostname: str, address: ProviderAddress, *, owner: Owner | None = None) -> list[str]:
+        """Remove a provider and all its versions (``provider.deleted``); return the blob keys of
+        its zips that no other provider version lists any more ([] when there is no such provider).
+        With ``owner``, only while the provider is that owner's (NotOwner otherwise)."""
 
 
 class MetadataStore(

@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from mirror.domain.addresses import valid_namespace, valid_provider
 from mirror.http.models.base import NAME_PATTERN, PROVIDER_PATTERN, Request, Response, problem
+from mirror.http.models.providers import DeprecationRecord
 
 DEFAULT_LIMIT = 15
 MAX_LIMIT = 100
@@ -137,3 +138,7 @@ class ModuleDetail(ModuleListItem):
     allow_uploads: Annotated[
         bool, Field(description="Whether uploads may add versions although another source owns it")
     ] = False
+    deprecation: Annotated[
+        DeprecationRecord | None,
+        Field(description="Why the version should no longer be chosen, and what to use instead; null when it is not deprecated"),
+    ] = None

@@ -102,6 +102,11 @@ PROVIDER_ROUTES: list[Route] = [
           "Publish scope on the namespace for providers published over the API; admin scope for any owner "
           "source. Writes `provider.version_revoked`.", params=(*PROVIDER, "version"),
           responses={204: {"description": "Revoked"}}, errors=(400, 401, 403, 404, 409)),
+    Route("delete", "/api/v1/providers/{namespace}/{type}", "deleteProvider",
+          "Delete this registry's own provider with all its versions", "providers",
+          "Admin scope on the namespace, whatever owns the provider. Zips no other provider version lists are "
+          "removed from the blob store; the namespace's signing keys stay. Writes `provider.deleted`.",
+          params=PROVIDER, responses={204: {"description": "Deleted"}}, errors=(400, 401, 403, 404)),
     Route("post", "/api/v1/providers/{namespace}/{type}/{version}", "publishProvider",
           "Publish a provider version from GoReleaser's release files", "providers",
           "Publish scope on the namespace. One part per file, named by its file name: "

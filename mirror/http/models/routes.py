@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mirror.http.models import browse, events, jobs, operations, protocol, publish, webhooks
+from mirror.http.models import browse, events, jobs, operations, protocol, providers, publish, webhooks
 from mirror.http.models.base import MAX_ID, SHA256_PATTERN
 from mirror.http.models.provider_routes import PROVIDER_ROUTES
 from mirror.http.models.route import ADMIN_NOTE, OPEN, READ_NOTE, Route
@@ -125,6 +125,23 @@ ROUTES: list[Route] = [
           responses={201: (publish.PublishOutcome, "Published"),
                      200: (publish.PublishOutcome, "Already published with the same content")},
           errors=(400, 401, 403, 409, 413, 422, 503)),
+    Route("post", "/api" + MODULE_PATH + "/{version}/deprecate", "deprecateVersion",
+          "Deprecate a version: a reason and a suggested replacement, shown on the version", "publish",
+          "Publish scope on the namespace for modules published over the API; admin scope for any owner source "
+          "(another owner's module is a 409). The version stays in `versions` (no released Terraform reads a "
+          "module deprecation); `deprecation` shows on the version's detail. Posting again replaces it. Writes "
+          "`module.version_deprecated`.", params=(*MODULE, "version"), body=providers.DeprecationBody,
+          responses={200: (providers.Deprecated, "Deprecated")}, errors=(400, 401, 403, 404, 409, 413, 415)),
+    Route("post", "/api" + MODULE_PATH + "/{version}/revoke", "revokeVersion",
+          "Revoke a version: gone from versions and downloads", "publish",
+          "Publish scope on the namespace for modules published over the API; admin scope for any owner source "
+          "(another owner's module is a 409). Publishing the same archive again brings it back. Writes "
+          "`module.version_revoked`.", params=(*MODULE, "version"),
+          responses={204: {"description": "Revoked"}}, errors=(400, 401, 403, 404, 409)),
+    Route("delete", "/api" + MODULE_PATH, "deleteModule", "Delete a module with all its versions", "publish",
+          "Admin scope on the namespace, whatever owns the module. Archives no other version uses are removed "
+          "from the blob store. Writes `module.deleted`.", params=MODULE,
+          responses={204: {"description": "Deleted"}}, errors=(400, 401, 403, 404)),
     # -- github
     Route("post", "/github/webhook", "githubWebhook", "GitHub App webhook deliveries (only when [github] is configured)",
           "github", "Authenticated by the `X-Hub-Signature-256` HMAC of the body, not a bearer token. `ping` answers "

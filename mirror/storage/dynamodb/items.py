@@ -20,6 +20,7 @@ from mirror.domain.models import (
     WebhookSubscription,
 )
 from mirror.domain.events import address_data
+from mirror.domain.lifecycle import Deprecation
 from mirror.domain.publishing import latest_live
 from mirror.domain.readme import first_paragraph
 from mirror.storage.protocols import ModuleSummary
@@ -55,10 +56,12 @@ _VERSION_FIELDS = (
     "source",
     "commit_sha",
     "revoked_at",
+    "deprecation",
 )
 
 
-_VERSION_FIELDS_NO_README = tuple(f for f in _VERSION_FIELDS if f not in ("readme", "readme_z"))
+#: the protocol's versions list: no README, no deprecation (as on SQLite)
+_VERSION_FIELDS_NO_README = tuple(f for f in _VERSION_FIELDS if f not in ("readme", "readme_z", "deprecation"))
 
 
 #: what the latest-version summary is computed from (no README, no analysis)
@@ -189,6 +192,7 @@ def _version_from_item(item: dict[str, Any]) -> ModuleVersion:
         source=item.get("source"),
         commit_sha=item.get("commit_sha"),
         revoked_at=item.get("revoked_at"),
+        deprecation=Deprecation.from_json(json.loads(item["deprecation"])) if item.get("deprecation") else None,
     )
 
 

@@ -1,8 +1,9 @@
-"""Module lifecycle driven by its owner source: create, policy, delete, rename, revoke."""
+"""Module lifecycle driven by its owner source: create, policy, delete, rename, revoke, deprecate."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -11,6 +12,7 @@ from mirror.domain import events
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain import provenance
 from mirror.domain.provenance import Owner
+from mirror.domain.lifecycle import Deprecation
 from mirror.domain.models import ModuleRecord
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.errors import Conflict, StorageUnavailable
@@ -39,7 +41,7 @@ from mirror.storage.dynamodb.versions import Versions
 
 
 class Modules(Versions):
-    """Module lifecycle driven by its owner source: create, policy, delete, rename, revoke."""
+    """Module lifecycle driven by its owner source: create, policy, delete, rename, revoke, deprecate."""
 
     async def ensure_module(
         self,
@@ -288,5 +290,32 @@ class Modules(Versions):
                 self._tx_latest(module, briefs),
             ]
             return _Plan(True, items, [events.version_revoked(address, version)], now)
+
+        return await self._commit(plan)
+
+    async def deprecate_version(
+        self, address: ModuleAddress, version: str, deprecation: Deprecation, *, owner: Owner | None = None
+    ) -> bool:
+        """Record (or replace) a live version's deprecation (``module.version_deprecated``); False
+        if not live. The commit holds to the event counter read before the module, so an owner
+        changed meanwhile (its own event) makes it decide again."""
+        key = _version_key(address, version)
+
+        async def plan() -> _Plan:
+            module, target = await asyncio.gather(self._get(_module_key(address)), self._get(key, ("revoked_at",)))
+            if module is None:
+                return _Plan(False)
+            current = _owner_of(module)
+            if owner is not None and owner != current:
+                raise provenance.refusal(address, current, owner, "deprecate versions of")
+            if target is None or target.get("revoked_at"):
+                return _Plan(False)
+            item = self._tx_update(
+                key,
+                set={"deprecation": json.dumps(deprecation.to_json())},
+                condition="attribute_exists(#PK) AND attribute_not_exists(#revoked_at)",
+            )
+            event = events.version_deprecated(address, version, deprecation.reason, deprecation.replacement)
+            return _Plan(True, [item], [event], deprecation.deprecated_at)
 
         return await self._commit(plan)

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from mirror.domain import events
+from mirror.domain.blobs import provider_archive_key
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import (
     Deprecation,
@@ -37,7 +38,8 @@ from mirror.storage.dynamodb.provider_items import (
     _signing_key_from_item,
     _signing_key_item,
 )
-from mirror.storage.dynamodb.table import _ConditionFailed, _Plan, DynamoTable
+from mirror.storage.dynamodb.items import _fitting
+from mirror.storage.dynamodb.table import _AGAIN, _ConditionFailed, _Plan, DynamoTable
 from mirror.storage.dynamodb.wire import _Raw, _expressions, _key
 
 
@@ -239,3 +241,44 @@ class Providers(DynamoTable):
             return _Plan(True, [item], [events.provider_version_revoked(hostname, address, version)], now)
 
         return await self._commit(plan)
+
+    async def delete_provider(self, hostname: str, address: ProviderAddress, *, owner: Owner | None = None) -> list[str]:
+        """Up to 97 versions go in one transaction with the provider item and the event; a larger
+        provider loses its versions in transactions of 99 first. Which of its zips are orphans is
+        then found by reading every remaining provider version's platforms (a rare admin action)."""
+        hostname = hostname.lower()
+        provider_key = _provider_key(hostname, address)
+
+        async def plan() -> _Plan:
+            provider = await self._get(provider_key)
+            if provider is None:
+                return _Plan(None)
+            current = Owner.parse(provider["owner"])
+            if owner is not None and owner != current:
+                raise provider_refusal(hostname, address, current, owner, "delete", source_url=provider.get("source_url"))
+            versions = await self._query(provider_key[0], prefix=_provider_version_sk(""), fields=("PK", "SK", "platforms"))
+            final = _fitting(versions, per_item=1, fixed=3) == len(versions)  # the provider, the event, the counter
+            batch = versions if final else versions[: _fitting(versions, per_item=1, fixed=1)]
+            digests = {file["sha256"] for version in batch for file in json.loads(version["platforms"])}
+            items = [self._tx_delete((v["PK"], v["SK"]), "attribute_exists(#PK)") for v in batch]
+            if not final:
+                return _Plan((_AGAIN, digests), items)
+            items.append(self._tx_delete(provider_key, "#owner = :owner", {":owner": provider["owner"]}))
+            return _Plan((None, digests), items, [events.provider_deleted(hostname, address)], now_rfc3339())
+
+        released: set[str] = set()
+        while True:
+            outcome = await self._commit(plan)
+            if outcome is None:
+                break
+            again, digests = outcome
+            released |= digests
+            if again is not _AGAIN:
+                break
+        if not released:
+            return []
+        for record in await self.list_providers():
+            pk = _provider_pk(record.hostname, record.address.namespace, record.address.type)
+            for item in await self._query(pk, prefix=_provider_version_sk(""), fields=("platforms",)):
+                released -= {file["sha256"] for file in json.loads(item["platforms"])}
+        return [provider_archive_key(sha256) for sha256 in sorted(released)]

@@ -1,6 +1,8 @@
-"""Module lifecycle driven by its owner source: create, policy, delete, rename, revoke."""
+"""Module lifecycle driven by its owner source: create, policy, delete, rename, revoke, deprecate."""
 
 from __future__ import annotations
+
+import json
 
 import aiosqlite
 
@@ -8,6 +10,7 @@ from mirror.domain import events
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain import provenance
 from mirror.domain.provenance import Owner
+from mirror.domain.lifecycle import Deprecation
 from mirror.domain.models import ModuleRecord
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.errors import Conflict
@@ -27,7 +30,7 @@ from mirror.storage.sqlite.connection import SqliteConnection
 
 
 class Modules(SqliteConnection):
-    """Module lifecycle driven by its owner source: create, policy, delete, rename, revoke."""
+    """Module lifecycle driven by its owner source: create, policy, delete, rename, revoke, deprecate."""
 
     async def ensure_module(
         self,
@@ -167,4 +170,26 @@ class Modules(SqliteConnection):
                 return False
             await _refresh_latest(conn, await _module_id(conn, address))
             await self._append_events(conn, [events.version_revoked(address, version)], now)
+            return True
+
+    async def deprecate_version(
+        self, address: ModuleAddress, version: str, deprecation: Deprecation, *, owner: Owner | None = None
+    ) -> bool:
+        """Record (or replace) a live version's deprecation (``module.version_deprecated``); False
+        if not live. With ``owner``, only while the module is that owner's (NotOwner otherwise)."""
+        async with self._writing() as conn:
+            row = await _one(conn, f"SELECT id, {_OWNER_COLUMNS} FROM modules m WHERE " + _MODULE_MATCH, _parts(address))
+            if row is None:
+                return False
+            current = _owner_from_row(row[1:])
+            if owner is not None and owner != current:
+                raise provenance.refusal(address, current, owner, "deprecate versions of")
+            cursor = await conn.execute(
+                "UPDATE versions SET deprecation = ? WHERE module_id = ? AND version = ? AND revoked_at IS NULL",
+                (json.dumps(deprecation.to_json()), row[0], version),
+            )
+            if cursor.rowcount == 0:
+                return False
+            event = events.version_deprecated(address, version, deprecation.reason, deprecation.replacement)
+            await self._append_events(conn, [event], deprecation.deprecated_at)
             return True

@@ -9,6 +9,7 @@ from typing import Any
 import aiosqlite
 
 from mirror.domain import events
+from mirror.domain.blobs import provider_archive_key
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import (
     Deprecation,
@@ -253,3 +254,26 @@ class Providers(SqliteConnection):
             )
             await self._append_events(conn, [event], deprecation.deprecated_at)
             return True
+
+    async def delete_provider(self, hostname: str, address: ProviderAddress, *, owner: Owner | None = None) -> list[str]:
+        async with self._writing() as conn:
+            row = await _one(
+                conn, f"SELECT id, owner, source_url FROM providers p WHERE {_PROVIDER_MATCH}", _parts(hostname, address)
+            )
+            if row is None:
+                return []
+            provider_id, owner_text, source_url = row
+            current = Owner.parse(owner_text)
+            if owner is not None and owner != current:
+                raise provider_refusal(hostname, address, current, owner, "delete", source_url=source_url)
+            async with conn.execute("SELECT platforms FROM provider_versions WHERE provider_id = ?", (provider_id,)) as cur:
+                stored = [ProviderPlatformFile.from_json(item) for (text,) in await cur.fetchall() for item in json.loads(text)]
+            await conn.execute("DELETE FROM provider_versions WHERE provider_id = ?", (provider_id,))
+            await conn.execute("DELETE FROM providers WHERE id = ?", (provider_id,))
+            await self._append_events(conn, [events.provider_deleted(hostname.lower(), address)], now_rfc3339())
+            orphans = []
+            for sha256 in sorted({file.sha256 for file in stored}):
+                # a zip is named by its SHA-256: listed by another version when its digest is in its platforms
+                if await _one(conn, "SELECT 1 FROM provider_versions WHERE instr(platforms, ?) > 0 LIMIT 1", (sha256,)) is None:
+                    orphans.append(provider_archive_key(sha256))
+            return orphans

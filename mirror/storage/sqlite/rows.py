@@ -13,6 +13,7 @@ from mirror.domain import provenance
 from mirror.domain.provenance import Owner
 from mirror.domain.models import ModuleRecord, ModuleVersion
 from mirror.domain.events import address_data
+from mirror.domain.lifecycle import Deprecation
 from mirror.domain.publishing import latest_live
 from mirror.domain.readme import first_paragraph
 from mirror.storage.protocols import ModuleSummary
@@ -20,11 +21,13 @@ from mirror.storage.protocols import ModuleSummary
 
 _VERSION_COLUMNS = (
     "m.namespace, m.name, m.provider, v.version, v.raw_version, v.sha256, v.size, v.blob_key, "
-    "v.published_at, v.readme, v.source, v.commit_sha, v.revoked_at"
+    "v.published_at, v.readme, v.source, v.commit_sha, v.revoked_at, v.deprecation"
 )
 
 
-_VERSION_COLUMNS_NO_README = _VERSION_COLUMNS.replace("v.readme", "NULL")
+#: the protocol's versions list: only columns of the covering index ``versions_live`` (no
+#: README, no deprecation: the table's rows are never read)
+_VERSION_COLUMNS_NO_README = _VERSION_COLUMNS.replace("v.readme", "NULL").replace("v.deprecation", "NULL")
 
 
 _MODULE_MATCH = "m.namespace = ? AND m.name = ? AND m.provider = ?"
@@ -37,7 +40,8 @@ _MODULE_COLUMNS = "namespace, name, provider, created_at, source_url, repository
 
 
 def _version_from_row(row: Sequence[Any]) -> ModuleVersion:
-    (namespace, name, provider, version, raw, sha256, size, blob_key, published_at, readme, source, commit, revoked) = row
+    (namespace, name, provider, version, raw, sha256, size, blob_key, published_at, readme, source, commit, revoked,
+     deprecation) = row
     return ModuleVersion(
         address=ModuleAddress(namespace, name, provider),
         version=version,
@@ -50,6 +54,7 @@ def _version_from_row(row: Sequence[Any]) -> ModuleVersion:
         source=source,
         commit_sha=commit,
         revoked_at=revoked,
+        deprecation=Deprecation.from_json(json.loads(deprecation)) if deprecation else None,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from mirror.domain.lifecycle import Deprecation
 from mirror.domain.models import Installation, ModuleVersion, NewVersion
 from mirror.domain.provenance import NotOwner, Owner
 from mirror.domain.errors import Conflict
@@ -261,3 +262,54 @@ async def test_removing_an_installation_removes_its_namespace(store: MetadataSto
     assert ids(await store.latest_versions()) == ["acme/keep/aws/1.0.0"]
     assert await store.remove_installation(9) == []
     assert await store.record_installation(Installation(9, "beta-corp", "beta", NOW)) is True  # installed again
+
+
+# -- deprecation -------------------------------------------------------------------------------
+
+
+async def test_a_deprecation_is_recorded_with_its_event_and_read_back(store: MetadataStore):
+    network = addr("acme/network/aws")
+    assert await publish(store, "acme/network/aws", "1.0.0") == "created"
+    assert await publish(store, "acme/network/aws", "1.1.0", sha="b") == "created"
+    serial = await store.latest_serial()
+    first = Deprecation("Leaks the NAT gateway.", "1.1.0", NOW)
+    assert await store.deprecate_version(network, "1.0.0", first, owner=Owner.upload()) is True
+    assert (await store.get_version(addr("ACME/Network/aws"), "1.0.0")).deprecation == first
+    assert (await store.get_version(network, "1.1.0")).deprecation is None
+    second = Deprecation("Use 1.1.0.", None, NOW)
+    assert await store.deprecate_version(network, "1.0.0", second) is True  # replaced
+    assert {v.version: v.deprecation for v in await store.all_versions(network)} == {"1.0.0": second, "1.1.0": None}
+    assert await publish(store, "acme/network/aws", "1.0.0") == "unchanged"  # a publish again keeps it
+    assert (await store.get_version(network, "1.0.0")).deprecation == second
+    assert sorted(v.version for v in await store.list_versions(network, readme=False)) == ["1.0.0", "1.1.0"]
+    base = {"namespace": "acme", "name": "network", "provider": "aws", "version": "1.0.0"}
+    assert [(t, d) for _s, t, d in await events(store, serial)] == [
+        ("module.version_deprecated", {**base, "reason": "Leaks the NAT gateway.", "replacement": "1.1.0"}),
+        ("module.version_deprecated", {**base, "reason": "Use 1.1.0.", "replacement": None}),
+    ]
+    serial = await store.latest_serial()
+    assert await store.deprecate_version(network, "9.9.9", first) is False
+    assert await store.deprecate_version(addr("acme/nope/aws"), "1.0.0", first) is False
+    with pytest.raises(NotOwner, match="cannot deprecate versions of"):
+        await store.deprecate_version(network, "1.1.0", first, owner=Owner.github(42))
+    assert await store.latest_serial() == serial
+    assert (await store.get_version(network, "1.1.0")).deprecation is None
+    assert await store.revoke_version(network, "1.1.0") is True
+    assert await store.deprecate_version(network, "1.1.0", first) is False  # not live
+    assert (await store.get_version(network, "1.1.0")).deprecation is None
+    await store.rename_module(network, "vpc")  # a rename keeps it
+    assert (await store.get_version(addr("acme/vpc/aws"), "1.0.0")).deprecation == second
+
+
+async def test_a_deprecation_is_for_the_owner_source_only(store: MetadataStore):
+    network, repository = addr("acme/network/aws"), Owner.github(7)
+    await store.ensure_module(network, owner=repository)
+    assert await store.publish_version(replace(released(mv()), owner=repository)) is not None
+    deprecation = Deprecation("Old.", None, NOW)
+    with pytest.raises(NotOwner, match="uploads"):
+        await store.deprecate_version(network, "1.0.0", deprecation, owner=Owner.upload())
+    assert await store.deprecate_version(network, "1.0.0", deprecation, owner=repository) is True
+    await store.set_module_policy(network, owner=Owner.upload())
+    with pytest.raises(NotOwner):
+        await store.deprecate_version(network, "1.0.0", deprecation, owner=repository)
+    assert await store.deprecate_version(network, "1.0.0", deprecation, owner=Owner.upload()) is True

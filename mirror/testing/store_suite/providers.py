@@ -238,3 +238,32 @@ async def test_a_deprecation_is_recorded_with_its_event_and_kept(store: Metadata
         await store.deprecate_provider_version(LOCAL_HOST, WIDGET, "1.0.0", first, owner=Owner.bundle())
     assert await store.revoke_provider_version(LOCAL_HOST, WIDGET, "1.0.0") is True
     assert await store.deprecate_provider_version(LOCAL_HOST, WIDGET, "1.0.0", first) is False  # not live
+
+
+async def test_delete_provider_removes_it_and_its_versions_and_names_orphan_zips(store: MetadataStore):
+    gadget = ProviderAddress("acme", "gadget")
+    shared = platform_file(DARWIN, sha="c")  # the same zip in two providers: not an orphan while one lists it
+    assert await put(store, pv("1.0.0", platform_file(sha="a"), shared)) == "created"
+    assert await put(store, pv("1.1.0", platform_file(sha="b"), shasums=b"sums-2\n")) == "created"
+    assert await store.revoke_provider_version(LOCAL_HOST, WIDGET, "1.1.0") is True  # revoked ones go too
+    assert await put(store, pv("2.0.0", shared, address=gadget)) == "created"
+    assert await put(store, pv("1.0.0", platform_file(sha="a"), hostname=UPSTREAM), Owner.upstream(UPSTREAM)) == "created"
+    serial = await store.latest_serial()
+    with pytest.raises(NotOwner, match="cannot delete"):
+        await store.delete_provider(LOCAL_HOST, WIDGET, owner=Owner.bundle())
+    assert await store.latest_serial() == serial
+    assert await store.delete_provider(LOCAL_HOST, WIDGET, owner=Owner.upload()) == [platform_file(sha="b").blob_key]
+    assert await store.get_provider(LOCAL_HOST, WIDGET) is None
+    assert await store.provider_versions(LOCAL_HOST, WIDGET) == []
+    assert await store.get_provider_version(LOCAL_HOST, WIDGET, "1.1.0") is None
+    assert [(t, d) for _s, t, d in await events(store, serial)] == [
+        ("provider.deleted", {"hostname": "", "namespace": "acme", "type": "widget"})
+    ]
+    assert await store.delete_provider(LOCAL_HOST, WIDGET) == []  # gone: nothing to do, no event
+    assert await store.latest_serial() == serial + 1
+    assert [str(p.address) for p in await store.list_providers(LOCAL_HOST)] == ["acme/gadget"]
+    assert await store.delete_provider(LOCAL_HOST, gadget) == [shared.blob_key]
+    assert await store.delete_provider(UPSTREAM, WIDGET) == [platform_file(sha="a").blob_key]
+    assert await store.list_providers() == []
+    assert await put(store, pv("1.0.0")) == "created"  # the address is free again
+    assert (await store.get_provider(LOCAL_HOST, WIDGET)).owner == Owner.upload()
