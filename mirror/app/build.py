@@ -50,6 +50,7 @@ from mirror.http import (
     provider_browse,
     providers_api,
     providers_v1,
+    tokens_api,
     webhooks_api,
 )
 from mirror.http.access_log import AccessLog, structlog_access_log
@@ -116,6 +117,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
         jobs_api.routes(),
         webhooks_api.routes(),
         events_api.routes(),
+        tokens_api.routes(),
     ):
         wrapper.register(app.router, routes)
     wrapper.register(app.router, source_routes)

@@ -4,7 +4,7 @@ namespaces, the backends this process knows. Each problem is one line naming its
 
 from __future__ import annotations
 
-from mirror.config.sections import Config, GitHubConfig, WebhooksConfig
+from mirror.config.sections import AuthConfig, Config, GitHubConfig, WebhooksConfig
 from mirror.config.upstreams import check_upstreams
 from mirror.domain.addresses import valid_namespace
 from mirror.domain.urls import http_url, valid_registry_host
@@ -72,6 +72,7 @@ def check(config: Config, metadata_backends: frozenset[str], blob_backends: froz
         problems.append("[analysis] timeout_seconds must be between 1 and 3600")
     if not 1 <= analysis.workers <= 64:
         problems.append("[analysis] workers must be between 1 and 64")
+    problems.extend(_validate_auth(config.auth))
     problems.extend(_validate_github(config.github))
     problems.extend(_validate_webhooks(config.webhooks))
     problems.extend(check_upstreams(config.upstreams))
@@ -85,6 +86,24 @@ def check(config: Config, metadata_backends: frozenset[str], blob_backends: froz
             problems.append(f"[browse] verified_namespaces: {namespace!r} is not a valid namespace")
     if config.logging.level.lower() not in ("debug", "info", "warning", "error"):
         problems.append(f"[logging] level must be debug, info, warning or error, not {config.logging.level!r}")
+    return problems
+
+
+#: the longest token lifetime the config may set: 100 years
+_LONGEST_TOKEN_EXPIRY = 100 * 365 * 24 * 3600
+
+
+def _validate_auth(auth: AuthConfig) -> list[str]:
+    problems = []
+    default, longest = auth.token_default_expiry_seconds, auth.token_max_expiry_seconds
+    for key, value in (("token_default_expiry_seconds", default), ("token_max_expiry_seconds", longest)):
+        if not 0 <= value <= _LONGEST_TOKEN_EXPIRY:
+            problems.append(f"[auth] {key} must be between 0 and {_LONGEST_TOKEN_EXPIRY} (100 years), not {value}")
+    if longest and not 1 <= default <= longest:
+        problems.append(
+            f"[auth] token_default_expiry_seconds must be between 1 and token_max_expiry_seconds ({longest}), "
+            f"not {default}"
+        )
     return problems
 
 

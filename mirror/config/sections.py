@@ -130,9 +130,20 @@ class DownloadsConfig:
 
 @dataclass(frozen=True, config=SECTION)
 class AuthConfig:
-    """Who may read."""
+    """Who may read, and how long the tokens made over the API (`POST /api/v1/tokens`) last."""
 
     anonymous_read: Flag = Field(False, description="Serve modules to clients without a token.")
+    token_default_expiry_seconds: Whole = Field(
+        90 * 24 * 3600,
+        description="Lifetime of a token made over the API when the request names none, in seconds "
+        "(default 90 days); 0: such tokens never expire (only when `token_max_expiry_seconds` is 0 too). "
+        "Tokens made on the server with `mirror token create` never expire unless given `--expires`.",
+    )
+    token_max_expiry_seconds: Whole = Field(
+        365 * 24 * 3600,
+        description="Longest lifetime a request may ask for (`expires_in`), in seconds (default 1 year); "
+        "0: no maximum.",
+    )
 
 
 @dataclass(frozen=True, config=SECTION)

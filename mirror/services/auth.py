@@ -9,17 +9,21 @@ Messages never repeat what was presented.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from multidict import MultiMapping
 
 from mirror.domain.models import Scope, TokenRecord
+from mirror.domain.timeutil import rfc3339
 from mirror.domain.tokens import hash_token, token_allows
 from mirror.domain.errors import Forbidden, Unauthorized
 from mirror.services.singleflight import SingleFlight
+from mirror.services.tokens import timestamp
 from mirror.storage.protocols import TokenStore
 
 #: the longest ``Authorization`` header read at all (a token of ours is 50 characters)
@@ -28,7 +32,11 @@ MAX_AUTHORIZATION_CHARS = 1024
 MAX_TOKEN_CHARS = 512
 #: RFC 6750's b64token: the only characters a bearer token may hold
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: how often one process records a token's last use, at most (seconds)
+TOUCH_SECONDS = 600.0
 _MALFORMED = "the Authorization header must be 'Bearer <token>'"
+
+log = structlog.get_logger("mirror.auth")
 
 
 def authorization_header(headers: MultiMapping[str]) -> str | None:
@@ -50,6 +58,12 @@ class Authenticator:
     call (Terraform's ``versions`` and ``download``) then costs one dict lookup, hashing nothing.
     Those keys hold the header as the request did; expired ones are dropped by a later miss.
     Concurrent misses of one token make one store lookup.
+
+    A token with an expiry is refused from that instant on: no cached lookup or remembered grant
+    of it lasts past its ``expires_at`` (by ``clock``, unix time). Its last use is recorded
+    coarsely: when a lookup (not a remembered grant) finds that this process has not recorded it
+    for ``touch_seconds``, a background write records it; that write never delays or fails the
+    request, and ``drain`` waits for the ones under way.
     """
 
     def __init__(
@@ -59,7 +73,8 @@ class Authenticator:
         anonymous_read: bool,
         cache_seconds: float = 5.0,
         cache_size: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        touch_seconds: float = TOUCH_SECONDS,
     ) -> None:
         self._tokens = tokens
         self._clock = clock
@@ -70,6 +85,9 @@ class Authenticator:
         self._next_purge = 0.0
         self._granted: dict[tuple[str | None, str | None, Scope], tuple[float, TokenRecord | None]] = {}
         self._lookups: SingleFlight[str, tuple[float, TokenRecord | None]] = SingleFlight()
+        self._touch_seconds = touch_seconds
+        self._touched: dict[str, float] = {}  # token id: when this process last recorded its use
+        self._touches: set[asyncio.Task[None]] = set()
 
     async def identify(self, authorization: str | None) -> TokenRecord | None:
         """The token record for the header, None when there is no header.
@@ -98,6 +116,13 @@ class Authenticator:
         expires, record = await self._lookup(hash_token(token))
         if record is None or record.revoked_at is not None:
             raise Unauthorized("the token is not valid (unknown or revoked)")
+        now = self._clock()
+        if record.expires_at is not None:
+            ends = timestamp(record.expires_at)
+            if ends <= now:
+                raise Unauthorized(f"the token expired at {record.expires_at}")
+            expires = min(expires, ends)
+        self._maybe_touch(record.id, now)
         return expires, record
 
     def check(self, record: TokenRecord | None, namespace: str | None, scope: Scope) -> None:
@@ -119,6 +144,35 @@ class Authenticator:
         self.check(record, namespace, scope)
         self._remember(self._granted, key, (expires, record))
         return record
+
+    def _maybe_touch(self, token_id: str, now: float) -> None:
+        """Record the token's use in the background unless this process did within ``touch_seconds``."""
+        last = self._touched.get(token_id)
+        if last is not None and now - last < self._touch_seconds:
+            return
+        if len(self._touched) >= self._cache_size:
+            self._touched.clear()
+        self._touched[token_id] = now
+        task = asyncio.get_running_loop().create_task(self._touch(token_id, rfc3339(now)))
+        self._touches.add(task)
+        task.add_done_callback(self._touches.discard)
+
+    async def _touch(self, token_id: str, when: str) -> None:
+        try:
+            await self._tokens.touch_token(token_id, when)
+        except Exception as exc:  # a lost last-use mark is harmless; the request has its answer
+            log.warning("token_touch_failed", token_id=token_id, error=str(exc) or type(exc).__name__)
+
+    async def drain(self) -> None:
+        """Wait for the last-use writes under way."""
+        while self._touches:
+            await asyncio.gather(*self._touches, return_exceptions=True)
+
+    def forget(self, token_id: str) -> None:
+        """Drop what this process remembers of a token (it was just revoked here)."""
+        for cache in (self._cache, self._granted):
+            for key in [k for k, (_, record) in cache.items() if record is not None and record.id == token_id]:
+                del cache[key]
 
     async def _lookup(self, token_hash: str) -> tuple[float, TokenRecord | None]:
         cached = self._cache.get(token_hash)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mirror.http.models import browse, events, jobs, operations, protocol, providers, publish, webhooks
+from mirror.http.models import browse, events, jobs, operations, protocol, providers, publish, tokens, webhooks
 from mirror.http.models.base import MAX_ID, SHA256_PATTERN
 from mirror.http.models.provider_routes import PROVIDER_ROUTES
 from mirror.http.models.route import ADMIN_NOTE, OPEN, READ_NOTE, Route
@@ -190,3 +190,25 @@ ROUTES: list[Route] = [
           responses={200: (webhooks.Redelivered, "Delivered")}, errors=(401, 403, 404, 502)),
 ]
 ROUTES += PROVIDER_ROUTES
+
+_TOKENS_NOTE = (
+    "Any valid token. A token makes tokens within its own grant: its namespace (any for a `*` token), the same "
+    "or a lower scope (read < publish < admin), expiring no later than itself; registry-wide admins (`*`/admin) "
+    "make tokens for anyone. A token sees and revokes itself and the tokens it made, a namespace admin also its "
+    "namespace's tokens, a registry-wide admin every token."
+)
+_TOKEN_ID = {"name": "id", "in": "path", "required": True, "description": "The token's id (never its secret)",
+             "schema": {"type": "string", "pattern": tokens.ID_PATTERN}}
+ROUTES += [
+    # -- tokens
+    Route("post", "/api/v1/tokens", "createToken", "Make a token; its secret is in this answer only", "tokens",
+          _TOKENS_NOTE + " `expires_in` defaults to `[auth] token_default_expiry_seconds`; beyond "
+          "`[auth] token_max_expiry_seconds` is a 400.", body=tokens.NewToken,
+          responses={201: (tokens.OneCreatedToken, "The token, with its secret")}, errors=(400, 401, 403, 413)),
+    Route("get", "/api/v1/tokens", "listTokens", "The tokens this token may manage: description, creator, expiry, "
+          "last use (never a secret)", "tokens", _TOKENS_NOTE,
+          responses={200: (tokens.TokenList, "The tokens, oldest first")}, errors=(401,)),
+    Route("delete", "/api/v1/tokens/{id}", "revokeToken", "Revoke a token", "tokens",
+          _TOKENS_NOTE + " A token this token may not manage is a 404, as is one already revoked.", params=(_TOKEN_ID,),
+          responses={204: {"description": "Revoked"}}, errors=(401, 404)),
+]

@@ -234,6 +234,9 @@ def _token_fields(record: TokenRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "description": record.description,
         "revoked_at": record.revoked_at,
+        "expires_at": record.expires_at,
+        "created_by": record.created_by,
+        "last_used_at": record.last_used_at,
     }
 
 
@@ -246,6 +249,9 @@ def _token_from_item(item: dict[str, Any]) -> TokenRecord:
         item["created_at"],
         item.get("description", ""),
         item.get("revoked_at"),
+        item.get("expires_at"),
+        item.get("created_by", ""),
+        item.get("last_used_at"),
     )
 
 

@@ -58,6 +58,24 @@ class Tokens(DynamoTable):
             return False
         return True
 
+    async def touch_token(self, token_id: str, when: str) -> bool:
+        """Record ``when`` as the token's last use on both of its items, unless a later one is
+        recorded (RFC 3339 in UTC compares as text)."""
+        item = await self._get(("TOKENS", f"TOKEN#{token_id}"), ("token_hash",))
+        if item is None:
+            return False
+        condition = "attribute_exists(#PK) AND (attribute_not_exists(#last_used_at) OR #last_used_at < :when)"
+        try:
+            await self._transact(
+                [
+                    self._tx_update(key, set={"last_used_at": when}, condition=condition, values={":when": when})
+                    for key in (("TOKENS", f"TOKEN#{token_id}"), (f"TOKEN#{item['token_hash']}", "TOKEN"))
+                ]
+            )
+        except _Cancelled:
+            return False
+        return True
+
     async def get_or_create_setting(self, key: str, default: str) -> str:
         while True:
             try:

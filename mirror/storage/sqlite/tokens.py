@@ -11,6 +11,10 @@ from mirror.storage.sqlite.rows import _one
 from mirror.storage.sqlite.connection import SqliteConnection
 
 
+#: the columns of a TokenRecord, in the order of its fields
+_COLUMNS = "id, token_hash, namespace, scope, created_at, description, revoked_at, expires_at, created_by, last_used_at"
+
+
 class Tokens(SqliteConnection):
     """API tokens (by hash) and settings."""
 
@@ -18,8 +22,8 @@ class Tokens(SqliteConnection):
         try:
             async with self._transaction() as conn:
                 await conn.execute(
-                    "INSERT INTO tokens (id, token_hash, namespace, scope, description, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tokens (id, token_hash, namespace, scope, description, created_at, "
+                    "revoked_at, expires_at, created_by, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.id,
                         record.token_hash,
@@ -27,6 +31,10 @@ class Tokens(SqliteConnection):
                         record.scope,
                         record.description,
                         record.created_at,
+                        record.revoked_at,
+                        record.expires_at,
+                        record.created_by,
+                        record.last_used_at,
                     ),
                 )
         except sqlite3.IntegrityError as exc:
@@ -36,16 +44,14 @@ class Tokens(SqliteConnection):
 
     async def find_token(self, token_hash: str) -> TokenRecord | None:
         row = await self._fetchone(
-            "SELECT id, token_hash, namespace, scope, created_at, description, revoked_at "
-            "FROM tokens WHERE token_hash = ?",
+            f"SELECT {_COLUMNS} FROM tokens WHERE token_hash = ?",
             (token_hash,),
         )
         return TokenRecord(*row) if row else None
 
     async def list_tokens(self) -> list[TokenRecord]:
         rows = await self._fetchall(
-            "SELECT id, token_hash, namespace, scope, created_at, description, revoked_at "
-            "FROM tokens ORDER BY created_at, id",
+            f"SELECT {_COLUMNS} FROM tokens ORDER BY created_at, id",
             (),
         )
         return [TokenRecord(*row) for row in rows]
@@ -56,6 +62,18 @@ class Tokens(SqliteConnection):
                 cursor = await conn.execute(
                     "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                     (now_rfc3339(), token_id),
+                )
+                return cursor.rowcount > 0
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"metadata store write failed: {exc}") from exc
+
+    async def touch_token(self, token_id: str, when: str) -> bool:
+        """Record ``when`` as the token's last use, unless a later one is recorded."""
+        try:
+            async with self._transaction() as conn:
+                cursor = await conn.execute(
+                    "UPDATE tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                    (when, token_id, when),
                 )
                 return cursor.rowcount > 0
         except sqlite3.Error as exc:

@@ -213,3 +213,38 @@ async def test_settings_are_created_once(backend: Backend):
     assert len(set(values)) == 1
     assert await first.get_or_create_setting("signing_key", "other") == values[0]
     assert await second.get_or_create_setting("another", "x") == "x"
+
+
+# -- tokens: expiry, who made them, last use -------------------------------------------------------
+
+
+async def test_token_expiry_creator_and_last_use_are_kept(store: MetadataStore):
+    made = token(
+        "tok_e", "e" * 64, namespace="acme", scope="publish", description="deploys",
+        expires_at="2027-02-22T20:27:51Z", created_by="tok_admin",
+    )  # fmt: skip
+    plain = token("tok_p", "p" * 64)  # made on the server: no expiry, no creator
+    for record in (made, plain):
+        await store.create_token(record)
+    assert await store.find_token("e" * 64) == made
+    found = await store.find_token("p" * 64)
+    assert (found.expires_at, found.created_by, found.last_used_at) == (None, "", None)
+    assert await store.list_tokens() == [made, plain]
+
+
+async def test_touch_token_records_the_last_use_and_never_moves_it_back(backend: Backend):
+    store = await backend.replica()
+    await store.create_token(token("tok_t", "t" * 64, description="ci"))
+    assert await store.touch_token("tok_t", "2026-11-25T10:00:00Z") is True
+    assert (await store.find_token("t" * 64)).last_used_at == "2026-11-25T10:00:00Z"
+    assert [t.last_used_at for t in await store.list_tokens()] == ["2026-11-25T10:00:00Z"]
+    assert await store.touch_token("tok_t", "2026-11-25T09:00:00Z") is False  # an older use: kept as is
+    assert await store.touch_token("tok_t", "2026-11-25T10:00:00Z") is False
+    other = await backend.replica()  # another replica's later use wins, wherever it is read
+    assert await other.touch_token("tok_t", "2026-11-25T11:30:00Z") is True
+    assert (await store.find_token("t" * 64)).last_used_at == "2026-11-25T11:30:00Z"
+    assert (await store.list_tokens())[0].last_used_at == "2026-11-25T11:30:00Z"
+    assert await store.touch_token("tok_nope", "2026-11-25T12:00:00Z") is False
+    assert await store.revoke_token("tok_t") is True  # revoking keeps the record of its use
+    revoked = await store.find_token("t" * 64)
+    assert revoked.revoked_at is not None and revoked.last_used_at == "2026-11-25T11:30:00Z"
