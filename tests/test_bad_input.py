@@ -37,7 +37,7 @@ import tarfile
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -352,9 +352,10 @@ async def _namespaces(store: MetadataStore, events: list[Event]) -> list[str]:
 async def store_snapshot(store: MetadataStore) -> dict[str, Any]:
     """Everything the metadata store shows through its API, whole records: modules, every version
     (revoked ones too) with its analysis, the latest-version summaries with their downloads,
-    tokens, events, consumers (their records carry no lease, which moves by itself while the
-    server idles), subscriptions with every delivery failure, installations, jobs and the
-    download-signing setting."""
+    tokens (without when each was last used, which a refused request may move: using a token is
+    not a change), events, consumers (their records carry no lease, which moves by itself while
+    the server idles), subscriptions with every delivery failure, installations, jobs, providers
+    with their live versions and the namespaces' signing keys, and the download-signing setting."""
     events = await store.events_after(0, 100_000)
     modules = [record for namespace in await _namespaces(store, events) for record in await store.list_modules(namespace)]
     versions = {}
@@ -373,7 +374,9 @@ async def store_snapshot(store: MetadataStore) -> dict[str, Any]:
         "subscriptions": subscriptions,
         "failures": {s.id: await store.list_delivery_failures(s.id, pending_only=False) for s in subscriptions},
         "consumers": await store.list_consumers(),
-        "tokens": sorted(await store.list_tokens(), key=lambda token: token.id),
+        "tokens": sorted((replace(token, last_used_at=None) for token in await store.list_tokens()), key=lambda t: t.id),
+        "providers": [(p, await store.provider_versions(p.hostname, p.address)) for p in await store.list_providers()],
+        "provider_keys": {n: await store.list_provider_keys(n) for n in sorted(await _namespaces(store, events))},
         "installations": await store.list_installations(),
         # the server made it at its first start: reading it writes nothing
         "signing_key": await store.get_or_create_setting(SIGNING_KEY_SETTING, "not-made"),
@@ -622,10 +625,10 @@ def publish_cases() -> list[Case]:
             "publish-missing-version",
             "PUT",
             "/api/v1/modules/acme/fresh/aws",
-            405,  # the module's record is there (GET, PATCH); a version is published one level down
+            405,  # the module's record is there (GET, PATCH, DELETE); a version is published one level down
             body=good,
             auth="publish",
-            allow=frozenset({"GET", "HEAD", "PATCH"}),
+            allow=frozenset({"GET", "HEAD", "PATCH", "DELETE"}),
         ),
         case("publish-extra-segment", "PUT", "/api/v1/modules/acme/fresh/aws/2.0.0/x", 404, body=good, auth="publish"),
     ]

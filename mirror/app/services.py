@@ -64,6 +64,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     app[INGESTOR] = ingestor_for(config, store, blobs, catalog, analyzer, on_outcome=app[METRICS].ingest.count)
     app[PROVIDERS] = ProviderRegistry(store, blobs, config.limits.provider_zip_limits())
     yield
+    await app[AUTH].drain()  # a last-use write still running finishes before the store closes
     await analyzer.close()
 
 

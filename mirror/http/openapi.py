@@ -48,6 +48,7 @@ _TAGS = [
     {"name": "browse", "description": "Module lists, search and details"},
     {"name": "publish"},
     {"name": "providers", "description": "Provider signing keys and publishing"},
+    {"name": "tokens", "description": "API tokens: made within the caller's grant, with an expiry"},
     {"name": "github", "description": "GitHub App integration"},
     {"name": "jobs"},
     {"name": "events"},
