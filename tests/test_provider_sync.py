@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from mirror.app.stores import metadata_store
 from mirror.cli.common import with_store
@@ -90,6 +91,7 @@ async def publish_provider(mirror, tmp_path: Path, tsk, version: str, *, key: bo
             assert response.status == 201, await response.text()
 
 
+@pytest.mark.slow
 async def test_from_mirror_follows_provider_events_along_a_chain(start_mirror, tmp_path: Path) -> None:
     """connected -> DMZ -> air gap, for providers: each hop reads the version whole, verifies it
     and stores its zips; a revocation follows."""
