@@ -64,6 +64,7 @@ def test_unauthenticated_operations_are_marked() -> None:
         ("post", "/logout"),
         ("get", "/static/{name}"),
         ("get", "/metrics"),
+        ("post", "/oauth/token"),
     }
 
 

@@ -23,7 +23,17 @@ async def test_discovery_needs_a_token_and_names_modules_v1(registry):
     response = await registry.client.get("/.well-known/terraform.json", headers=await registry.auth("acme", "read"))
     assert response.status == 200
     assert response.content_type == "application/json"
-    assert await response.json() == {"modules.v1": "/v1/modules/", "providers.v1": "/v1/providers/"}
+    assert await response.json() == {
+        "modules.v1": "/v1/modules/",
+        "providers.v1": "/v1/providers/",
+        "login.v1": {
+            "client": "terraform-cli",
+            "grant_types": ["authz_code"],
+            "authz": "/oauth/authorize",
+            "token": "/oauth/token",
+            "ports": [10000, 10010],
+        },
+    }
 
 
 async def test_publish_then_versions_and_download(registry, module_archive):

@@ -43,6 +43,7 @@ from mirror.http import (
     events_api,
     jobs_api,
     lifecycle_api,
+    login,
     modules_api,
     modules_v1,
     network_mirror,
@@ -118,6 +119,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
         webhooks_api.routes(),
         events_api.routes(),
         tokens_api.routes(),
+        login.routes(),
     ):
         wrapper.register(app.router, routes)
     wrapper.register(app.router, source_routes)

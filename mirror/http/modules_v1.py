@@ -37,7 +37,16 @@ _MODULE = MODULES_BASE + "{namespace}/{name}/{provider}"
 async def discovery(request: web.Request) -> web.Response:
     await authorize(request, None, "read")
     base = (request.app[CONFIG].server.public_url or "").rstrip("/")
-    return web.json_response({"modules.v1": base + MODULES_BASE, "providers.v1": base + PROVIDERS_BASE})
+    login_v1 = {
+        "client": "terraform-cli",
+        "grant_types": ["authz_code"],
+        "authz": base + "/oauth/authorize",
+        "token": base + "/oauth/token",
+        "ports": [10000, 10010],
+    }
+    return web.json_response(
+        {"modules.v1": base + MODULES_BASE, "providers.v1": base + PROVIDERS_BASE, "login.v1": login_v1}
+    )
 
 
 async def versions(request: web.Request) -> web.Response:

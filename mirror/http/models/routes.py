@@ -212,3 +212,67 @@ ROUTES += [
           _TOKENS_NOTE + " A token this token may not manage is a 404, as is one already revoked.", params=(_TOKEN_ID,),
           responses={204: {"description": "Revoked"}}, errors=(401, 404)),
 ]
+
+_LOGIN_NOTE = (
+    "`terraform login` (`login.v1` in discovery): authorization code with PKCE (S256), for the client "
+    "`terraform-cli` and Terraform's loopback redirect (`http://localhost:PORT/login` or "
+    "`http://127.0.0.1:PORT/...`, PORT from 10000 to 10009)."
+)
+_OAUTH_QUERY = (
+    ("client_id", {"type": "string", "const": "terraform-cli"}),
+    ("redirect_uri", {"type": "string", "maxLength": 300}),
+    ("response_type", {"type": "string", "const": "code"}),
+    ("code_challenge", {"type": "string", "pattern": r"^[A-Za-z0-9_-]{43}$"}),
+    ("code_challenge_method", {"type": "string", "const": "S256"}),
+    ("state", {"type": "string", "pattern": r"^[\x20-\x7e]{1,500}$"}),
+)
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _form(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": required, "properties": properties}}}}
+
+
+_LOCATION = {"Location": {"description": "`redirect_uri` with `code` and `state` (or `error=access_denied`)",
+                          "schema": {"type": "string"}}}
+ROUTES += [
+    # -- terraform login
+    Route("get", "/oauth/authorize", "oauthAuthorizeForm", "terraform login: the sign-in page", "ui",
+          _LOGIN_NOTE + " A person signs in with a registry token (or confirms the one the browser's UI session "
+          "holds) and chooses a namespace and scope within it. Every refusal is an HTML page; nothing redirects "
+          "to a `redirect_uri` that was not checked.", security=[{"cookieAuth": []}, {}],
+          params=tuple({"name": name, "in": "query", "required": True, "schema": schema} for name, schema in _OAUTH_QUERY),
+          responses={200: _html("The sign-in page"), 400: _html("An error page: the request is refused")}),
+    Route("post", "/oauth/authorize", "oauthAuthorize", "terraform login: sign in and issue an authorization code",
+          "ui", _LOGIN_NOTE + " The form of `GET /oauth/authorize` (a post from another site is a 403). The code "
+          "is usable once, for 60 seconds, bound to the challenge, the redirect URI and the grant.",
+          security=[{"cookieAuth": []}, {}],
+          body=_form([name for name, _ in _OAUTH_QUERY], {
+              **{name: schema for name, schema in _OAUTH_QUERY},
+              "token": {"type": "string", "description": "A registry token (else the UI session's)"},
+              "namespace": {"type": "string", "description": "The new token's namespace (default: the signing token's)"},
+              "scope": {"type": "string", "enum": ["", "read", "publish", "admin"]},
+              "decision": {"type": "string", "enum": ["allow", "deny"]}}),
+          responses={303: {"description": "To Terraform's listener with the code", "headers": _LOCATION},
+                     400: _html("An error page, or the form again naming the problem"),
+                     401: _html("The form again: no token, or one not valid"),
+                     403: _html("The grant is beyond the signing token's, or the form came from another site")}),
+    Route("post", "/oauth/token", "oauthToken", "terraform login: exchange a code for a registry token", "tokens",
+          _LOGIN_NOTE + " No bearer token: the code and its PKCE verifier authorize it. The new token is within "
+          "the code's grant, expires after `[auth] token_default_expiry_seconds` (no later than the signing "
+          "token), and names the signing token as its creator. A reused code is refused and the token it got is "
+          "revoked. Errors carry OAuth's `error` and `error_description` beside `errors`.", security=OPEN,
+          body=_form(["grant_type", "code", "redirect_uri", "client_id", "code_verifier"], {
+              "grant_type": {"type": "string", "const": "authorization_code"},
+              "code": {"type": "string", "maxLength": 2048},
+              "redirect_uri": {"type": "string", "maxLength": 300},
+              "client_id": {"type": "string", "const": "terraform-cli"},
+              "code_verifier": {"type": "string", "pattern": r"^[A-Za-z0-9._~-]{43,128}$"}}),
+          responses={200: (protocol.OAuthToken, "The new token", {"headers": {"Cache-Control": {
+              "description": "`no-store`", "schema": {"type": "string"}}}})},
+          errors=(400, 413)),
+]
