@@ -135,17 +135,22 @@ async def test_hostile_text_is_escaped_everywhere(registry, tmp_path: Path):
     pages = [
         await html(registry, "/", 200, params={"q": "alert"}, headers=headers),
         await html(registry, "/", 200, params={"q": "<script>alert(5)</script>"}, headers=headers),
-        await html(
-            registry,
-            "/modules/acme/hostile/aws",
-            200,
-            headers={**headers, "Host": 'evil.test"><script>alert(6)</script>'},
-        ),
+        *[
+            await html(
+                registry,
+                "/modules/acme/hostile/aws",
+                200,
+                params={"tab": tab},
+                headers={**headers, "Host": 'evil.test"><script>alert(6)</script>'},
+            )
+            for tab in ("readme", "inputs", "outputs", "submodules")
+        ],
     ]
     for page in pages:
         for raw in ("<script>alert", "<img src=x", "<svg", "onload=alert(4)>"):
             assert raw not in page
-    listing, reflected, module = pages
+    listing, reflected, *tabs = pages
+    module = "".join(tabs)
     assert "acme/hostile" in listing and "&lt;script&gt;alert(&#34;readme&#34;)&lt;/script&gt; &amp;" in listing
     assert "No modules found." in reflected and "&lt;script&gt;alert(5)&lt;/script&gt;" in reflected
     for escaped in (
@@ -453,24 +458,43 @@ def test_the_module_page_shows_its_interface_submodules_and_versions(page: Page)
     expect(heading).to_contain_text("1.2.0")
     expect(heading.locator(".badge.verified")).to_be_visible()
     expect(page.locator(".lead")).to_have_text("Builds a network with subnets.")
+    expect(page.locator("#owner")).to_have_text("uploads (publish over the API)")
+    tabs = page.get_by_role("navigation", name="Module sections")
+    expect(tabs.get_by_role("link")).to_have_text(
+        ["Readme", "Inputs 3", "Outputs 2", "Dependencies 1", "Resources 0", "Submodules 1", "Versions 2"]
+    )
+    expect(tabs.get_by_role("link", name="Readme")).to_have_attribute("aria-current", "page")
+    tabs.get_by_role("link", name="Inputs 3").click()
+    expect(tabs.get_by_role("link", name="Inputs 3")).to_have_attribute("aria-current", "page")
     assert rows(page, "#inputs") == [
         ["az_count", "number", "", "2", "no"],
         ["cidr_blocks", "list(string)", "CIDR blocks of the subnets", '["10.0.0.0/24"]', "no"],
         ["name", "string", "Name of the network", '"main"', "no"],
     ]
+    tabs.get_by_role("link", name="Outputs 2").click()
+    expect(page.locator("#outputs")).to_be_visible()
     assert rows(page, "#outputs") == [["id", ""], ["subnets", ""]]
+    tabs.get_by_role("link", name="Submodules 1").focus()  # the tabs are links: the keyboard follows them
+    page.keyboard.press("Enter")
     submodules = page.locator("#submodules")
     expect(submodules.get_by_role("heading", level=3)).to_have_text(["modules/subnets"])
     expect(submodules).to_contain_text(f"{PUBLIC_HOST}/{NETWORK}//modules/subnets")
     assert rows(page, "#inputs-1") == [["prefix", "string", "", "none", "required"]]
     assert rows(page, "#outputs-1") == [["names", ""]]
-    versions = page.locator("#versions a")
+    picker = page.locator("#version-picker")
+    picker.locator("summary").click()
+    versions = picker.get_by_role("link")
     expect(versions).to_have_text(["1.2.0", "1.0.0"])
     expect(versions.first).to_have_attribute("aria-current", "page")
+    expect(picker.locator("li").first).to_contain_text("latest")
     versions.get_by_text("1.0.0").click()
     page.wait_for_url(f"**/modules/{NETWORK}/1.0.0")
     expect(heading).to_contain_text("1.0.0")
+    expect(page.locator("#newer-banner")).to_contain_text("You are viewing an older version, 1.0.0; the latest is 1.2.0.")
     expect(page.locator("#usage-code")).to_contain_text('version = "~> 1.0"')
+    page.get_by_role("link", name="acme", exact=True).first.click()
+    page.wait_for_url("**/namespaces/acme")
+    expect(page.locator("a.module-link")).to_have_text(["acme/dns", "acme/network"])
 
 
 def test_copy_puts_the_usage_snippet_on_the_clipboard(page: Page):

@@ -1,7 +1,9 @@
 """The web UI's layout and accessibility, in a real headless Chromium against a live ``mirror serve``.
 
-Every page (module list, module page, provider list, provider page, login, a 404) at a desktop
-(1280 px) and a phone (390 px) width, in the light and the dark color scheme:
+Every page (module list, module page and each of its tabs, an older and deprecated version with
+its banners and the version picker open, namespace page, provider list, provider page and a
+deprecated provider version, login, a 404) at a desktop (1280 px) and a phone (390 px) width, in
+the light and the dark color scheme:
 
 - the page never scrolls sideways (``scrollWidth <= innerWidth``): wide tables and code scroll
   inside their own boxes;
@@ -139,15 +141,29 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         workdir, {"server": {"registry_host": REGISTRY_HOST}, "browse": {"verified_namespaces": ["acme"]}}
     )
     try:
+        site.publish(NETWORK, "1.0.0", network_module(workdir / "network-1.0.0", "1.0.0"))
         site.publish(NETWORK, "1.2.0", network_module(workdir / "network"))
+        deprecate(site, f"modules/{NETWORK}/1.0.0", "Subnets overlap when az_count is above three", "1.2.0")
         long_module = write_module(workdir / "long")
         (long_module / "autoscaler.tf").write_text(LONG_TF)
         (long_module / "README.md").write_text(LONG_README)
         site.publish(LONG, "10.20.30-beta.1", long_module)
         publish_provider(site, workdir)
+        deprecate(site, f"providers/{PROVIDER}/1.0.0", "Signs with a retired key", "1.1.0")
         yield site
     finally:
         site.stop()
+
+
+def deprecate(site: Site, version_path: str, reason: str, replacement: str) -> None:
+    request = Request(
+        f"{site.url}/api/v1/{version_path}/deprecate",
+        data=json.dumps({"reason": reason, "replacement": replacement}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {site.token}", "Content-Type": "application/json"},
+    )
+    with urlopen(request, timeout=30) as response:
+        assert response.status == 200
 
 
 def publish_provider(site: Site, workdir: Path) -> None:
@@ -211,13 +227,27 @@ def test_every_page_fits_the_width_follows_the_color_scheme_and_passes_axe(
             "module list": ("/", "Modules"),
             "module page": (f"/modules/{LONG}", "kubernetes-cluster-autoscaler"),
             "module page with submodules": (f"/modules/{NETWORK}", "acme/network/aws"),
+            **{
+                f"module {tab} tab": (f"/modules/{tab_module}?tab={tab}", "acme/")
+                for tab, tab_module in (
+                    ("inputs", LONG), ("outputs", LONG), ("dependencies", NETWORK), ("resources", NETWORK),
+                    ("submodules", NETWORK), ("versions", NETWORK),
+                )
+            },  # fmt: skip
+            "older deprecated version, picker open": (f"/modules/{NETWORK}/1.0.0", "acme/network/aws"),
+            "namespace page": ("/namespaces/acme", "acme"),
             "provider list": ("/providers", "Providers"),
             "provider page": (f"/providers/{PROVIDER}", "acme/example"),
+            "deprecated provider version": (f"/providers/{PROVIDER}/1.0.0", "acme/example"),
             "404 page": ("/modules/acme/no-such/aws", "Not Found"),
         }
         for name, (path, heading) in pages.items():
             page.goto(path)
             expect(page.get_by_role("heading", level=1)).to_contain_text(heading)
+            if "picker open" in name:
+                expect(page.locator("#deprecated-banner")).to_be_visible()
+                page.locator("#version-picker summary").click()
+                expect(page.locator("#version-picker li").first).to_be_visible()
             check_page(page, axe_source, scheme, f"{name} at {width} in {scheme}")
     finally:
         context.close()
@@ -232,7 +262,7 @@ def test_the_snippets_name_the_registry_host_with_copy_inside_their_box(
     context.set_default_timeout(10_000)
     page = context.new_page()
     try:
-        log_in(page, site.token, f"/modules/{NETWORK}")
+        log_in(page, site.token, f"/modules/{NETWORK}?tab=submodules")
         code = page.locator("#usage-code")
         expect(code).to_contain_text(f'source  = "{REGISTRY_HOST}/{NETWORK}"')  # not 127.0.0.1:PORT
         expect(page.locator("#submodules")).to_contain_text(f"{REGISTRY_HOST}/{NETWORK}//modules/subnets")

@@ -4,7 +4,7 @@ Their errors are pages, not the ``Errors`` shape."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
@@ -69,6 +69,36 @@ class ProviderIndexQuery(Request):
         return IndexQuery._offset(raw)
 
 
+#: a module page's tabs (``mirror.http.ui.module_page.TABS``)
+ModuleTab = Literal["readme", "inputs", "outputs", "dependencies", "resources", "submodules", "versions"]
+MODULE_TABS: tuple[str, ...] = get_args(ModuleTab)
+
+
+class ModuleQuery(Request):
+    """A module page's tab (``readme`` when absent or empty)."""
+
+    tab: Annotated[ModuleTab, Field(description="The tab shown")] = "readme"
+
+    @field_validator("tab", mode="before")
+    @classmethod
+    def _tab(cls, raw: Any) -> str:
+        tab = str(raw).strip().lower() or "readme"
+        if tab not in MODULE_TABS:
+            raise problem(f"unknown tab {tab[:40]!r}: one of {', '.join(MODULE_TABS)}")
+        return tab
+
+
+class NamespaceQuery(Request):
+    """A namespace page's offset into its modules."""
+
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _offset(cls, raw: Any) -> int:
+        return IndexQuery._offset(raw)
+
+
 _UI_NOTE = (
     "Read scope, from the bearer header, else the `mirror_token` cookie set by `/login`, else "
     "anonymous when `auth.anonymous_read` is on."
@@ -91,18 +121,25 @@ _TO_LOGIN = {
     }
 }
 _PROVIDER_PAGE = "A provider's page: versions with their dates and platforms, required_providers and network mirror snippets"
-_MODULE_PAGE = "A module's page: README, inputs, outputs, versions, submodules, usage snippet"
+_MODULE_PAGE = (
+    "A module's page: tabs with counts (Readme, Inputs, Outputs, Dependencies, Resources, Submodules, "
+    "Versions), a version picker, banners on an older or deprecated version, source, owner, downloads, "
+    "usage snippet"
+)
 
 UI_ROUTES: list[Route] = [
     Route("get", "/", "uiIndex", "The module list, with search and a provider filter", "ui", _UI_NOTE,
           security=PAGE_SECURITY, query=IndexQuery,
           responses={200: html("The list"), **_TO_LOGIN, **html_errors(400, 403)}),
     Route("get", "/modules/{namespace}/{name}/{provider}", "uiModule", _MODULE_PAGE, "ui", _UI_NOTE,
-          security=PAGE_SECURITY, params=MODULE,
+          security=PAGE_SECURITY, params=MODULE, query=ModuleQuery,
           responses={200: html("The module page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
     Route("get", "/modules/{namespace}/{name}/{provider}/{version}", "uiModuleVersion", _MODULE_PAGE, "ui", _UI_NOTE,
-          security=PAGE_SECURITY, params=(*MODULE, "version"),
+          security=PAGE_SECURITY, params=(*MODULE, "version"), query=ModuleQuery,
           responses={200: html("The module page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
+    Route("get", "/namespaces/{namespace}", "uiNamespace", "A namespace's modules and providers", "ui", _UI_NOTE,
+          security=PAGE_SECURITY, params=("namespace",), query=NamespaceQuery,
+          responses={200: html("The namespace page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
     Route("get", "/providers", "uiProviders", "This registry's providers with their latest version", "ui", _UI_NOTE,
           security=PAGE_SECURITY, query=ProviderIndexQuery,
           responses={200: html("The list"), **_TO_LOGIN, **html_errors(400, 403)}),

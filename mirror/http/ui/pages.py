@@ -5,7 +5,9 @@ Pages read the same data as the API (``module_views.find_modules`` and ``detail_
 check access the same way, with the credential ``session.credential`` finds. Every error a page
 handler raises becomes an HTML page with its status, never the API's JSON shape: a missing or
 rejected credential is a 303 to ``/login?next=<page>``, a token without read scope on the
-namespace a 403 page, an unknown module a 404 page, an invalid name a 400 page.
+namespace a 403 page, an unknown module a 404 page, an invalid name a 400 page, anything
+unexpected a 500 page naming the request id (the traceback goes to the log). The header names the
+signed-in token (its description, else its id).
 
 Templates are autoescaped, hold no inline script or style, and every answer carries a strict
 Content-Security-Policy; README HTML comes from ``readme.render_readme`` only.
@@ -32,11 +34,13 @@ from mirror.domain.addresses import ModuleAddress
 from mirror.domain.urls import registry_host
 from mirror.domain.versions import normalize
 from mirror.domain.errors import BadRequest, Forbidden, MirrorError, NotFound, Unauthorized
+from mirror.http.access_log import REQUEST_ID
 from mirror.http.keys import AUTH, CATALOG, CONFIG, STORE
 from mirror.http.models.base import parse_query
-from mirror.http.models.ui import IndexQuery
+from mirror.http.models.ui import IndexQuery, ModuleQuery
 from mirror.http.module_views import detail_body, find_modules, visible_namespace
-from mirror.http.ui import session
+from mirror.http.ui import module_page, session
+from mirror.http.ui.namespace_pages import NamespacePages, namespace_url
 from mirror.http.ui.provider_pages import ProviderPages
 from mirror.http.ui.readme import markdown_renderer, render_readme
 from mirror.http.ui.usage import source_address, usage_snippet
@@ -78,7 +82,9 @@ class Templates:
             lstrip_blocks=True,
         )
         self._digests = {name: _digest(STATIC_DIR / name) for name in STATIC_FILES}
-        self._env.globals.update(static=self.static_url, module_url=module_url, registry_name=REGISTRY_NAME)
+        self._env.globals.update(
+            static=self.static_url, module_url=module_url, namespace_url=namespace_url, registry_name=REGISTRY_NAME
+        )
         self._env.filters["hcl_value"] = hcl_value
 
     def static_url(self, name: str) -> str:
@@ -90,6 +96,7 @@ class Templates:
         context.setdefault("provider", request.query.get("provider", ""))
         text = self._env.get_template(name).render(
             signed_in=session.credential(request).from_cookie,
+            person=request.get(session.PERSON, ""),
             login_link=session.LOGIN_PATH if request.path == session.LOGIN_PATH else session.login_url(request),
             **context,
         )
@@ -143,18 +150,21 @@ class Pages:
             web.get("/modules/{namespace}/{name}/{provider}", page(self.module)),
             web.get("/modules/{namespace}/{name}/{provider}/{version}", page(self.module)),
             *ProviderPages(self._templates.render).routes(page),
+            *NamespacePages(self._templates.render).routes(page),
             web.get(session.LOGIN_PATH, page(self.login_form)),
             web.post(session.LOGIN_PATH, page(self.login)),
             web.post("/logout", page(self.logout)),
-            web.get("/static/{name}", page(self.static)),
+            web.get("/static/{name}", self._page(self.static, person=False)),
         ]
 
     # -- the wrapper: errors as pages, security headers on everything ----------------------------
 
-    def _page(self, handler: PageHandler) -> PageHandler:
+    def _page(self, handler: PageHandler, *, person: bool = True) -> PageHandler:
         @functools.wraps(handler)
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
+                if person:
+                    request[session.PERSON] = await session.person(request.app[AUTH], request)
                 response = await handler(request)
             except Unauthorized:
                 response = self._to_login(request)
@@ -164,6 +174,13 @@ class Pages:
                 if exc.status < 400:
                     raise
                 response = self.error_page(request, exc.status, exc.reason)
+            except (ConnectionResetError, TimeoutError):
+                raise
+            except Exception:
+                log.exception("page failed")
+                response = self.error_page(
+                    request, 500, f"Something went wrong on the server (request id {REQUEST_ID.get('')})."
+                )
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response
@@ -207,24 +224,48 @@ class Pages:
         )
 
     async def module(self, request: web.Request) -> web.Response:
-        """``GET /modules/{namespace}/{name}/{provider}[/{version}]``: the latest or a given version."""
+        """``GET /modules/{namespace}/{name}/{provider}[/{version}][?tab=]``: the latest or a given
+        version, with one tab shown."""
         info = request.match_info
         address = ModuleAddress.parse_parts(info["namespace"], info["name"], info["provider"])
         version = normalize(info["version"]) if "version" in info else None
-        await request.app[AUTH].authorize(session.credential(request).authorization, address.namespace, "read")
+        query = parse_query(ModuleQuery, request)
+        authorization = session.credential(request).authorization
+        await request.app[AUTH].authorize(authorization, address.namespace, "read")
         version = version or await self._latest(request.app, address)
         detail = await detail_body(request.app, address, version)
-        found = await request.app[STORE].get_version(address, version)  # with its README
+        store = request.app[STORE]
+        found = await store.get_version(address, version)  # with its README
+        record = await store.get_module(address)
+        entry = await request.app[CATALOG].module(address)
+        # with their deprecations, which the catalog's lean read leaves out
+        live = {v.version: v for v in await store.list_versions(address)}
         server = request.app[CONFIG].server
         host = registry_host(server.registry_host, server.public_url, request.host)
+        root = module_part(detail["root"])
+        submodules = [module_part(sub) for sub in detail["submodules"]]
+        base = module_url(address.namespace, address.name, address.provider, info.get("version") and version)
+        url = functools.partial(module_url, address.namespace, address.name, address.provider)
+        deprecation = found.deprecation if found else None
         return self._templates.render(
             request,
             "module.html",
             module=detail,
-            root=module_part(detail["root"]),
-            submodules=[module_part(sub) for sub in detail["submodules"]],
+            root=root,
+            submodules=submodules,
             address=address,
-            readme=render_readme(self._markdown, found.readme if found else None),
+            tab=query.tab,
+            tabs=module_page.tabs(base, query.tab, root, submodules, len(entry.newest_first)),
+            versions=module_page.version_rows(live, entry.newest_first, entry.latest, version, url),
+            latest=entry.latest,
+            newer=module_page.newer_than_shown(version, entry.latest),
+            deprecation=deprecation,
+            replacement_url=await module_page.module_replacement_url(
+                request, authorization, address, deprecation,
+                lambda target, v: module_url(target.namespace, target.name, target.provider, v),
+            ),  # fmt: skip
+            owner=record.owner.describe(record.source_url) if record else "",
+            readme=render_readme(self._markdown, found.readme if found else None) if query.tab == "readme" else "",
             usage=usage_snippet(host, address, version),
             source_of_submodule=functools.partial(source_address, host, address),
             source_link=detail["source"] if str(detail["source"]).startswith(("https://", "http://")) else "",

@@ -17,16 +17,19 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from aiohttp import web
 from yarl import URL
 
-from mirror.domain.errors import NotFound
+from mirror.domain.errors import MirrorError, NotFound
+from mirror.domain.lifecycle import Deprecation
+from mirror.domain.provider_records import ProviderVersion
 from mirror.domain.providers import ProviderAddress
 from mirror.domain.urls import registry_host
-from mirror.domain.versions import normalize
+from mirror.domain.versions import Version, normalize
 from mirror.http.keys import AUTH, CONFIG
 from mirror.http.models.base import parse_query
 from mirror.http.models.ui import ProviderIndexQuery
 from mirror.http.module_views import visible_namespace
 from mirror.http.provider_browse import detail_entry, find_providers, latest_of, provider_versions
 from mirror.http.ui import session
+from mirror.http.ui.module_page import newer_than_shown
 from mirror.http.ui.usage import version_constraint
 
 PAGE_SIZE = 20
@@ -79,6 +82,20 @@ def mirror_url(public_url: str | None, host: str) -> str:
         base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"), "", ""))
         return base + MIRROR_PATH
     return f"https://{host}{MIRROR_PATH}"
+
+
+def replacement_url(address: ProviderAddress, deprecation: Deprecation | None, found: list[ProviderVersion]) -> str | None:
+    """The page of a deprecation's replacement when it names a live version of this provider
+    (``2.0.0``, ``v2.0.0``); None otherwise (it is then shown as text)."""
+    if deprecation is None or not deprecation.replacement:
+        return None
+    try:
+        version = normalize(deprecation.replacement.strip())
+    except MirrorError:
+        return None
+    if any(v.version == version for v in found):
+        return provider_url(address.namespace, address.type, version)
+    return None
 
 
 def network_mirror_snippet(url: str) -> str:
@@ -135,6 +152,7 @@ class ProviderPages:
         host = registry_host(server.registry_host, server.public_url, request.host)
         detail: dict[str, Any] = detail_entry(shown, found, record.source_url if record else None)
         source = str(detail["source"])
+        latest = latest_of(found).version
         return self._render(
             request,
             "provider.html",
@@ -145,4 +163,9 @@ class ProviderPages:
             usage=required_providers_snippet(host, address, shown.version),
             mirror=network_mirror_snippet(mirror_url(server.public_url, server.registry_host or request.host)),
             source_link=source if source.startswith(("https://", "http://")) else "",
+            latest=latest,
+            prereleases={v.version for v in found if Version.parse(v.version).is_prerelease},
+            newer=newer_than_shown(shown.version, latest),
+            deprecation=shown.deprecation,
+            replacement_url=replacement_url(address, shown.deprecation, found),
         )

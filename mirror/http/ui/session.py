@@ -20,11 +20,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from yarl import URL
 
-from mirror.services.auth import authorization_header
+from mirror.domain.errors import Unauthorized
+from mirror.services.auth import Authenticator, authorization_header
 
 COOKIE = "mirror_token"
 COOKIE_MAX_AGE = 12 * 3600
 LOGIN_PATH = "/login"
+#: who the page's header names as signed in ("" for nobody)
+PERSON = web.RequestKey("mirror_ui_person", str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,18 @@ def credential(request: web.Request) -> Credential:
     if token:
         return Credential(f"Bearer {token}", from_cookie=True)
     return Credential(None, from_cookie=False)
+
+
+async def person(auth: Authenticator, request: web.Request) -> str:
+    """Who the request's credential is, for the page's header: the token's description, else its
+    id; "" when anonymous or when the credential does not work (the page itself then decides)."""
+    try:
+        record = await auth.identify(credential(request).authorization)
+    except Unauthorized:
+        return ""
+    if record is None:
+        return ""
+    return record.description or f"token {record.id}"
 
 
 def safe_next(target: str | None) -> str:
