@@ -55,7 +55,8 @@ class Receiver:
         body = await request.read()
         validate_event(body, signature=request.headers["X-Mirror-Signature-256"], secret=SECRET)
         envelope = json.loads(body)
-        assert set(envelope) == {"serial", "type", "occurred_at", "data"}
+        assert set(envelope) == {"serial", "type", "occurred_at", "actor", "data"}
+        assert isinstance(envelope["actor"], dict) and envelope["actor"]["kind"]
         delivery = Delivery(envelope["serial"], envelope["type"], request.headers["X-Mirror-Delivery"], dict(request.headers))
         self.calls.append(delivery)
         outcome = self.behaviour(len(self.calls), envelope)

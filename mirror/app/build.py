@@ -39,6 +39,7 @@ from mirror.http.keys import (
 )
 from mirror.http import (
     api,
+    audit_api,
     browse_api,
     events_api,
     jobs_api,
@@ -118,6 +119,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
         jobs_api.routes(),
         webhooks_api.routes(),
         events_api.routes(),
+        audit_api.routes(),
         tokens_api.routes(),
         login.routes(),
     ):

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mirror.domain.audit import CLI, actor_is_set, set_actor
 from mirror.app.stores import open_stores
 from mirror.config import Config
 from mirror.http.keys import ANALYZER, AUTH, BLOBS, CATALOG, CONFIG, INGESTOR, LOCATOR, METRICS, PROVIDERS, STORE
@@ -87,6 +88,8 @@ async def offline_registry(config: Config, *, create: bool = False) -> AsyncIter
 
     A running server sees what was written here like another replica's writes: new versions at
     once, its caches within ``[metadata] cache_seconds``, the events through its event log."""
+    if not actor_is_set():  # a command run on the server: its changes are the CLI's (mirror.domain.audit)
+        set_actor(CLI)
     async with open_stores(config, create=create) as stores:
         analyzer = analyzer_for(config)
         try:

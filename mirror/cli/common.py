@@ -78,6 +78,7 @@ async def open_store(config: Config, *, create: bool = False) -> Any:
     SQLite database that is not there is one line saying where it was looked for."""
     from mirror.app.stores import open_metadata_store
 
+    _acting_as_cli()
     return await open_metadata_store(config, create=create)
 
 
@@ -86,8 +87,17 @@ async def with_store(config: Config, action: Callable[..., Awaitable[T]], *extra
     ``action(store, *extra)``, close the store."""
     from mirror.app.stores import metadata_store
 
+    _acting_as_cli()
     async with metadata_store(config, create=create) as store:
         return await action(store, *extra)
+
+
+def _acting_as_cli() -> None:
+    """The changes a command makes through the store it opened are the CLI's (``mirror.domain.audit``)."""
+    from mirror.domain.audit import CLI, actor_is_set, set_actor
+
+    if not actor_is_set():
+        set_actor(CLI)
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:

@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from mirror.cli import (
+        audit,
         bundles,
         dynamodb,
         events,
@@ -83,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         webhooks,
     )
 
-    for group in (serve, publish, providers, tokens, jobs, modules, events, webhooks, sync, bundles, dynamodb, github):
+    for group in (serve, publish, providers, tokens, jobs, modules, events, audit, webhooks, sync, bundles, dynamodb, github):
         group.add_commands(sub, common)
     _plugin_commands(sub)
     _config_everywhere(parser)

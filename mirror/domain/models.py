@@ -77,9 +77,17 @@ class Event:
     type: str
     occurred_at: str
     data: dict[str, Any]
+    #: who made the change (``mirror.domain.audit``); None for events recorded before actors were
+    actor: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"serial": self.serial, "type": self.type, "occurred_at": self.occurred_at, "data": self.data}
+        return {
+            "serial": self.serial,
+            "type": self.type,
+            "occurred_at": self.occurred_at,
+            "actor": self.actor,
+            "data": self.data,
+        }
 
 
 JobState = Literal["queued", "running", "done", "failed"]

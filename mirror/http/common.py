@@ -7,6 +7,7 @@ import functools
 from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.audit import Actor, set_actor
 from mirror.domain.models import Scope, TokenRecord
 from mirror.domain.errors import NotFound
 from mirror.http.keys import AUTH, BLOBS
@@ -25,7 +26,14 @@ async def authorize(request: web.Request, namespace: str | None, scope: Scope) -
     # authorization_header(request.headers), inlined: this runs on every protocol request
     values = request.headers.getall("Authorization", None)
     header = None if values is None else values[0] if len(values) == 1 else ", ".join(values)
-    return await request.app[AUTH].authorize(header, namespace, scope)
+    record = await request.app[AUTH].authorize(header, namespace, scope)
+    if record is not None:  # the changes this request makes are this token's (mirror.domain.audit)
+        set_actor(_token_actor(record.id, record.description))
+    return record
+
+
+#: one Actor per token, remembered: no allocation on the protocol's hot paths
+_token_actor = functools.lru_cache(maxsize=4096)(Actor.token)
 
 
 async def serve_blob(request: web.Request, key: str, content_type: str, sha256: str) -> web.StreamResponse:

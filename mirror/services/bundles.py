@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mirror.domain.audit import Actor, acting_as
 from mirror.domain import provenance
 from mirror.domain.events import MODULE_RENAMED, VERSION_RELEASED
 from mirror.domain.errors import BadRequest, MirrorError, NotFound, StorageUnavailable
@@ -283,38 +284,39 @@ async def import_bundle(
     nothing written, for a bundle that is damaged, tampered with, badly signed, holds an archive
     a publish would refuse, or a version this registry has with other bytes.
     """
-    try:
-        await asyncio.to_thread(spool_dir.mkdir, parents=True, exist_ok=True)
-        spool = await asyncio.to_thread(tempfile.TemporaryDirectory, prefix="bundle-", dir=spool_dir)
-    except OSError as exc:
-        raise StorageUnavailable(f"spool directory {spool_dir} is not usable: {exc.strerror or exc}") from None
-    try:
-        reader = await asyncio.to_thread(BundleReader.open, path)
+    with acting_as(Actor.bundle(path.name)):  # its changes are the bundle's (mirror.domain.audit)
         try:
-            manifest, signature = await asyncio.to_thread(reader.read_head, key)
-            existing = await _existing(store, manifest)  # refuses other bytes before any archive is copied
-            present = await check_providers(store, manifest)
-            if manifest.providers and blobs is None:
-                raise BundleError("bundle refused: it holds providers, and no blob store was given to import them into")
-            spooled = await asyncio.to_thread(reader.read_archives, manifest, Path(spool.name), limits, zip_limits)
+            await asyncio.to_thread(spool_dir.mkdir, parents=True, exist_ok=True)
+            spool = await asyncio.to_thread(tempfile.TemporaryDirectory, prefix="bundle-", dir=spool_dir)
+        except OSError as exc:
+            raise StorageUnavailable(f"spool directory {spool_dir} is not usable: {exc.strerror or exc}") from None
+        try:
+            reader = await asyncio.to_thread(BundleReader.open, path)
+            try:
+                manifest, signature = await asyncio.to_thread(reader.read_head, key)
+                existing = await _existing(store, manifest)  # refuses other bytes before any archive is copied
+                present = await check_providers(store, manifest)
+                if manifest.providers and blobs is None:
+                    raise BundleError("bundle refused: it holds providers, and no blob store was given to import them into")
+                spooled = await asyncio.to_thread(reader.read_archives, manifest, Path(spool.name), limits, zip_limits)
+            finally:
+                await asyncio.to_thread(reader.close)
+            report(_SIGNATURE_LINES[signature])  # phase 1 is over: the whole bundle is verified
+            if dry_run:
+                for version in manifest.versions:
+                    report(f"{'unchanged' if existing.get(version) else 'would import'} {version}")
+                for pv in manifest.providers:
+                    here = (pv.hostname, pv.address.namespace.lower(), pv.address.type, pv.version) in present
+                    report(f"{'unchanged' if here else 'would import'} {provider_name(pv.hostname, pv.address)} {pv.version}")
+                return ImportResult(0, sum(1 for v in manifest.versions if existing.get(v)), manifest, signature, 0, len(present))
+            result = await _ingest(ingestor, manifest, spooled, report, signature)
+            if not manifest.providers:
+                return result
+            assert blobs is not None
+            imported, unchanged = await import_providers(store, blobs, manifest, spooled, report)
+            return dataclasses.replace(result, providers_imported=imported, providers_unchanged=unchanged)
         finally:
-            await asyncio.to_thread(reader.close)
-        report(_SIGNATURE_LINES[signature])  # phase 1 is over: the whole bundle is verified
-        if dry_run:
-            for version in manifest.versions:
-                report(f"{'unchanged' if existing.get(version) else 'would import'} {version}")
-            for pv in manifest.providers:
-                here = (pv.hostname, pv.address.namespace.lower(), pv.address.type, pv.version) in present
-                report(f"{'unchanged' if here else 'would import'} {provider_name(pv.hostname, pv.address)} {pv.version}")
-            return ImportResult(0, sum(1 for v in manifest.versions if existing.get(v)), manifest, signature, 0, len(present))
-        result = await _ingest(ingestor, manifest, spooled, report, signature)
-        if not manifest.providers:
-            return result
-        assert blobs is not None
-        imported, unchanged = await import_providers(store, blobs, manifest, spooled, report)
-        return dataclasses.replace(result, providers_imported=imported, providers_unchanged=unchanged)
-    finally:
-        await asyncio.to_thread(spool.cleanup)
+            await asyncio.to_thread(spool.cleanup)
 
 
 _SIGNATURE_LINES = {

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from mirror.domain.audit import Actor, acting_as, actor_is_set, current_actor
 from mirror.domain.models import Job
 from mirror.domain.errors import Conflict, MirrorError, NotFound
 from mirror.storage.protocols import JobStore
@@ -112,7 +113,12 @@ class JobQueue:
         self._wake_event.set()
 
     async def enqueue(self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None) -> Job | None:
-        """Queue a job; None when ``dedupe_key`` was queued before (the job is not queued again)."""
+        """Queue a job; None when ``dedupe_key`` was queued before (the job is not queued again).
+
+        Work queued on someone's behalf (``mirror.domain.audit``: a request's token, a job's own
+        actor) carries that actor in its payload's ``actor``, and its run acts as it."""
+        if actor_is_set() and "actor" not in payload:
+            payload = {**payload, "actor": current_actor().to_json()}
         job = await self._store.enqueue_job(kind, payload, dedupe_key=dedupe_key)
         if job is None:
             log.info("job already queued", kind=kind, dedupe_key=dedupe_key)
@@ -203,7 +209,8 @@ class JobQueue:
         """Run the handler while renewing the job's lease every third of it."""
         renewer = asyncio.create_task(self._keep_lease(job))
         try:
-            await handler(job.payload)
+            with acting_as(job_actor(job)):
+                await handler(job.payload)
         finally:
             renewer.cancel()
 
@@ -258,6 +265,12 @@ class JobQueue:
         if not applied:
             log.warning("job's lease was lost to another worker; its outcome here is dropped")
         return applied
+
+
+def job_actor(job: Job) -> Actor:
+    """Who a job's changes are made for: the actor it was queued with, else the system acting
+    for the job (``Actor("system", job=ID)``; a handler may say more, as GitHub's do)."""
+    return Actor.from_json(job.payload.get("actor")) or Actor("system", job=str(job.id))
 
 
 def _being_cancelled() -> bool:

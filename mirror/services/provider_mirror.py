@@ -46,6 +46,7 @@ from mirror.domain.providers import (
 )
 from mirror.domain.specs import provider_pattern_matches
 from mirror.domain.timeutil import rfc3339
+from mirror.domain.audit import Actor, acting_as
 from mirror.domain.versions import Version
 from mirror.formats.openpgp import MAX_SIGNATURE_BYTES, SigningKey, parse_public_key, verify_detached
 from mirror.formats.provider_zip import ProviderZipLimits, check_provider_zip
@@ -165,47 +166,48 @@ class ProviderMirror:
         raise NotFound(f"version {version} of provider {provider_name(upstream.hostname, address)} not found")
 
     async def _pull_version(self, upstream: UpstreamProviders, address: ProviderAddress, version: str) -> ProviderVersion:
-        name = f"{provider_name(upstream.hostname, address)} {version}"
-        client = upstream.client
-        answers = await asyncio.gather(*(client.provider_package(address, version, p) for p in upstream.platforms))
-        present = [(platform, package) for platform, package in zip(upstream.platforms, answers) if package is not None]
-        if not present:
-            raise NotFound(f"{name} has no package for {', '.join(str(p) for p in upstream.platforms)} at the upstream")
-        first = present[0][1]
-        shasums = await client.read_file(first.shasums_url, MAX_SHASUMS_BYTES, f"fetching the SHA256SUMS of {name}")
-        signature = await client.read_file(
-            first.shasums_signature_url, MAX_SIGNATURE_BYTES, f"fetching the SHA256SUMS signature of {name}"
-        )
-        key = await asyncio.to_thread(_verify, name, shasums, signature, first.signing_keys)
-        try:
-            sums = parse_shasums(shasums)
-        except MirrorError as exc:
-            raise UpstreamError(f"{name}: the upstream's SHA256SUMS is refused: {exc}") from None
-        files = []
-        for platform, package in present:
-            if package.shasums_url != first.shasums_url:
-                other = await client.read_file(package.shasums_url, MAX_SHASUMS_BYTES, f"fetching the SHA256SUMS of {name}")
-                if other != shasums:
-                    raise UpstreamError(f"{name}: the upstream lists different SHA256SUMS for {platform}; refused")
-            files.append(_platform_file(name, address, version, platform, package, sums))
-        new = ProviderVersion(
-            hostname=upstream.hostname,
-            address=address,
-            version=version,
-            protocols=first.protocols,
-            platforms=tuple(sorted(files, key=lambda item: item.platform)),
-            shasums=shasums,
-            signature=signature,
-            key_id=key.key_id,
-            key_armor=key.ascii_armor,
-            published_at=rfc3339(self._clock()),
-            source=f"upstream:{upstream.hostname}",
-        )
-        outcome = await self._store.publish_provider_version(NewProviderVersion(new, Owner.upstream(upstream.hostname)))
-        if outcome.status == "conflict":
-            raise UpstreamError(f"{name}: the upstream's SHA256SUMS is not the one recorded here; refused")
-        log.info("provider version pulled through", provider=name, platforms=new.platform_names, key_id=key.key_id)
-        return outcome.version
+        with acting_as(Actor.upstream(upstream.hostname)):  # (mirror.domain.audit)
+            name = f"{provider_name(upstream.hostname, address)} {version}"
+            client = upstream.client
+            answers = await asyncio.gather(*(client.provider_package(address, version, p) for p in upstream.platforms))
+            present = [(platform, package) for platform, package in zip(upstream.platforms, answers) if package is not None]
+            if not present:
+                raise NotFound(f"{name} has no package for {', '.join(str(p) for p in upstream.platforms)} at the upstream")
+            first = present[0][1]
+            shasums = await client.read_file(first.shasums_url, MAX_SHASUMS_BYTES, f"fetching the SHA256SUMS of {name}")
+            signature = await client.read_file(
+                first.shasums_signature_url, MAX_SIGNATURE_BYTES, f"fetching the SHA256SUMS signature of {name}"
+            )
+            key = await asyncio.to_thread(_verify, name, shasums, signature, first.signing_keys)
+            try:
+                sums = parse_shasums(shasums)
+            except MirrorError as exc:
+                raise UpstreamError(f"{name}: the upstream's SHA256SUMS is refused: {exc}") from None
+            files = []
+            for platform, package in present:
+                if package.shasums_url != first.shasums_url:
+                    other = await client.read_file(package.shasums_url, MAX_SHASUMS_BYTES, f"fetching the SHA256SUMS of {name}")
+                    if other != shasums:
+                        raise UpstreamError(f"{name}: the upstream lists different SHA256SUMS for {platform}; refused")
+                files.append(_platform_file(name, address, version, platform, package, sums))
+            new = ProviderVersion(
+                hostname=upstream.hostname,
+                address=address,
+                version=version,
+                protocols=first.protocols,
+                platforms=tuple(sorted(files, key=lambda item: item.platform)),
+                shasums=shasums,
+                signature=signature,
+                key_id=key.key_id,
+                key_armor=key.ascii_armor,
+                published_at=rfc3339(self._clock()),
+                source=f"upstream:{upstream.hostname}",
+            )
+            outcome = await self._store.publish_provider_version(NewProviderVersion(new, Owner.upstream(upstream.hostname)))
+            if outcome.status == "conflict":
+                raise UpstreamError(f"{name}: the upstream's SHA256SUMS is not the one recorded here; refused")
+            log.info("provider version pulled through", provider=name, platforms=new.platform_names, key_id=key.key_id)
+            return outcome.version
 
     # -- archives ----------------------------------------------------------------------------------
 
@@ -243,9 +245,10 @@ class ProviderMirror:
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         complete = replace(file, size=size, h1=info.h1)
-        await self._store.publish_provider_version(
-            NewProviderVersion(replace(stored, platforms=(complete,)), Owner.upstream(upstream.hostname))
-        )
+        with acting_as(Actor.upstream(upstream.hostname)):
+            await self._store.publish_provider_version(
+                NewProviderVersion(replace(stored, platforms=(complete,)), Owner.upstream(upstream.hostname))
+            )
         log.info("provider zip pulled through", file=file.filename, upstream=upstream.hostname, size=size)
         return complete
 

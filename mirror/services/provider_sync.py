@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from mirror.domain.errors import MirrorError, NotFound, UpstreamError, UpstreamUnavailable
 from mirror.domain.provider_records import ProviderVersion, provider_name
 from mirror.domain.specs import ProviderSpec
+from mirror.domain.audit import Actor, acting_as
 from mirror.domain.versions import matching, normalize
 from mirror.services.provider_mirror import ProviderMirror, UpstreamProviders
 from mirror.services.sync import SyncReport, VersionResult
@@ -34,42 +35,42 @@ async def sync_providers(
 ) -> None:
     """Copy every version ``specs`` admit from ``upstream`` (whose ``patterns`` must admit them)."""
     host = upstream.hostname
+    with acting_as(Actor.upstream(host)):  # its changes are that upstream's (mirror.domain.audit)
+        def record(result: VersionResult) -> None:
+            report.results.append(result)
+            on_line(result.line())
 
-    def record(result: VersionResult) -> None:
-        report.results.append(result)
-        on_line(result.line())
-
-    for spec in specs:
-        address = spec.address
-        try:
-            listed = await upstream.client.provider_versions(address)
-        except (UpstreamError, UpstreamUnavailable) as exc:
-            record(VersionResult(host, address, address, "", "failed", str(exc)))
-            continue
-        for text in matching(listed, spec.constraints):
-            version = normalize(text)
-            started = time.monotonic()
-            name = provider_name(host, address)
+        for spec in specs:
+            address = spec.address
             try:
-                stored = await store.get_provider_version(host, address, version)
-                if stored is not None and stored.revoked_at is None and await _all_stored(blobs, stored):
-                    record(VersionResult(host, address, address, version, "skipped", "already here"))
-                    continue
-                if dry_run:
-                    record(VersionResult(host, address, address, version, "planned", "would copy"))
-                    continue
-                pulled = await mirror.version(host, address, version)
-                size = 0
-                for file in pulled.platforms:
-                    fetched = await mirror.archive(host, address, version, file.platform)
-                    size += fetched.size or 0
-                platforms = ", ".join(pulled.platform_names)
-                record(VersionResult(host, address, address, version, "copied", platforms, size,
-                                     time.monotonic() - started))
-            except NotFound as exc:
-                record(VersionResult(host, address, address, version, "failed", f"{name}: {exc}"))
-            except MirrorError as exc:
-                record(VersionResult(host, address, address, version, "failed", str(exc)))
+                listed = await upstream.client.provider_versions(address)
+            except (UpstreamError, UpstreamUnavailable) as exc:
+                record(VersionResult(host, address, address, "", "failed", str(exc)))
+                continue
+            for text in matching(listed, spec.constraints):
+                version = normalize(text)
+                started = time.monotonic()
+                name = provider_name(host, address)
+                try:
+                    stored = await store.get_provider_version(host, address, version)
+                    if stored is not None and stored.revoked_at is None and await _all_stored(blobs, stored):
+                        record(VersionResult(host, address, address, version, "skipped", "already here"))
+                        continue
+                    if dry_run:
+                        record(VersionResult(host, address, address, version, "planned", "would copy"))
+                        continue
+                    pulled = await mirror.version(host, address, version)
+                    size = 0
+                    for file in pulled.platforms:
+                        fetched = await mirror.archive(host, address, version, file.platform)
+                        size += fetched.size or 0
+                    platforms = ", ".join(pulled.platform_names)
+                    record(VersionResult(host, address, address, version, "copied", platforms, size,
+                                         time.monotonic() - started))
+                except NotFound as exc:
+                    record(VersionResult(host, address, address, version, "failed", f"{name}: {exc}"))
+                except MirrorError as exc:
+                    record(VersionResult(host, address, address, version, "failed", str(exc)))
 
 
 async def _all_stored(blobs: BlobStore, version: ProviderVersion) -> bool:

@@ -54,6 +54,7 @@ from mirror.domain.errors import (
 from mirror.domain.models import ModuleRecord, ModuleVersion
 from mirror.domain.provenance import Owner
 from mirror.domain.sources import Source
+from mirror.domain.audit import Actor, acting_as
 from mirror.domain.versions import Version, normalize
 from mirror.services.catalog import ModuleCatalog, ModuleEntry
 from mirror.services.ingest import Ingestor
@@ -318,56 +319,57 @@ class PullThrough:
             raise _unreachable(what, upstream, exc) from None
 
     async def _pull(self, address: ModuleAddress, version: str, raw: str, upstream: ProxiedUpstream) -> None:
-        async with self._pull_slots:
-            existing = await self._store.get_version(address, version)
-            if existing is not None:
-                if existing.revoked_at is not None:
-                    raise NotFound(f"version {version} of module {address} was revoked in this registry")
-                return  # recorded meanwhile (by another process): the catalog finds it in the store
-            client, started = upstream.client, self._clock()
-            module = await self._store.get_module(address)
-            if module is not None and module.owner != Owner.upstream(client.base_url):
-                # another source's module: nothing is fetched (the publish would be refused)
-                raise NotFound(
-                    f"version {version} of module {address} not found: the module belongs to owner source "
-                    f"{module.owner}, so {client.host} does not add versions to it"
-                )
-            try:
-                location = await client.download(address, version)
-            except UpstreamError as exc:
-                if exc.status_code == 404:
-                    raise NotFound(f"version {version} of {address} not found at its upstream {client.host}") from None
-                raise
-            try:
-                async with self._fetcher.fetch(location.location, base_url=location.download_url) as fetched:
-                    outcome = await self._ingestor.publish(
-                        address,
-                        raw,
-                        fetched.archive,
-                        source=_source_label(client, address, fetched.source),
-                        commit_sha=fetched.commit_sha,
-                        origin=ORIGIN,
-                        owner=Owner.upstream(client.base_url),
+        with acting_as(Actor.upstream(upstream.client.host)):  # (mirror.domain.audit)
+            async with self._pull_slots:
+                existing = await self._store.get_version(address, version)
+                if existing is not None:
+                    if existing.revoked_at is not None:
+                        raise NotFound(f"version {version} of module {address} was revoked in this registry")
+                    return  # recorded meanwhile (by another process): the catalog finds it in the store
+                client, started = upstream.client, self._clock()
+                module = await self._store.get_module(address)
+                if module is not None and module.owner != Owner.upstream(client.base_url):
+                    # another source's module: nothing is fetched (the publish would be refused)
+                    raise NotFound(
+                        f"version {version} of module {address} not found: the module belongs to owner source "
+                        f"{module.owner}, so {client.host} does not add versions to it"
                     )
-            except Conflict:
-                return  # published here meanwhile with other bytes: this registry's version is served
-            except (InvalidArchive, PayloadTooLarge, UnsupportedSource) as exc:
-                error = UpstreamError(f"the archive of {address} {version} from {client.host} was refused: {exc}")
-                _remember(self._refused, (_key(address), version), (error, self._clock() + upstream.ttl_seconds))
-                log.warning("pulled archive refused", module=str(address), version=version, error=str(exc))
-                raise error from None
-            log.info(
-                "version pulled through",
-                module=str(address),
-                version=version,
-                upstream=client.host,
-                status=outcome.status,
-                sha256=outcome.version.sha256,
-                size=outcome.version.size,
-                seconds=round(self._clock() - started, 3),
-            )
+                try:
+                    location = await client.download(address, version)
+                except UpstreamError as exc:
+                    if exc.status_code == 404:
+                        raise NotFound(f"version {version} of {address} not found at its upstream {client.host}") from None
+                    raise
+                try:
+                    async with self._fetcher.fetch(location.location, base_url=location.download_url) as fetched:
+                        outcome = await self._ingestor.publish(
+                            address,
+                            raw,
+                            fetched.archive,
+                            source=_source_label(client, address, fetched.source),
+                            commit_sha=fetched.commit_sha,
+                            origin=ORIGIN,
+                            owner=Owner.upstream(client.base_url),
+                        )
+                except Conflict:
+                    return  # published here meanwhile with other bytes: this registry's version is served
+                except (InvalidArchive, PayloadTooLarge, UnsupportedSource) as exc:
+                    error = UpstreamError(f"the archive of {address} {version} from {client.host} was refused: {exc}")
+                    _remember(self._refused, (_key(address), version), (error, self._clock() + upstream.ttl_seconds))
+                    log.warning("pulled archive refused", module=str(address), version=version, error=str(exc))
+                    raise error from None
+                log.info(
+                    "version pulled through",
+                    module=str(address),
+                    version=version,
+                    upstream=client.host,
+                    status=outcome.status,
+                    sha256=outcome.version.sha256,
+                    size=outcome.version.size,
+                    seconds=round(self._clock() - started, 3),
+                )
 
-    # -- helpers ----------------------------------------------------------------------------------
+        # -- helpers ----------------------------------------------------------------------------------
 
     def _upstream(self, address: ModuleAddress) -> ProxiedUpstream:
         upstream = self._upstreams.get(address.namespace.lower())

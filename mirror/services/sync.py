@@ -49,6 +49,7 @@ from mirror.domain.models import Consumer, ModuleRecord, ModuleVersion
 from mirror.domain.provenance import Owner
 from mirror.domain.sources import Source
 from mirror.domain.specs import ModuleSpec
+from mirror.domain.audit import Actor, acting_as
 from mirror.domain.versions import Version, matching, normalize
 from mirror.services.ingest import Ingestor
 from mirror.services.upstream import ModuleFetcher, UpstreamRegistry
@@ -203,18 +204,19 @@ class Syncer:
         """Copy the versions of ``specs`` that their constraints admit from ``client``'s registry,
         into ``namespace`` when given (else the upstream's)."""
         run = _UpstreamRun(client)
-        listed = await asyncio.gather(*(self._list(run, spec) for spec in specs))
-        work = []
-        for spec, versions in zip(specs, listed, strict=True):
-            if versions is None:
-                continue
-            target = _renamed(spec.address, namespace)
-            wanted = matching(versions, spec.constraints)
-            if not wanted:
-                self._on_line(f"nothing   {spec}: none of its {len(versions)} upstream versions matches")
-            work += [(spec.address, target, raw) for raw in wanted]
-        self._planned += len(work)
-        await asyncio.gather(*(self._copy(run, source, target, raw) for source, target, raw in work))
+        with acting_as(Actor.upstream(client.host)):  # its changes are that upstream's (mirror.domain.audit)
+            listed = await asyncio.gather(*(self._list(run, spec) for spec in specs))
+            work = []
+            for spec, versions in zip(specs, listed, strict=True):
+                if versions is None:
+                    continue
+                target = _renamed(spec.address, namespace)
+                wanted = matching(versions, spec.constraints)
+                if not wanted:
+                    self._on_line(f"nothing   {spec}: none of its {len(versions)} upstream versions matches")
+                work += [(spec.address, target, raw) for raw in wanted]
+            self._planned += len(work)
+            await asyncio.gather(*(self._copy(run, source, target, raw) for source, target, raw in work))
 
     async def _list(self, run: _UpstreamRun, spec: ModuleSpec) -> list[str] | None:
         async with self._semaphore:
@@ -321,30 +323,31 @@ class Syncer:
         """Apply the upstream mirror's released and revoked events after the stored cursor;
         return the cursor reached. ``specs``, when given, limit which modules (and versions) come."""
         run = _UpstreamRun(client)
-        cursor = cursor_name(client)
-        after = (await self._store.consumer(cursor)).serial
-        self._on_line(f"following {run.label} from event {after}")
-        types: tuple[str, ...] = (VERSION_RELEASED, VERSION_REVOKED)
-        if self.providers is not None and not specs:  # module specs limit the run to modules
-            types += tuple(self.providers.event_types)
-        while True:
-            try:
-                page = await client.events(after, types=types, limit=FEED_PAGE)
-            except MirrorError as exc:
-                self.report.failures.append(str(exc))
-                self._on_line(f"failed    {exc}")
-                return after
-            done, complete = await self._apply_page(run, page.events, namespace, specs)
-            reached = max(after, page.next_after if complete else done)
-            if reached > after and not self._dry_run:
-                await self._store.advance_consumer(cursor, reached)
-            if not complete:
-                self._on_line(f"stopped at event {reached}: the next run goes on from there")
-                return reached
-            previous, after = after, reached
-            if after <= previous or after >= page.latest:
-                self._on_line(f"caught up with {run.label} at event {after} (latest {page.latest})")
-                return after
+        with acting_as(Actor.upstream(client.host)):
+            cursor = cursor_name(client)
+            after = (await self._store.consumer(cursor)).serial
+            self._on_line(f"following {run.label} from event {after}")
+            types: tuple[str, ...] = (VERSION_RELEASED, VERSION_REVOKED)
+            if self.providers is not None and not specs:  # module specs limit the run to modules
+                types += tuple(self.providers.event_types)
+            while True:
+                try:
+                    page = await client.events(after, types=types, limit=FEED_PAGE)
+                except MirrorError as exc:
+                    self.report.failures.append(str(exc))
+                    self._on_line(f"failed    {exc}")
+                    return after
+                done, complete = await self._apply_page(run, page.events, namespace, specs)
+                reached = max(after, page.next_after if complete else done)
+                if reached > after and not self._dry_run:
+                    await self._store.advance_consumer(cursor, reached)
+                if not complete:
+                    self._on_line(f"stopped at event {reached}: the next run goes on from there")
+                    return reached
+                previous, after = after, reached
+                if after <= previous or after >= page.latest:
+                    self._on_line(f"caught up with {run.label} at event {after} (latest {page.latest})")
+                    return after
 
     async def _apply_page(
         self, run: _UpstreamRun, events: list[dict[str, Any]], namespace: str | None, specs: Sequence[ModuleSpec]

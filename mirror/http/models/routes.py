@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mirror.http.models import browse, events, jobs, operations, protocol, providers, publish, tokens, webhooks
+from mirror.http.models import audit, browse, events, jobs, operations, protocol, providers, publish, tokens, webhooks
 from mirror.http.models.base import MAX_ID, SHA256_PATTERN
 from mirror.http.models.provider_routes import PROVIDER_ROUTES
 from mirror.http.models.route import ADMIN_NOTE, OPEN, READ_NOTE, Route
@@ -170,6 +170,13 @@ ROUTES: list[Route] = [
           "may hold fewer than `limit` events: pass `next_after` as `after` next time; `next_after >= latest` "
           "means caught up.", query=events.EventsQuery, responses={200: (events.EventPage, "A page of events")},
           errors=(400, 401, 403)),
+    Route("get", "/api/v1/audit", "listChanges", "The audit trail: changes with who made each, oldest first", "events",
+          "Read scope; a token is always required. A `*` token sees every change, a namespace token its namespace's "
+          "only (another `namespace` is a 403). Filters: `actor` (a kind, or a token id, GitHub delivery or job id, "
+          "upstream host, bundle file), `namespace` (case-insensitive), `since`/`until` (RFC 3339 on `occurred_at`, "
+          "both included). A request reads at most 5,000 events, so a page may hold fewer than `limit` changes: "
+          "pass `next_after` as `after` next time; `next_after >= latest` means every change was read.",
+          query=audit.AuditQuery, responses={200: (audit.AuditPage, "A page of changes")}, errors=(400, 401, 403)),
     # -- webhooks
     Route("post", "/api/v1/webhooks", "createWebhook", "Subscribe a URL to events", "webhooks", ADMIN_NOTE,
           body=webhooks.NewWebhook, responses={201: (webhooks.OneSubscription, "The subscription")},

@@ -18,14 +18,16 @@ reason; GitHub being unreachable retries it.
 
 from __future__ import annotations
 
+import functools
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from mirror.domain.audit import Actor, acting_as, current_actor
 from mirror.domain.errors import BadRequest, PayloadTooLarge
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import LOCAL_HOST, provider_name, provider_refusal
@@ -122,7 +124,7 @@ class ProviderReleaseIngest:
         self._spool_dir = spool_dir
 
     def handlers(self) -> dict[str, Any]:
-        return {INGEST_PROVIDER_RELEASE: self.ingest_release}
+        return {INGEST_PROVIDER_RELEASE: as_github(self.ingest_release)}
 
     async def ingest_release(self, payload: dict[str, Any]) -> None:
         installation_id, owner, name = payload["installation_id"], payload["owner"], payload["name"]
@@ -197,3 +199,27 @@ class ProviderReleaseIngest:
                 f"{what}: its provider release files are {total} bytes; "
                 f"[limits] max_provider_release_bytes is {self._limits.max_release_bytes}"
             )
+
+
+def github_actor(payload: dict[str, Any]) -> Actor:
+    """Who a GitHub job's changes are made for (``mirror.domain.audit``): the webhook delivery
+    its payload names, else the GitHub actor it was queued with (a follow-up of a delivery), else
+    GitHub acting through this job (reconcile, backfill)."""
+    delivery = payload.get("delivery_id")
+    if isinstance(delivery, str) and delivery:
+        return Actor.github(delivery=delivery)
+    current = current_actor()
+    return current if current.kind == "github" else Actor.github(job=current.job)
+
+
+def as_github(
+    handler: Callable[[dict[str, Any]], Awaitable[None]],
+) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """``handler``, run as ``github_actor`` of its payload."""
+
+    @functools.wraps(handler)
+    async def run(payload: dict[str, Any]) -> None:
+        with acting_as(github_actor(payload)):
+            await handler(payload)
+
+    return run

@@ -28,7 +28,7 @@ from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.errors import BadRequest, Conflict
 from mirror.integrations.github.api import GitHubClient, GitHubError, Repository
 from mirror.integrations.github.naming import Naming, tag_from_ref, version_for_tag
-from mirror.integrations.github.releases import INGEST_PROVIDER_RELEASE, provider_release_job
+from mirror.integrations.github.releases import INGEST_PROVIDER_RELEASE, as_github, provider_release_job
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.ingest import Archive, Ingestor
 from mirror.storage.protocols import BlobStore, MetadataStore
@@ -73,10 +73,10 @@ class GitHubSync:
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
         """Job kind -> handler, for the job queue."""
         return {
-            DELIVERY: self.process_delivery,
-            SYNC_REPOSITORY: self.sync_repository,
-            INGEST_TAG: self.ingest_tag,
-            RECONCILE: self.reconcile,
+            DELIVERY: as_github(self.process_delivery),
+            SYNC_REPOSITORY: as_github(self.sync_repository),
+            INGEST_TAG: as_github(self.ingest_tag),
+            RECONCILE: as_github(self.reconcile),
         }
 
     # -- deliveries --------------------------------------------------------------------------

@@ -35,7 +35,13 @@ class Events(DynamoTable):
                     for item in page:
                         if not wanted or item["type"] in wanted:
                             found.append(
-                                Event(int(item["serial"]), item["type"], item["occurred_at"], json.loads(item["data"]))
+                                Event(
+                                    int(item["serial"]),
+                                    item["type"],
+                                    item["occurred_at"],
+                                    json.loads(item["data"]),
+                                    json.loads(item["actor"]) if item.get("actor") else None,
+                                )
                             )
                     if len(found) >= limit:
                         break

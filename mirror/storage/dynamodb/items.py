@@ -255,7 +255,7 @@ def _token_from_item(item: dict[str, Any]) -> TokenRecord:
     )
 
 
-def _event_item(serial: int, kind: str, data: dict[str, Any], when: str) -> dict[str, Any]:
+def _event_item(serial: int, kind: str, data: dict[str, Any], when: str, actor: dict[str, Any]) -> dict[str, Any]:
     return {
         "PK": f"EVENTS#{serial // EVENT_BUCKET}",
         "SK": _serial_sk(serial),
@@ -263,6 +263,7 @@ def _event_item(serial: int, kind: str, data: dict[str, Any], when: str) -> dict
         "type": kind,
         "occurred_at": when,
         "data": _dumps(data),
+        "actor": json.dumps(actor, separators=(",", ":")),  # its kind first
     }
 
 

@@ -13,6 +13,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mirror.domain.audit import actor_json
 from mirror.domain.errors import StorageUnavailable
 from mirror.storage.dynamodb.wire import _Raw, _code, _expressions, _put_args, _update_args, _key, _from_item
 from mirror.storage.dynamodb.keys import (
@@ -381,13 +382,14 @@ class DynamoTable:
             items = list(decided.items)
             condition, values = self._serial_condition(serial)
             if decided.events:
+                actor = actor_json()  # who the work under way is done for (mirror.domain.audit)
                 count = len(decided.events)
                 items.append(
                     self._tx_update(_COUNTER_EVENTS, set={"serial": serial + count}, condition=condition, values=values)
                 )
                 for number, (kind, data) in enumerate(decided.events, start=serial + 1):
                     items.append(
-                        self._tx_put(_event_item(number, kind, data, decided.when), "attribute_not_exists(#PK)")
+                        self._tx_put(_event_item(number, kind, data, decided.when, actor), "attribute_not_exists(#PK)")
                     )
             else:  # a part of a larger change: no events, but ordered with the writes that have some
                 items.append(

@@ -19,10 +19,10 @@ class Events(SqliteConnection):
         """Events with a serial above ``serial``, in order; only ``types`` when given."""
         where, params = ("", ()) if not types else (f" AND type IN ({','.join('?' * len(types))})", tuple(types))
         rows = await self._fetchall(
-            f"SELECT serial, type, occurred_at, data FROM events WHERE serial > ?{where} ORDER BY serial LIMIT ?",
+            f"SELECT serial, type, occurred_at, data, actor FROM events WHERE serial > ?{where} ORDER BY serial LIMIT ?",
             (serial, *params, limit),
         )
-        return [Event(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
+        return [Event(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]) if row[4] else None) for row in rows]
 
     async def latest_serial(self) -> int:
         row = await self._fetchone("SELECT COALESCE(MAX(serial), 0) FROM events", ())

@@ -9,6 +9,7 @@ from typing import Any
 import aiosqlite
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.audit import actor_json
 from mirror.domain import provenance
 from mirror.domain.provenance import Owner
 from mirror.domain.models import ModuleRecord, ModuleVersion
@@ -130,7 +131,9 @@ async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> A
 
 
 async def _append_events(conn: aiosqlite.Connection, events: list[tuple[str, dict[str, Any]]], when: str) -> None:
+    # who the work under way is done for (mirror.domain.audit), its kind first
+    actor = json.dumps(actor_json(), separators=(",", ":"))
     await conn.executemany(
-        "INSERT INTO events (type, occurred_at, data) VALUES (?, ?, ?)",
-        [(kind, when, _dumps(data)) for kind, data in events],
+        "INSERT INTO events (type, occurred_at, data, actor) VALUES (?, ?, ?, ?)",
+        [(kind, when, _dumps(data), actor) for kind, data in events],
     )

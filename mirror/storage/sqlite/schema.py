@@ -207,6 +207,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
     ALTER TABLE tokens ADD COLUMN last_used_at TEXT;
     """,
+    # Audit: who made each change (mirror.domain.audit); NULL for the events recorded before.
+    """
+    ALTER TABLE events ADD COLUMN actor TEXT;
+    """,
 )
 
 

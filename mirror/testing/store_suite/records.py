@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mirror.domain.audit import Actor, acting_as
 from mirror.domain.models import TokenRecord, WebhookSubscription
 from mirror.domain.errors import MirrorError
 from mirror.storage.protocols import MetadataStore
@@ -78,6 +79,7 @@ async def test_events_after_pages_and_filters(store: MetadataStore):
         "serial": 4,
         "type": "module.version_released",
         "occurred_at": NOW,
+        "actor": {"kind": "system"},
         "data": {
             "namespace": "acme",
             "name": "m1",
@@ -248,3 +250,48 @@ async def test_touch_token_records_the_last_use_and_never_moves_it_back(backend:
     assert await store.revoke_token("tok_t") is True  # revoking keeps the record of its use
     revoked = await store.find_token("t" * 64)
     assert revoked.revoked_at is not None and revoked.last_used_at == "2026-11-25T11:30:00Z"
+
+
+# -- actors (mirror.domain.audit) ------------------------------------------------------------------
+
+
+async def test_events_record_their_actor(store: MetadataStore):
+    await publish(store, "acme/plain/aws", "1.0.0", sha="a")  # nobody said: the system's
+    with acting_as(Actor.token("tok_ci", "the CI pipeline")):
+        await publish(store, "acme/net/aws", "1.0.0", sha="b")
+    with acting_as(Actor.github(delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")):
+        await store.revoke_version(addr("acme/net/aws"), "1.0.0")
+    with acting_as(Actor.upstream("registry.terraform.io")):
+        await publish(store, "acme/up/aws", "1.0.0", sha="c")
+    with acting_as(Actor.bundle("release-2026-11.tar")):
+        await publish(store, "acme/bun/aws", "1.0.0", sha="d")
+    events = await store.events_after(0, 100)
+    actors = [(e.type, e.data["name"], e.actor) for e in events]
+    assert actors == [
+        ("module.created", "plain", {"kind": "system"}),
+        ("module.version_released", "plain", {"kind": "system"}),
+        ("module.created", "net", {"kind": "token", "id": "tok_ci", "description": "the CI pipeline"}),
+        ("module.version_released", "net", {"kind": "token", "id": "tok_ci", "description": "the CI pipeline"}),
+        ("module.version_revoked", "net", {"kind": "github", "delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}),
+        ("module.created", "up", {"kind": "upstream", "host": "registry.terraform.io"}),
+        ("module.version_released", "up", {"kind": "upstream", "host": "registry.terraform.io"}),
+        ("module.created", "bun", {"kind": "bundle", "file": "release-2026-11.tar"}),
+        ("module.version_released", "bun", {"kind": "bundle", "file": "release-2026-11.tar"}),
+    ]
+    assert events[2].to_json()["actor"] == {"kind": "token", "id": "tok_ci", "description": "the CI pipeline"}
+    # read again through the type filter, and one event at a time: the actor comes with the event
+    revoked = await store.events_after(0, 10, ["module.version_revoked"])
+    assert [e.actor for e in revoked] == [{"kind": "github", "delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}]
+    assert (await store.events_after(events[-1].serial - 1, 1))[0].actor == {"kind": "bundle", "file": "release-2026-11.tar"}
+
+
+async def test_concurrent_writes_keep_their_own_actors(store: MetadataStore):
+    async def as_token(number: int) -> None:
+        with acting_as(Actor.token(f"tok_{number}", f"writer {number}")):
+            await asyncio.sleep(0)
+            await publish(store, f"acme/m{number}/aws", "1.0.0", sha="abcdefgh"[number])
+
+    await asyncio.gather(*(as_token(number) for number in range(8)))
+    for event in await store.events_after(0, 100):
+        number = event.data["name"][1:]
+        assert event.actor == {"kind": "token", "id": f"tok_{number}", "description": f"writer {number}"}
