@@ -156,6 +156,27 @@ class Providers(DynamoTable):
         *,
         owner: Owner | None = None,
     ) -> bool:
+        event = events.provider_version_deprecated(
+            hostname.lower(), address, version, deprecation.reason, deprecation.replacement
+        )
+        fields = {"deprecation": json.dumps(deprecation.to_json())}
+        return await self._change_live_version(
+            hostname, address, version, owner, "deprecate versions of", fields, event, deprecation.deprecated_at
+        )
+
+    async def _change_live_version(
+        self,
+        hostname: str,
+        address: ProviderAddress,
+        version: str,
+        owner: Owner | None,
+        action: str,
+        fields: dict[str, Any],
+        event: events.EventSpec,
+        when: str,
+    ) -> bool:
+        """Set ``fields`` on a live version with its ``event``, if ``owner`` (None: any) owns the
+        provider and nobody changed the version since it was read; False when it is not live."""
         hostname = hostname.lower()
         provider_key = _provider_key(hostname, address)
         version_key = _provider_version_key(hostname, address, version)
@@ -168,21 +189,16 @@ class Providers(DynamoTable):
                 return _Plan(False)
             current = Owner.parse(provider["owner"])
             if owner is not None and owner != current:
-                raise provider_refusal(
-                    hostname, address, current, owner, "deprecate versions of", source_url=provider.get("source_url")
-                )
+                raise provider_refusal(hostname, address, current, owner, action, source_url=provider.get("source_url"))
             if stored is None or stored.get("revoked_at") is not None:
                 return _Plan(False)
             item = self._tx_update(
                 version_key,
-                set={"deprecation": json.dumps(deprecation.to_json()), "rev": _Raw("#rev + :one")},
+                set={**fields, "rev": _Raw("#rev + :one")},
                 condition="#rev = :rev AND attribute_not_exists(#revoked_at)",
                 values={":rev": int(stored.get("rev", 0)), ":one": 1},
             )
-            event = events.provider_version_deprecated(
-                hostname, address, version, deprecation.reason, deprecation.replacement
-            )
-            return _Plan(True, [item], [event], deprecation.deprecated_at)
+            return _Plan(True, [item], [event], when)
 
         return await self._commit(plan)
 
@@ -214,33 +230,11 @@ class Providers(DynamoTable):
     async def revoke_provider_version(
         self, hostname: str, address: ProviderAddress, version: str, *, owner: Owner | None = None
     ) -> bool:
-        hostname = hostname.lower()
-        provider_key = _provider_key(hostname, address)
-        version_key = _provider_version_key(hostname, address, version)
-
-        async def plan() -> _Plan:
-            provider, stored = await asyncio.gather(
-                self._get(provider_key), self._get(version_key, ("rev", "revoked_at"))
-            )
-            if provider is None:
-                return _Plan(False)
-            current = Owner.parse(provider["owner"])
-            if owner is not None and owner != current:
-                raise provider_refusal(
-                    hostname, address, current, owner, "revoke versions of", source_url=provider.get("source_url")
-                )
-            if stored is None or stored.get("revoked_at") is not None:
-                return _Plan(False)
-            now = now_rfc3339()
-            item = self._tx_update(
-                version_key,
-                set={"revoked_at": now, "rev": _Raw("#rev + :one")},
-                condition="#rev = :rev AND attribute_not_exists(#revoked_at)",
-                values={":rev": int(stored.get("rev", 0)), ":one": 1},
-            )
-            return _Plan(True, [item], [events.provider_version_revoked(hostname, address, version)], now)
-
-        return await self._commit(plan)
+        now = now_rfc3339()
+        event = events.provider_version_revoked(hostname.lower(), address, version)
+        return await self._change_live_version(
+            hostname, address, version, owner, "revoke versions of", {"revoked_at": now}, event, now
+        )
 
     async def delete_provider(self, hostname: str, address: ProviderAddress, *, owner: Owner | None = None) -> list[str]:
         """Up to 97 versions go in one transaction with the provider item and the event; a larger

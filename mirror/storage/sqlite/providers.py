@@ -69,6 +69,21 @@ def _platforms_json(version: ProviderVersion) -> str:
     return json.dumps([item.to_json() for item in version.platforms], separators=(",", ":"))
 
 
+async def _provider_for(
+    conn: aiosqlite.Connection, hostname: str, address: ProviderAddress, owner: Owner | None, action: str
+) -> int | None:
+    """The provider's row id for a change by ``owner`` (None: whoever owns it); None when there is
+    no such provider; NotOwner when another source owns it."""
+    row = await _one(conn, f"SELECT id, owner, source_url FROM providers p WHERE {_PROVIDER_MATCH}", _parts(hostname, address))
+    if row is None:
+        return None
+    provider_id, owner_text, source_url = row
+    current = Owner.parse(owner_text)
+    if owner is not None and owner != current:
+        raise provider_refusal(hostname, address, current, owner, action, source_url=source_url)
+    return provider_id
+
+
 class Providers(SqliteConnection):
     """Signing keys, providers and provider versions."""
 
@@ -205,15 +220,9 @@ class Providers(SqliteConnection):
         self, hostname: str, address: ProviderAddress, version: str, *, owner: Owner | None = None
     ) -> bool:
         async with self._writing() as conn:
-            row = await _one(
-                conn, f"SELECT id, owner, source_url FROM providers p WHERE {_PROVIDER_MATCH}", _parts(hostname, address)
-            )
-            if row is None:
+            provider_id = await _provider_for(conn, hostname, address, owner, "revoke versions of")
+            if provider_id is None:
                 return False
-            provider_id, owner_text, source_url = row
-            current = Owner.parse(owner_text)
-            if owner is not None and owner != current:
-                raise provider_refusal(hostname, address, current, owner, "revoke versions of", source_url=source_url)
             now = now_rfc3339()
             cursor = await conn.execute(
                 "UPDATE provider_versions SET revoked_at = ? WHERE provider_id = ? AND version = ? AND revoked_at IS NULL",
@@ -234,15 +243,9 @@ class Providers(SqliteConnection):
         owner: Owner | None = None,
     ) -> bool:
         async with self._writing() as conn:
-            row = await _one(
-                conn, f"SELECT id, owner, source_url FROM providers p WHERE {_PROVIDER_MATCH}", _parts(hostname, address)
-            )
-            if row is None:
+            provider_id = await _provider_for(conn, hostname, address, owner, "deprecate versions of")
+            if provider_id is None:
                 return False
-            provider_id, owner_text, source_url = row
-            current = Owner.parse(owner_text)
-            if owner is not None and owner != current:
-                raise provider_refusal(hostname, address, current, owner, "deprecate versions of", source_url=source_url)
             cursor = await conn.execute(
                 "UPDATE provider_versions SET deprecation = ? WHERE provider_id = ? AND version = ? AND revoked_at IS NULL",
                 (json.dumps(deprecation.to_json()), provider_id, version),
@@ -257,15 +260,9 @@ class Providers(SqliteConnection):
 
     async def delete_provider(self, hostname: str, address: ProviderAddress, *, owner: Owner | None = None) -> list[str]:
         async with self._writing() as conn:
-            row = await _one(
-                conn, f"SELECT id, owner, source_url FROM providers p WHERE {_PROVIDER_MATCH}", _parts(hostname, address)
-            )
-            if row is None:
+            provider_id = await _provider_for(conn, hostname, address, owner, "delete")
+            if provider_id is None:
                 return []
-            provider_id, owner_text, source_url = row
-            current = Owner.parse(owner_text)
-            if owner is not None and owner != current:
-                raise provider_refusal(hostname, address, current, owner, "delete", source_url=source_url)
             async with conn.execute("SELECT platforms FROM provider_versions WHERE provider_id = ?", (provider_id,)) as cur:
                 stored = [ProviderPlatformFile.from_json(item) for (text,) in await cur.fetchall() for item in json.loads(text)]
             await conn.execute("DELETE FROM provider_versions WHERE provider_id = ?", (provider_id,))
