@@ -100,6 +100,37 @@ def _acting_as_cli() -> None:
         set_actor(CLI)
 
 
+async def registry_request(
+    registry: str, token: str, method: str, path: str, body: Any = None, *, refused: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    """One JSON request to the registry's API with the bearer ``token``: its answer (``{}`` for a
+    204). Failures are one readable MirrorError: the registry out of reach, or a refusal as
+    ``"{refused} (STATUS): the registry's own errors"``."""
+    import asyncio
+
+    import aiohttp
+
+    url = registry.rstrip("/") + path
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.request(method, url, json=body, headers=headers) as response:
+                status, reason = response.status, response.reason
+                try:
+                    answer = await response.json(content_type=None) if status != 204 else {}
+                except ValueError:
+                    answer = None
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        raise MirrorError(f"cannot reach the registry at {registry}: {exc or type(exc).__name__}") from None
+    if status >= 400:
+        errors = answer.get("errors") if isinstance(answer, dict) else None
+        message = "; ".join(str(e) for e in errors) if errors else reason
+        raise MirrorError(f"{refused} ({status}): {message}")
+    if not isinstance(answer, dict):
+        raise MirrorError(f"unexpected answer from {url} (is {registry} a mirror registry?)")
+    return answer
+
+
 def print_table(rows: list[tuple[str, ...]]) -> None:
     """Columns padded to their widest cell; the last one, free text, is not padded."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

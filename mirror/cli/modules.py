@@ -14,15 +14,12 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
-from mirror.cli.common import REGISTRY_HELP, UsageError, remote
+from mirror.cli.common import REGISTRY_HELP, UsageError, registry_request, remote
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.provenance import Owner
 from mirror.domain.errors import MirrorError
 from mirror.domain.versions import normalize
 
-TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -158,24 +155,9 @@ async def _call(args: argparse.Namespace, method: str, body: dict[str, Any] | No
 
 
 async def _request(args: argparse.Namespace, method: str, tail: str, body: dict[str, Any] | None, needs: str) -> Any:
-    """The module's API URL plus ``tail``; the decoded answer (None when it has no body)."""
+    """The module's API URL plus ``tail``; the decoded answer (``{}`` when it has no body)."""
     address = _address(args)
     registry, token = remote(args, needs)
     parts = (address.namespace, address.name, address.provider)
-    url = registry.rstrip("/") + "/api/v1/modules/" + "/".join(quote(p, safe="") for p in parts) + tail
-    try:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-            async with session.request(
-                method, url, json=body, headers={"Authorization": f"Bearer {token}"}
-            ) as response:
-                try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
-                    answer = {}
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise MirrorError(f"cannot reach the registry at {registry}: {exc or 'timed out'}") from None
-    if response.status >= 400:
-        errors = answer.get("errors") if isinstance(answer, dict) else None
-        message = "; ".join(str(e) for e in errors) if errors else response.reason
-        raise MirrorError(f"the registry refused ({response.status}): {message}")
-    return answer
+    path = "/api/v1/modules/" + "/".join(quote(p, safe="") for p in parts) + tail
+    return await registry_request(registry, token, method, path, body, refused="the registry refused")

@@ -27,10 +27,9 @@ from urllib.parse import quote
 import aiohttp
 from tqdm import tqdm
 
-from mirror.cli.common import REGISTRY_HELP, UsageError, print_table, remote
+from mirror.cli.common import REGISTRY_HELP, UsageError, print_table, registry_request, remote
 from mirror.domain.errors import MirrorError
 
-TIMEOUT = aiohttp.ClientTimeout(total=30)
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)
 CHUNK = 256 * 1024
 
@@ -151,17 +150,7 @@ async def _call(
 ) -> dict[str, Any]:
     needs = needs or ("read scope" if method == "GET" else "the admin scope on the namespace")
     registry, token = remote(args, needs)
-    url = registry.rstrip("/") + path
-    try:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-            async with session.request(
-                method, url, json=body, headers={"Authorization": f"Bearer {token}"}
-            ) as response:
-                answer = await _json(response)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise MirrorError(f"cannot reach the registry at {registry}: {exc or type(exc).__name__}") from None
-    _raise_for(response, answer, "the request")
-    return answer
+    return await registry_request(registry, token, method, path, body, refused="the registry refused the request")
 
 
 def _raise_for(response: aiohttp.ClientResponse, answer: Any, what: str) -> None:

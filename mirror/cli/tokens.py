@@ -17,7 +17,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from mirror.cli.common import UsageError, config_of, print_table, remote, with_store
+from mirror.cli.common import UsageError, config_of, print_table, registry_request, remote, with_store
 from mirror.domain.errors import MirrorError
 
 REQUEST_TIMEOUT = 30.0
@@ -162,24 +162,6 @@ def _field(answer: dict[str, Any], key: str, kind: type, registry: str) -> Any:
 
 async def _call(registry: str, token: str, method: str, path: str, body: Any, doing: str) -> dict[str, Any]:
     """One request to the tokens API; MirrorError with the registry's own message when refused."""
-    import aiohttp
-
-    url = registry.rstrip("/") + path
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
-            async with session.request(method, url, json=body, headers=headers) as response:
-                status, reason = response.status, response.reason
-                try:
-                    answer = await response.json(content_type=None) if status != 204 else {}
-                except ValueError:
-                    answer = None
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-        raise MirrorError(f"cannot reach the registry at {registry}: {exc or type(exc).__name__}") from None
-    if status >= 400:
-        errors = answer.get("errors") if isinstance(answer, dict) else None
-        message = "; ".join(str(e) for e in errors) if errors else reason
-        raise MirrorError(f"the registry refused to {doing} ({status}): {message}")
-    if not isinstance(answer, dict):
-        raise MirrorError(f"unexpected answer from {url} (is {registry} a mirror registry?)")
-    return answer
+    return await registry_request(
+        registry, token, method, path, body, refused=f"the registry refused to {doing}", timeout=REQUEST_TIMEOUT
+    )
