@@ -69,6 +69,12 @@ class TokenRecord:
     created_by: str = ""
     #: when it was last used, coarsely (not written on every request)
     last_used_at: str | None = None
+    #: a signed-in person's session (``mirror.domain.sessions.principal``): every (namespace,
+    #: scope) grant the person holds, which then stand in for ``namespace`` and ``scope``; None for
+    #: API tokens
+    grants: tuple[tuple[str, Scope], ...] | None = None
+    #: the signed-in person (their e-mail, user name or subject) for a session; "" for API tokens
+    person: str = ""
 
 
 @dataclass(frozen=True, slots=True)

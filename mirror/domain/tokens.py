@@ -29,10 +29,35 @@ def scope_allows(granted: Scope, needed: Scope) -> bool:
     return _RANK[granted] >= _RANK[needed]
 
 
-def token_allows(record: TokenRecord, namespace: str | None, needed: Scope) -> bool:
-    """Does the token grant ``needed`` on ``namespace`` (None: any namespace will do)?"""
-    if record.revoked_at is not None or not scope_allows(record.scope, needed):
+def grants_of(record: TokenRecord) -> tuple[tuple[str, Scope], ...]:
+    """Every (namespace or ``*``, scope) the record holds: a token its one, a session its person's."""
+    return record.grants if record.grants is not None else ((record.namespace, record.scope),)
+
+
+def _grant_allows(granted_namespace: str, granted: Scope, namespace: str | None, needed: Scope) -> bool:
+    if not scope_allows(granted, needed):
         return False
-    if record.namespace == "*" or namespace is None:
-        return True
-    return record.namespace.lower() == namespace.lower()
+    return granted_namespace == "*" or namespace is None or granted_namespace.lower() == namespace.lower()
+
+
+def token_allows(record: TokenRecord, namespace: str | None, needed: Scope) -> bool:
+    """Does the token (or session) grant ``needed`` on ``namespace`` (None: any namespace will do)?"""
+    if record.revoked_at is not None:
+        return False
+    return any(_grant_allows(ns, scope, namespace, needed) for ns, scope in grants_of(record))
+
+
+def readable_namespaces(record: TokenRecord, needed: Scope = "read") -> frozenset[str] | None:
+    """The namespaces (lower case) the record grants ``needed`` on; None when it is every one."""
+    found: set[str] = set()
+    for ns, scope in grants_of(record):
+        if scope_allows(scope, needed):
+            if ns == "*":
+                return None
+            found.add(ns.lower())
+    return frozenset(found)
+
+
+def is_registry_admin(record: TokenRecord) -> bool:
+    """Admin on every namespace (``*``/admin)."""
+    return any(ns == "*" and scope == "admin" for ns, scope in grants_of(record))

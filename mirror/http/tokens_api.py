@@ -16,7 +16,7 @@ from mirror.http.common import authorize
 from mirror.http.keys import AUTH, CONFIG, STORE
 from mirror.http.models.base import read_json_object, validate
 from mirror.http.models.tokens import NewToken
-from mirror.services.tokens import check_grant, create_token, granted_expiry, may_manage, token_to_json
+from mirror.services.tokens import check_grant, create_token, creator_of, granted_expiry, may_manage, token_to_json
 
 _ID = r"{id:[A-Za-z0-9_-]{1,64}}"
 #: the largest body read: a namespace, a scope, a description of 256 characters and a number
@@ -46,7 +46,7 @@ async def create(request: web.Request) -> web.Response:
     )
     record, secret = await create_token(
         request.app[STORE], body.namespace, body.scope, body.description,
-        expires_in=lifetime, created_by=caller.id, now=now,
+        expires_in=lifetime, created_by=creator_of(caller), now=now,
     )  # fmt: skip
     answer = token_to_json(record, now, {caller.id: caller}) | {"secret": secret}
     return web.json_response({"token": answer}, status=201, headers={"Cache-Control": "no-store"})

@@ -33,9 +33,9 @@ from mirror.domain.addresses import valid_namespace
 from mirror.domain.errors import BadRequest, Forbidden, MirrorError, StorageUnavailable
 from mirror.domain.models import SCOPES, Scope, TokenRecord
 from mirror.domain.timeutil import rfc3339
-from mirror.domain.tokens import hash_token, new_token
+from mirror.domain.tokens import grants_of, hash_token, new_token
 from mirror.storage.protocols import SettingsStore, TokenStore
-from mirror.services.tokens import check_grant, granted_expiry, state_of, timestamp
+from mirror.services.tokens import check_grant, creator_of, granted_expiry, state_of, timestamp
 
 CLIENT_ID = "terraform-cli"
 #: the loopback ports Terraform may listen on: it picks one in [first, last)
@@ -141,8 +141,9 @@ def check_authorize(params: Mapping[str, str]) -> AuthorizeRequest:
 
 def check_choice(creator: TokenRecord, namespace: str, scope: str) -> tuple[str, Scope]:
     """The grant a person chose, within the signing-in token's; BadRequest or Forbidden."""
-    namespace = namespace.strip() or creator.namespace
-    scope = scope.strip() or creator.scope
+    first_namespace, first_scope = grants_of(creator)[0] if grants_of(creator) else ("", "read")
+    namespace = namespace.strip() or first_namespace
+    scope = scope.strip() or first_scope
     if scope not in SCOPES:
         raise BadRequest(f"scope must be one of {', '.join(SCOPES)}")
     if namespace != "*" and not valid_namespace(namespace):
@@ -262,7 +263,7 @@ async def exchange(
         created_at=rfc3339(when),
         description=f"terraform login {rfc3339(when)[:10]}",
         expires_at=None if lifetime is None else rfc3339(math.ceil(when + lifetime)),
-        created_by=creator.id,
+        created_by=creator_of(creator),
     )
     try:
         await store.create_token(record)

@@ -18,7 +18,7 @@ from typing import Any
 from mirror.domain.errors import BadRequest, Forbidden
 from mirror.domain.models import Scope, TokenRecord
 from mirror.domain.timeutil import rfc3339
-from mirror.domain.tokens import hash_token, new_token, scope_allows
+from mirror.domain.tokens import hash_token, is_registry_admin, new_token, readable_namespaces, scope_allows, token_allows
 from mirror.storage.protocols import TokenStore
 
 #: the longest expiry a request may ask for whatever the config allows (a timestamp stays valid)
@@ -63,8 +63,10 @@ def expires_at_of(record: TokenRecord) -> float | None:
     return None if record.expires_at is None else timestamp(record.expires_at)
 
 
-def is_registry_admin(record: TokenRecord) -> bool:
-    return record.namespace == "*" and record.scope == "admin"
+def creator_of(record: TokenRecord) -> str:
+    """What a token made by ``record`` records as ``created_by``: a signed-in person (the same
+    through all their sessions), else the token's id."""
+    return record.person or record.id
 
 
 def state_of(record: TokenRecord, now: float) -> str:
@@ -96,7 +98,7 @@ def granted_expiry(
             raise BadRequest(f"expires_in may be at most {max_seconds} seconds ([auth] token_max_expiry_seconds)")
     lifetime: float | None = asked if asked is not None else (default_seconds or None)
     creator_expires = expires_at_of(creator)
-    if creator_expires is None or is_registry_admin(creator):
+    if creator_expires is None or is_registry_admin(creator) or creator.person:  # a session's end is not a cap
         return lifetime
     remaining = creator_expires - now
     if lifetime is None or lifetime > remaining:
@@ -110,22 +112,19 @@ def check_grant(creator: TokenRecord, namespace: str, scope: Scope) -> None:
     """Raise Forbidden unless ``creator`` may make a ``scope`` token on ``namespace`` (or ``*``)."""
     if is_registry_admin(creator):
         return
-    if creator.namespace != "*" and creator.namespace.lower() != namespace.lower():
+    if namespace == "*" and readable_namespaces(creator, scope) is not None or not token_allows(
+        creator, None if namespace == "*" else namespace, scope
+    ):
+        who = f"person {creator.person!r}" if creator.person else f"a {creator.scope!r} token on namespace {creator.namespace!r}"
         where = "every namespace ('*')" if namespace == "*" else f"namespace {namespace!r}"
-        raise Forbidden(f"a token on namespace {creator.namespace!r} cannot make one for {where}")
-    if not scope_allows(creator.scope, scope):
-        raise Forbidden(f"a {creator.scope!r} token cannot make a {scope!r} token (read < publish < admin)")
+        raise Forbidden(f"{who} cannot make a {scope!r} token for {where} (read < publish < admin)")
 
 
 def may_manage(viewer: TokenRecord, record: TokenRecord) -> bool:
     """May ``viewer`` see and revoke ``record``?"""
-    if is_registry_admin(viewer) or record.id == viewer.id or record.created_by == viewer.id:
+    if is_registry_admin(viewer) or record.id == viewer.id or record.created_by == creator_of(viewer):
         return True
-    return (
-        viewer.scope == "admin"
-        and viewer.namespace != "*"
-        and record.namespace.lower() == viewer.namespace.lower()
-    )
+    return record.namespace != "*" and token_allows(viewer, record.namespace, "admin")
 
 
 def token_to_json(record: TokenRecord, now: float, creators: dict[str, TokenRecord]) -> dict[str, Any]:

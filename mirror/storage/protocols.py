@@ -24,6 +24,7 @@ from mirror.domain.provider_records import (
     ProviderVersion,
 )
 from mirror.domain.providers import ProviderAddress
+from mirror.domain.sessions import SessionRecord
 from mirror.domain.models import (
     Consumer,
     DeliveryFailure,
@@ -162,6 +163,27 @@ class TokenStore(Protocol):
     async def touch_token(self, token_id: str, when: str) -> bool:
         """Record ``when`` (RFC 3339) as the token's last use; False when the token is unknown or
         a later use is already recorded. Called coarsely (not per request) by the Authenticator."""
+
+
+class SessionStore(Protocol):
+    """Signed-in people's server-side sessions (``mirror.domain.sessions``)."""
+
+    async def create_session(self, record: SessionRecord) -> None:
+        """Store a new session (its id and secret hash are new; Conflict when either is taken)."""
+
+    async def find_session(self, secret_hash: str) -> SessionRecord | None:
+        """The session whose secret hashes to ``secret_hash``, revoked or expired ones included."""
+
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        """Every stored session, oldest first (ended ones until they are purged)."""
+
+    async def revoke_session(self, session_id: str, when: str) -> bool:
+        """Mark the session revoked at ``when`` (RFC 3339); False when it is unknown or already revoked."""
+
+    async def purge_sessions(self, before: str) -> int:
+        """Remove the sessions that expired or were revoked before ``before``; how many went."""
 
 
 class EventReader(Protocol):
@@ -386,6 +408,7 @@ class MetadataStore(
     InstallationStore,
     JobStore,
     TokenStore,
+    SessionStore,
     EventReader,
     ConsumerStore,
     WebhookStore,
