@@ -211,6 +211,25 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN actor TEXT;
     """,
+    # Signed-in people's sessions (mirror.domain.sessions): the cookie secret's SHA-256, who the
+    # person is, their grants as JSON ([[namespace, scope], ...]). Purge deletes the ones that
+    # expired or were revoked before a time: an index for each (the revoked ones are few).
+    """
+    CREATE TABLE sessions (
+        id          TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL UNIQUE,
+        issuer      TEXT NOT NULL,
+        subject     TEXT NOT NULL,
+        person      TEXT NOT NULL,
+        name        TEXT NOT NULL DEFAULT '',
+        grants      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        revoked_at  TEXT
+    );
+    CREATE INDEX sessions_expires ON sessions (expires_at);
+    CREATE INDEX sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
+    """,
 )
 
 
