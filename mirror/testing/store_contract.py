@@ -45,6 +45,7 @@ SUITES = (
     "mirror.testing.store_suite.publishing",
     "mirror.testing.store_suite.admin",
     "mirror.testing.store_suite.records",
+    "mirror.testing.store_suite.sessions",
     "mirror.testing.store_suite.jobs",
     "mirror.testing.store_suite.providers",
 )
