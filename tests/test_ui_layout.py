@@ -240,6 +240,7 @@ def test_every_page_fits_the_width_follows_the_color_scheme_and_passes_axe(
             "provider page": (f"/providers/{PROVIDER}", "acme/example"),
             "deprecated provider version": (f"/providers/{PROVIDER}/1.0.0", "acme/example"),
             "404 page": ("/modules/acme/no-such/aws", "Not Found"),
+            "tokens page": ("/tokens", "Tokens"),
         }
         for name, (path, heading) in pages.items():
             page.goto(path)

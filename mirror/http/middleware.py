@@ -1,6 +1,10 @@
 """What wraps every request: a request id, one log line per request, its count and duration for
 ``/metrics``, and ``{"errors": [...]}`` for every error (ours, aiohttp's own 404/405/413, and
-anything unexpected, which is a 500 and logged with its traceback)."""
+anything unexpected, which is a 500 and logged with its traceback).
+
+A browser asking for a path no route matches (its ``Accept`` prefers ``text/html``, and the path
+is not one of the API's or Terraform's) gets the web UI's HTML error page instead, with the UI's
+security headers; every other client keeps the JSON shape."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Iterable
+from http import HTTPStatus
 
 import structlog
 from aiohttp import hdrs, web
@@ -17,10 +22,13 @@ from aiohttp.typedefs import Handler
 from mirror.domain.errors import MirrorError
 from mirror.http.access_log import REQUEST_ID, AccessLog, structlog_access_log
 from mirror.http.telemetry import UNMATCHED, HttpMetrics
+from mirror.http.ui.pages import SECURITY_HEADERS, Templates
 
 log = structlog.get_logger("mirror.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+#: paths that only programs read: an unmatched one is answered in JSON whatever ``Accept`` says
+API_PREFIXES = ("/v1/", "/api/", "/.well-known/", "/oauth/token")
 
 
 class RequestIds:
@@ -131,9 +139,52 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     for resource in request.app.router.resources():
         if resource.name != FALLBACK_ROUTE:
             allowed |= (await resource.resolve(request))[1]
+    if wants_html(request):
+        if allowed:
+            response = _html_error(request, 405, f"This page does not take {request.method} requests.")
+            response.headers["Allow"] = ",".join(sorted(allowed))
+            return response
+        return _html_error(request, 404, "There is no page at this address.")
     if allowed:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise web.HTTPNotFound()
+
+
+def wants_html(request: web.Request) -> bool:
+    """A browser's request: ``Accept`` names ``text/html`` at least as high as JSON, for a path
+    outside the API's and Terraform's."""
+    if request.path.startswith(API_PREFIXES) or request.path in ("/v1", "/api"):
+        return False
+    html, json = 0.0, 0.0
+    for part in request.headers.get(hdrs.ACCEPT, "").split(","):
+        kind, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if kind.lower() == "text/html":
+            html = max(html, quality)
+        elif kind.lower() == "application/json":
+            json = max(json, quality)
+    return html > 0 and html >= json
+
+
+@functools.cache
+def _templates() -> Templates:
+    return Templates()
+
+
+def _html_error(request: web.Request, status: int, message: str) -> web.Response:
+    """The UI's error page (``error.html``, no script of its own) with its security headers."""
+    response = _templates().render(
+        request, "error.html", status=status, status_code=status, reason=HTTPStatus(status).phrase, message=message
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 def _mirror_error(exc: MirrorError) -> web.Response:

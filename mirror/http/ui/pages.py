@@ -43,6 +43,7 @@ from mirror.http.ui import module_page, session
 from mirror.http.ui.namespace_pages import NamespacePages, namespace_url
 from mirror.http.ui.provider_pages import ProviderPages
 from mirror.http.ui.readme import markdown_renderer, render_readme
+from mirror.http.ui.token_pages import TokenPages
 from mirror.http.ui.usage import source_address, usage_snippet
 
 log = structlog.get_logger("mirror.web")
@@ -151,6 +152,7 @@ class Pages:
             web.get("/modules/{namespace}/{name}/{provider}/{version}", page(self.module)),
             *ProviderPages(self._templates.render).routes(page),
             *NamespacePages(self._templates.render).routes(page),
+            *TokenPages(self._templates.render).routes(page),
             web.get(session.LOGIN_PATH, page(self.login_form)),
             web.post(session.LOGIN_PATH, page(self.login)),
             web.post("/logout", page(self.logout)),
