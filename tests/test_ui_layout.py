@@ -231,7 +231,7 @@ def test_every_page_fits_the_width_follows_the_color_scheme_and_passes_axe(
                 f"module {tab} tab": (f"/modules/{tab_module}?tab={tab}", "acme/")
                 for tab, tab_module in (
                     ("inputs", LONG), ("outputs", LONG), ("dependencies", NETWORK), ("resources", NETWORK),
-                    ("submodules", NETWORK), ("versions", NETWORK),
+                    ("submodules", NETWORK), ("versions", NETWORK), ("history", NETWORK),
                 )
             },  # fmt: skip
             "older deprecated version, picker open": (f"/modules/{NETWORK}/1.0.0", "acme/network/aws"),

@@ -80,6 +80,7 @@ async def test_tabs_carry_their_counts_and_each_is_its_own_url(registry, tmp_pat
         f"{BASE}?tab=resources": "Resources 2",
         f"{BASE}?tab=submodules": "Submodules 1",
         f"{BASE}?tab=versions": "Versions 4",
+        f"{BASE}?tab=history": "History",
     }
     assert 'id="readme"' in page and "Builds a network with subnets." in page
     assert 'id="inputs"' not in page  # one tab at a time

@@ -9,7 +9,8 @@ Filters: ``actor`` (a kind, or a token id, delivery, job, host or bundle file), 
 (``data.namespace``, case-insensitive), ``since``/``until`` (RFC 3339, on ``occurred_at``, both
 ends included). One request reads at most ``MAX_SCAN`` events from the store, so a page may hold
 fewer than ``limit`` changes, even none: ``next_after`` is the last serial read, to pass as
-``after`` next time; ``next_after >= latest`` means everything was read.
+``after`` next time; ``next_after >= latest`` means everything was read. The scan is
+``mirror.services.audit.scan_events``, which a module page's History tab reads the log with too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mirror.domain.models import Event
 from mirror.http.keys import AUTH, STORE
 from mirror.http.models.audit import MAX_LIMIT, MAX_SCAN, AuditQuery, parse_time
 from mirror.http.models.base import parse_query
+from mirror.services.audit import scan_events
 from mirror.services.auth import authorization_header
 
 
@@ -36,28 +38,18 @@ async def list_changes(request: web.Request) -> web.Response:
     own = None if record.namespace == "*" else record.namespace
     auth.check(record, query.namespace or own or "*", "read")  # another namespace than a token's own: 403
     wanted = query.namespace or own
-    store = request.app[STORE]
-    latest = await store.latest_serial()
     match = _Filter(
         query.actor,
         wanted.lower() if wanted else None,
         parse_time(query.since, "since") if query.since else None,
         parse_time(query.until, "until") if query.until else None,
     )
-    found: list[Event] = []
-    cursor, scanned = query.after, 0
-    while scanned < MAX_SCAN and len(found) < query.limit:
-        page = await store.events_after(cursor, min(MAX_LIMIT, MAX_SCAN - scanned))
-        for event in page:
-            cursor = event.serial
-            if match(event):
-                found.append(event)
-                if len(found) == query.limit:
-                    break
-        scanned += len(page)
-        if not page or cursor >= latest:
-            break
-    return web.json_response({"events": [e.to_json() for e in found], "next_after": cursor, "latest": latest})
+    scan = await scan_events(
+        request.app[STORE], query.after, match, limit=query.limit, max_scan=MAX_SCAN, page_size=MAX_LIMIT
+    )
+    return web.json_response(
+        {"events": [e.to_json() for e in scan.events], "next_after": scan.next_after, "latest": scan.latest}
+    )
 
 
 class _Filter:

@@ -144,6 +144,10 @@ class ModuleBrowser(Protocol):
     async def add_downloads(self, counts: Mapping[tuple[ModuleAddress, str], int]) -> None:
         """Add ``counts`` (per module and normalized version) to the stored totals in one write."""
 
+    async def version_downloads(self, address: ModuleAddress) -> dict[str, int]:
+        """The stored download count of each of the module's versions (revoked ones included; 0
+        for none yet), by normalized version; {} for an unknown module."""
+
 
 class ModulePublisher(Protocol):
     """Write side: a version and its events go in one transaction."""

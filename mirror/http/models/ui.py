@@ -70,7 +70,7 @@ class ProviderIndexQuery(Request):
 
 
 #: a module page's tabs (``mirror.http.ui.module_page.TABS``)
-ModuleTab = Literal["readme", "inputs", "outputs", "dependencies", "resources", "submodules", "versions"]
+ModuleTab = Literal["readme", "inputs", "outputs", "dependencies", "resources", "submodules", "versions", "history"]
 MODULE_TABS: tuple[str, ...] = get_args(ModuleTab)
 
 
@@ -123,9 +123,20 @@ _TO_LOGIN = {
 _PROVIDER_PAGE = "A provider's page: versions with their dates and platforms, required_providers and network mirror snippets"
 _MODULE_PAGE = (
     "A module's page: tabs with counts (Readme, Inputs, Outputs, Dependencies, Resources, Submodules, "
-    "Versions), a version picker, banners on an older or deprecated version, source, owner, downloads, "
-    "usage snippet"
+    "Versions with each version's downloads and the lifecycle forms the reader may use; History, the module's "
+    "changes with who made them), a version picker, banners on an older or deprecated version, source, owner, "
+    "downloads, usage snippet"
 )
+
+_LIFECYCLE_DONE = {
+    303: {"description": "Done: to the page that shows the change", "headers": {"Location": {"schema": {"type": "string"}}}}
+}
+
+
+def _form(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "properties": properties}}}}  # fmt: skip
+
 
 UI_ROUTES: list[Route] = [
     Route("get", "/", "uiIndex", "The module list, with search and a provider filter", "ui", _UI_NOTE,
@@ -137,6 +148,19 @@ UI_ROUTES: list[Route] = [
     Route("get", "/modules/{namespace}/{name}/{provider}/{version}", "uiModuleVersion", _MODULE_PAGE, "ui", _UI_NOTE,
           security=PAGE_SECURITY, params=(*MODULE, "version"), query=ModuleQuery,
           responses={200: html("The module page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),
+    Route("post", "/modules/{namespace}/{name}/{provider}/{version}/deprecate", "uiDeprecateModuleVersion",
+          "The Versions tab's deprecate form (publish scope as uploads, else admin): to the version's page", "ui",
+          _UI_NOTE, security=PAGE_SECURITY, params=(*MODULE, "version"), body=_form({"reason": {"type": "string"},
+                                                                                   "replacement": {"type": "string"}}),
+          responses={**_LIFECYCLE_DONE, **_TO_LOGIN, **html_errors(400, 403, 404, 409, 413)}),
+    Route("post", "/modules/{namespace}/{name}/{provider}/{version}/revoke", "uiRevokeModuleVersion",
+          "The Versions tab's revoke form (`confirm=yes`, a ticked box; else a 400 page asks again)", "ui",
+          _UI_NOTE, security=PAGE_SECURITY, params=(*MODULE, "version"), body=_form({"confirm": {"type": "string"}}),
+          responses={**_LIFECYCLE_DONE, **_TO_LOGIN, **html_errors(400, 403, 404, 409, 413)}),
+    Route("post", "/modules/{namespace}/{name}/{provider}/delete", "uiDeleteModule",
+          "The Versions tab's delete form (admin scope; `confirm` is the module's name typed again)", "ui",
+          _UI_NOTE, security=PAGE_SECURITY, params=MODULE, body=_form({"confirm": {"type": "string"}}),
+          responses={**_LIFECYCLE_DONE, **_TO_LOGIN, **html_errors(400, 403, 404, 409, 413)}),
     Route("get", "/namespaces/{namespace}", "uiNamespace", "A namespace's modules and providers", "ui", _UI_NOTE,
           security=PAGE_SECURITY, params=("namespace",), query=NamespaceQuery,
           responses={200: html("The namespace page"), **_TO_LOGIN, **html_errors(400, 403, 404)}),

@@ -40,6 +40,7 @@ from mirror.http.models.base import parse_query
 from mirror.http.models.ui import IndexQuery, ModuleQuery
 from mirror.http.module_views import detail_body, find_modules, visible_namespace
 from mirror.http.ui import module_page, session
+from mirror.http.ui.lifecycle_pages import LifecyclePages
 from mirror.http.ui.namespace_pages import NamespacePages, namespace_url
 from mirror.http.ui.provider_pages import ProviderPages
 from mirror.http.ui.readme import markdown_renderer, render_readme
@@ -152,6 +153,7 @@ class Pages:
             web.get("/modules/{namespace}/{name}/{provider}/{version}", page(self.module)),
             *ProviderPages(self._templates.render).routes(page),
             *NamespacePages(self._templates.render).routes(page),
+            *LifecyclePages(self._templates.render).routes(page),
             *TokenPages(self._templates.render).routes(page),
             web.get(session.LOGIN_PATH, page(self.login_form)),
             web.post(session.LOGIN_PATH, page(self.login)),
@@ -267,6 +269,7 @@ class Pages:
                 lambda target, v: module_url(target.namespace, target.name, target.provider, v),
             ),  # fmt: skip
             owner=record.owner.describe(record.source_url) if record else "",
+            **await module_page.extras(request, authorization, address, query.tab, record),
             readme=render_readme(self._markdown, found.readme if found else None) if query.tab == "readme" else "",
             usage=usage_snippet(host, address, version),
             source_of_submodule=functools.partial(source_address, host, address),

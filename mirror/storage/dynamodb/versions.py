@@ -42,6 +42,9 @@ from mirror.storage.dynamodb.items import (
 )
 from mirror.storage.dynamodb.table import _ConditionFailed, _Plan, DynamoTable
 
+#: what ``version_downloads`` reads of each version
+_DOWNLOAD_FIELDS = ("version", "downloads")
+
 
 class Versions(DynamoTable):
     """Modules' versions: the protocol's reads, publishing, browsing and download counts."""
@@ -219,6 +222,11 @@ class Versions(DynamoTable):
             async with aclosing(source):
                 async for page in source:
                     yield page
+
+    async def version_downloads(self, address: ModuleAddress) -> dict[str, int]:
+        """One query of the module's version prefix, reading two fields of each version."""
+        items = await self._query(_ns_pk(address.namespace), prefix=_version_prefix(address), fields=_DOWNLOAD_FIELDS)
+        return {item["version"]: int(item.get("downloads", 0)) for item in items}
 
     async def add_downloads(self, counts: Mapping[tuple[ModuleAddress, str], int]) -> None:
         """Add counted downloads to their versions and modules (``ADD``: replicas never lose counts)."""

@@ -198,6 +198,13 @@ class Versions(SqliteConnection):
         )
         return [_summary_from_row(row) for row in rows[:limit]], len(rows) > limit
 
+    async def version_downloads(self, address: ModuleAddress) -> dict[str, int]:
+        rows = await self._fetchall(
+            f"SELECT v.version, v.downloads FROM versions v JOIN modules m ON m.id = v.module_id WHERE {_MODULE_MATCH}",
+            _parts(address),
+        )
+        return {version: downloads for version, downloads in rows}
+
     async def add_downloads(self, counts: Mapping[tuple[ModuleAddress, str], int]) -> None:
         """Add counted downloads to their versions, in one write transaction."""
         if not counts:

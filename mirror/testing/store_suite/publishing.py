@@ -288,3 +288,17 @@ async def test_downloads_add_up_per_version_and_module(browsing: MetadataStore):
     assert await browsing.get_version(addr("nobody/x/aws"), "1.0.0") is None  # counting made nothing up
     await browsing.revoke_version(network, "1.0.0")  # revoked versions' downloads still count
     assert (await browsing.latest_versions(namespace="acme", name="network", provider="aws"))[0].downloads == 6
+
+
+async def test_downloads_read_back_per_version(browsing: MetadataStore):
+    network = addr("acme/network/aws")
+    assert await browsing.version_downloads(network) == {"1.0.0": 0, "1.10.0": 0, "1.2.0": 0, "2.0.0-beta.1": 0}
+    await browsing.add_downloads({(network, "1.10.0"): 3, (network, "1.0.0"): 2, (addr("beta/vpc/aws"), "2.0.0"): 1})
+    await browsing.add_downloads({(network, "1.10.0"): 1, (network, "9.9.9"): 4})
+    assert await browsing.version_downloads(network) == {"1.0.0": 2, "1.10.0": 4, "1.2.0": 0, "2.0.0-beta.1": 0}
+    assert await browsing.version_downloads(addr("ACME/Network/aws")) == await browsing.version_downloads(network)
+    assert await browsing.version_downloads(addr("beta/vpc/aws")) == {"2.0.0": 1}
+    assert await browsing.version_downloads(addr("acme/network/google")) == {"0.1.0": 0}  # another provider's own
+    assert await browsing.version_downloads(addr("nobody/x/aws")) == {}
+    await browsing.revoke_version(network, "1.0.0")  # a revoked version keeps its count
+    assert (await browsing.version_downloads(network))["1.0.0"] == 2
