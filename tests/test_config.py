@@ -119,8 +119,42 @@ def test_the_reference_documents_every_key():
         for key, info in model.__pydantic_fields__.items():
             assert info.description, (section, key)
             assert f"| `{key}` |" in page, (section, key)
-            if (section, key) != ("webhooks", "subscriptions"):  # an array of tables is written in the file
+            if (section, key) not in {("webhooks", "subscriptions"), ("oidc", "grants")}:  # arrays of tables: in the file
                 assert f"`MIRROR_{section.upper()}_{key.upper()}`" in page, (section, key)
     for key, info in UpstreamConfig.__pydantic_fields__.items():
         assert info.description and f"| `{key}` |" in page, key
     assert "## `[[upstreams]]`" in page and "## `[plugins.NAME]`" in page
+
+
+def test_oidc_sign_in_is_checked_as_a_whole(tmp_path: Path):
+    good = (
+        "[server]\npublic_url = 'https://registry.example.com'\n"
+        "[oidc]\nissuer = 'https://idp.example.com/realms/x'\nclient_id = 'mirror'\n"
+        "[[oidc.grants]]\ngroup = 'platform'\nnamespace = 'platform'\nscope = 'publish'\n"
+        "[[oidc.grants]]\nclaim = 'realm_access.roles'\nvalue = 'admin'\nnamespace = '*'\nscope = 'admin'\n"
+    )
+    (tmp_path / "good.toml").write_text(good)
+    config = load_config(tmp_path / "good.toml", {"MIRROR_OIDC_CLIENT_SECRET": "from-the-env"})
+    assert config.oidc.enabled and config.oidc.client_secret == "from-the-env"
+    assert config.oidc.scopes == ("openid", "profile", "email") and len(config.oidc.grants) == 2
+    found = problems(
+        "[oidc]\nissuer = 'http://idp.example.com'\nscopes = ['email']\nsession_seconds = 10\n"
+        "[[oidc.grants]]\ngroup = 'x'\nnamespace = 'not valid!'\n",
+        tmp_path,
+    )
+    text = "\n".join(found)
+    for fragment in (
+        "[oidc] issuer must be an https URL",
+        "[oidc] client_id is required",
+        'scopes must include "openid"',
+        "session_seconds must be between 300",
+        "needs [server] public_url",
+        "[[oidc.grants]] #1: namespace must be",
+    ):
+        assert fragment in text, (fragment, found)
+    assert problems("[oidc]\nclient_id = 'x'\n", tmp_path) == [
+        "[oidc] issuer is required when client_id or [[oidc.grants]] is set"
+    ]
+    loopback = "[server]\npublic_url = 'http://127.0.0.1:8080'\n[oidc]\nissuer = 'http://127.0.0.1:9000'\nclient_id = 'm'\n"
+    (tmp_path / "loopback.toml").write_text(loopback)
+    assert load_config(tmp_path / "loopback.toml", {}).oidc.issuer == "http://127.0.0.1:9000"  # http on loopback only

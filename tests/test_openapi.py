@@ -62,6 +62,8 @@ def test_unauthenticated_operations_are_marked() -> None:
         ("get", "/login"),
         ("post", "/login"),
         ("post", "/logout"),
+        ("get", "/oidc/login"),
+        ("get", "/oidc/callback"),
         ("get", "/static/{name}"),
         ("get", "/metrics"),
         ("post", "/oauth/token"),

@@ -21,6 +21,7 @@ from aiohttp import web
 from mirror.http import contexts, metrics
 from mirror.config import Config
 from mirror.domain.errors import BadRequest, Conflict, ConfigError, InvalidArchive, NotFound, PayloadTooLarge, StorageUnavailable
+from mirror.app.oidc import oidc_context
 from mirror.app.plugins import config_problems
 from mirror.app.pullthrough import provider_mirror_context, provider_upstreams, proxied_namespaces, pull_through_context
 from mirror.app.services import SIGNING_KEY_SETTING, services_context
@@ -52,6 +53,7 @@ from mirror.http import (
     provider_browse,
     providers_api,
     providers_v1,
+    sessions_api,
     tokens_api,
     webhooks_api,
 )
@@ -96,6 +98,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(sinks_context)  # the event log, webhooks, plug-in sinks: they stop after every writer
     app.cleanup_ctx.append(services_context)
+    app.cleanup_ctx.append(oidc_context)
     proxied = proxied_namespaces(config)
     if proxied:
         app.cleanup_ctx.append(pull_through_context)
@@ -121,6 +124,7 @@ def create_app(config: Config, access_log: AccessLog | None = structlog_access_l
         events_api.routes(),
         audit_api.routes(),
         tokens_api.routes(),
+        sessions_api.routes(),
         login.routes(),
     ):
         wrapper.register(app.router, routes)

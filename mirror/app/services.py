@@ -59,7 +59,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         ttl_seconds=config.downloads.ttl_seconds,
         public_url=config.server.public_url,
     )
-    app[AUTH] = Authenticator(store, anonymous_read=config.auth.anonymous_read)
+    app[AUTH] = Authenticator(store, sessions=store, anonymous_read=config.auth.anonymous_read)
     app[CATALOG] = catalog = ModuleCatalog(store, ttl_seconds=config.metadata.cache_seconds)
     app[ANALYZER] = analyzer = analyzer_for(config)
     app[INGESTOR] = ingestor_for(config, store, blobs, catalog, analyzer, on_outcome=app[METRICS].ingest.count)

@@ -4,9 +4,12 @@ namespaces, the backends this process knows. Each problem is one line naming its
 
 from __future__ import annotations
 
-from mirror.config.sections import AuthConfig, Config, GitHubConfig, WebhooksConfig
+from urllib.parse import urlsplit
+
+from mirror.config.sections import AuthConfig, Config, GitHubConfig, OidcConfig, WebhooksConfig
 from mirror.config.upstreams import check_upstreams
 from mirror.domain.addresses import valid_namespace
+from mirror.domain.oidc import parse_rules
 from mirror.domain.urls import http_url, valid_registry_host
 
 
@@ -73,6 +76,7 @@ def check(config: Config, metadata_backends: frozenset[str], blob_backends: froz
     if not 1 <= analysis.workers <= 64:
         problems.append("[analysis] workers must be between 1 and 64")
     problems.extend(_validate_auth(config.auth))
+    problems.extend(_validate_oidc(config.oidc, server.public_url))
     problems.extend(_validate_github(config.github))
     problems.extend(_validate_webhooks(config.webhooks))
     problems.extend(check_upstreams(config.upstreams))
@@ -104,6 +108,33 @@ def _validate_auth(auth: AuthConfig) -> list[str]:
             f"[auth] token_default_expiry_seconds must be between 1 and token_max_expiry_seconds ({longest}), "
             f"not {default}"
         )
+    return problems
+
+
+def _validate_oidc(oidc: OidcConfig, public_url: str | None) -> list[str]:
+    if not oidc.enabled:
+        return [] if oidc.client_id is None and not oidc.grants else [
+            "[oidc] issuer is required when client_id or [[oidc.grants]] is set"
+        ]
+    problems = []
+    issuer = oidc.issuer or ""
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if http_url(issuer) is None or parts.query or parts.fragment or (parts.scheme != "https" and not loopback):
+        problems.append(
+            f"[oidc] issuer must be an https URL without query or fragment (http only on a loopback address), not {issuer[:200]!r}"
+        )
+    if not oidc.client_id:
+        problems.append("[oidc] client_id is required with issuer")
+    if "openid" not in oidc.scopes:
+        problems.append("[oidc] scopes must include \"openid\"")
+    if not oidc.groups_claim:
+        problems.append("[oidc] groups_claim must not be empty")
+    if not 300 <= oidc.session_seconds <= 30 * 24 * 3600:
+        problems.append(f"[oidc] session_seconds must be between 300 and 2592000 (30 days), not {oidc.session_seconds}")
+    if public_url is None:
+        problems.append("[oidc] needs [server] public_url: the provider sends people back to PUBLIC_URL/oidc/callback")
+    problems.extend(f"[oidc] {problem}" for problem in parse_rules(oidc.grants, oidc.groups_claim)[1])
     return problems
 
 

@@ -147,6 +147,44 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class OidcConfig:
+    """Sign-in to the web UI and `terraform login` through an OpenID Provider (authorization code
+    with PKCE). The redirect URI to register at the provider is `PUBLIC_URL/oidc/callback`."""
+
+    issuer: OptionalText = Field(
+        None,
+        description="The provider's issuer URL, exactly as its discovery document names it (https; http only "
+        "for a provider on a loopback address). Setting it turns sign-in on.",
+    )
+    client_id: OptionalText = Field(None, description="The client id registered at the provider; required with `issuer`.")
+    client_secret: OptionalText = Field(
+        None,
+        description="The client secret (sent with HTTP Basic, or in the form when the provider supports only that); "
+        "better given as `MIRROR_OIDC_CLIENT_SECRET`. Unset: a public client (PKCE alone).",
+    )
+    scopes: Strings = Field(
+        ("openid", "profile", "email"), description="Scopes asked for; must include `openid`."
+    )
+    groups_claim: Text = Field(
+        "groups", description="The claim holding the person's groups, read by `[[oidc.grants]]` `group` rules (dotted for nested claims)."
+    )
+    grants: Tables = Field(
+        [],
+        description="`[[oidc.grants]]` tables: `group` (a value of `groups_claim`), or `claim` and `value`; "
+        "`namespace` (or `\"*\"`) and `scope` (`read`, `publish` or `admin`; default `read`). A person no rule "
+        "matches is signed in with no access.",
+    )
+    session_seconds: Whole = Field(
+        8 * 3600, description="How long a sign-in lasts, in seconds (300 to 2592000); sign-out or revoking ends it sooner."
+    )
+    display_name: Text = Field("single sign-on", description="What the sign-in button names (\"Sign in with ...\").")
+
+    @property
+    def enabled(self) -> bool:
+        return self.issuer is not None
+
+
+@dataclass(frozen=True, config=SECTION)
 class LimitsConfig:
     """Limits of an uploaded module archive, and of a provider release."""
 
@@ -311,6 +349,7 @@ class Config:
     s3: S3Config = Field(default_factory=S3Config)
     downloads: DownloadsConfig = Field(default_factory=DownloadsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    oidc: OidcConfig = Field(default_factory=OidcConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)

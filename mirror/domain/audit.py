@@ -8,6 +8,8 @@ change is the system's own (``SYSTEM``).
 Kinds and their fields:
 
 * ``token``: ``id`` and ``description`` of the API token the request was made with
+* ``person``: ``id``, the person signed in through OpenID Connect (their e-mail, user name or
+  subject), and ``description``, their name
 * ``github``: ``delivery``, the ``X-GitHub-Delivery`` id of the webhook delivery behind the change,
   or ``job``, the id of the job, for reconcile and backfill work that no delivery started
 * ``upstream``: ``host``, the upstream registry of ``mirror sync`` or of a pull-through cache
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: the actor kinds, in the order of the module's docstring
-KINDS = ("token", "github", "upstream", "bundle", "cli", "system")
+KINDS = ("token", "person", "github", "upstream", "bundle", "cli", "system")
 
 #: the fields an actor of each kind may carry, besides ``kind``
 _FIELDS = ("id", "description", "delivery", "job", "host", "file")
@@ -44,6 +46,10 @@ class Actor:
     @classmethod
     def token(cls, token_id: str, description: str) -> Actor:
         return cls("token", id=token_id, description=description)
+
+    @classmethod
+    def person(cls, person: str, name: str) -> Actor:
+        return cls("person", id=person, description=name)
 
     @classmethod
     def github(cls, *, delivery: str | None = None, job: str | None = None) -> Actor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from mirror.domain.models import Scope, TokenRecord
 
@@ -61,6 +62,18 @@ def hash_secret(secret: str) -> str:
 
 def is_session_secret(credential: str) -> bool:
     return credential.startswith(SESSION_PREFIX)
+
+
+def session_state(session: SessionRecord, now: float) -> str:
+    """``active``, ``expired`` or ``revoked``."""
+    if session.revoked_at is not None:
+        return "revoked"
+    ends = datetime.fromisoformat(session.expires_at.replace("Z", "+00:00")).timestamp()
+    return "expired" if ends <= now else "active"
+
+
+def same_person(a: SessionRecord, b: SessionRecord) -> bool:
+    return a.issuer == b.issuer and a.subject == b.subject
 
 
 def principal(session: SessionRecord) -> TokenRecord:

@@ -12,7 +12,7 @@ from mirror.http.keys import AUTH, STORE
 from mirror.http.common import authorize
 from mirror.http.models.base import parse_query
 from mirror.http.models.browse import ListQuery, PageQuery, SearchQuery
-from mirror.http.module_views import ModulePage, find_modules, list_item, visible_namespace
+from mirror.http.module_views import ModulePage, find_modules, list_item, visible_namespaces
 from mirror.services.auth import authorization_header
 
 def _page(request: web.Request, page: ModulePage) -> web.Response:
@@ -34,10 +34,10 @@ async def list_modules(request: web.Request) -> web.Response:
     if namespace is not None and not valid_namespace(namespace):
         raise BadRequest(f"invalid namespace {namespace!r}")
     query = parse_query(ListQuery, request)
-    namespace = await visible_namespace(request.app[AUTH], authorization_header(request.headers), namespace)
+    namespaces = await visible_namespaces(request.app[AUTH], authorization_header(request.headers), namespace)
     page = await find_modules(
         request.app,
-        namespace=namespace,
+        namespaces=namespaces,
         provider=query.provider,
         verified=query.verified,
         offset=query.offset,
@@ -50,10 +50,10 @@ async def search_modules(request: web.Request) -> web.Response:
     """``GET /v1/modules/search?q=``: case-insensitive substring of namespace, name, provider or
     description."""
     query = parse_query(SearchQuery, request)
-    namespace = await visible_namespace(request.app[AUTH], authorization_header(request.headers), query.namespace)
+    namespaces = await visible_namespaces(request.app[AUTH], authorization_header(request.headers), query.namespace)
     page = await find_modules(
         request.app,
-        namespace=namespace,
+        namespaces=namespaces,
         provider=query.provider,
         q=query.q,
         verified=query.verified,

@@ -28,12 +28,20 @@ async def authorize(request: web.Request, namespace: str | None, scope: Scope) -
     header = None if values is None else values[0] if len(values) == 1 else ", ".join(values)
     record = await request.app[AUTH].authorize(header, namespace, scope)
     if record is not None:  # the changes this request makes are this token's (mirror.domain.audit)
-        set_actor(_token_actor(record.id, record.description))
+        set_actor(actor_of(record))
     return record
 
 
-#: one Actor per token, remembered: no allocation on the protocol's hot paths
+def actor_of(record: TokenRecord) -> Actor:
+    """Who a principal's changes are recorded as: the signed-in person, or the token."""
+    if record.person:
+        return _person_actor(record.person, record.description)
+    return _token_actor(record.id, record.description)
+
+
+#: one Actor per token or person, remembered: no allocation on the protocol's hot paths
 _token_actor = functools.lru_cache(maxsize=4096)(Actor.token)
+_person_actor = functools.lru_cache(maxsize=4096)(Actor.person)
 
 
 async def serve_blob(request: web.Request, key: str, content_type: str, sha256: str) -> web.StreamResponse:

@@ -15,6 +15,7 @@ from mirror.services.browse import DownloadCounter
 from mirror.services.catalog import ModuleCatalog
 from mirror.services.downloads import DownloadLocator
 from mirror.services.ingest import Ingestor
+from mirror.services.oidc import RelyingParty
 from mirror.services.jobs import JobHandler, JobQueue
 from mirror.services.provider_mirror import ProviderMirror
 from mirror.services.providers import ProviderRegistry
@@ -53,3 +54,5 @@ WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
 DELIVERY_READER = web.AppKey("github_delivery_reader", DeliveryReader)
 #: the GitHub integration's periodic reconciliation (only when ``[github]`` is configured)
 RECONCILER = web.AppKey("github_reconciler", asyncio.Task)
+#: sign-in through the OpenID Provider of ``[oidc]`` (only when it is configured)
+OIDC = web.AppKey("oidc", RelyingParty)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mirror.domain.addresses import ModuleAddress
+from mirror.domain.tokens import token_allows
 from mirror.domain.errors import UnsupportedMediaType
 from mirror.domain.provenance import Owner
 from mirror.domain.versions import normalize
@@ -37,7 +38,7 @@ async def _target(request: web.Request) -> tuple[ModuleAddress, str, Owner | Non
     (the owner of modules published over the API), admin scope for whatever owns the module."""
     address = module_address(request)
     token = await authorize(request, address.namespace, "publish")
-    owner = None if token is not None and token.scope == "admin" else Owner.upload()
+    owner = None if token is not None and token_allows(token, address.namespace, "admin") else Owner.upload()
     return address, normalize(request.match_info["version"]), owner
 
 

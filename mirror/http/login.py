@@ -21,8 +21,10 @@ from multidict import MultiMapping
 
 from mirror.domain.errors import BadRequest, Forbidden, Unauthorized
 from mirror.domain.models import SCOPES, TokenRecord
+from mirror.domain.tokens import grants_of
 from mirror.http.keys import AUTH, CONFIG, STORE
 from mirror.http.ui import session
+from mirror.http.ui.oidc_pages import login_url as oidc_login_url
 from mirror.http.ui.pages import CSP, SECURITY_HEADERS, Templates
 from mirror.services.login import (
     AuthorizeRequest,
@@ -125,6 +127,7 @@ class Login:
             "state": oauth.state,
         }
         days = request.app[CONFIG].auth.token_default_expiry_seconds // 86400
+        oidc = request.app[CONFIG].oidc
         response = self._templates.render(
             request,
             "oauth_authorize.html",
@@ -137,6 +140,9 @@ class Login:
             redirect_uri=oauth.redirect_uri,
             expiry_text=f"in {days} days or when the signing token does" if days else "",
             error=error,
+            grants=grants_of(current) if current is not None else (),
+            oidc_name=oidc.display_name if oidc.enabled and (current is None or current.grants is None) else "",
+            oidc_link=oidc_login_url(_authorize_url(fields)),
         )
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(oauth.redirect_uri))
         # the form's answer redirects to Terraform's listener: browsers check form-action on it
@@ -165,6 +171,7 @@ class Login:
                 form,
                 default_seconds=auth.token_default_expiry_seconds,
                 max_seconds=auth.token_max_expiry_seconds,
+                sessions=request.app[STORE],
             )
         except InvalidGrant as exc:
             if exc.revoked:
@@ -217,6 +224,11 @@ async def _read_form(request: web.Request) -> dict[str, str] | str:
     except (UnicodeDecodeError, ValueError):
         return "the form could not be read (not UTF-8, or too many fields)"
     return {name: values[0] for name, values in parsed.items() if len(values) == 1}
+
+
+def _authorize_url(fields: dict[str, str]) -> str:
+    """The authorize page of these OAuth fields (where an OpenID Connect sign-in comes back to)."""
+    return f"{AUTHORIZE_PATH}?{urlencode(fields)}"
 
 
 def _to_terraform(oauth: AuthorizeRequest, **params: str) -> web.Response:

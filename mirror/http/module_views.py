@@ -18,6 +18,7 @@ from aiohttp import web
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.errors import NotFound
 from mirror.domain.readme import first_paragraph
+from mirror.domain.tokens import readable_namespaces
 from mirror.http.keys import CATALOG, CONFIG, DOWNLOADS, STORE
 from mirror.http.models.browse import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from mirror.services.auth import Authenticator
@@ -25,7 +26,7 @@ from mirror.services.browse import is_verified, owner_of, source_of
 from mirror.storage.protocols import ModuleSummary
 
 __all__ = [
-    "DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "ModulePage", "detail_body", "find_modules", "list_item", "visible_namespace",
+    "DEFAULT_LIMIT", "MAX_LIMIT", "MAX_OFFSET", "ModulePage", "detail_body", "find_modules", "list_item", "visible_namespaces",
 ]
 
 
@@ -48,14 +49,19 @@ def list_item(app: web.Application, summary: ModuleSummary) -> dict[str, object]
     }
 
 
-async def visible_namespace(auth: Authenticator, authorization: str | None, wanted: str | None) -> str | None:
-    """The namespace a cross-namespace list is limited to: the one asked for (the token must
-    allow it), else the token's own unless it is a ``*`` token or the call is anonymous."""
+async def visible_namespaces(auth: Authenticator, authorization: str | None, wanted: str | None) -> frozenset[str] | None:
+    """The namespaces (lower case) a cross-namespace list is limited to: the one asked for (the
+    caller must may read it), else the caller's own (a token's one, a signed-in person's every
+    granted one); None for every namespace (a ``*`` grant, or an anonymous call)."""
     if wanted is not None:
         await auth.authorize(authorization, wanted, "read")
-        return wanted
+        return frozenset({wanted.lower()})
     record = await auth.authorize(authorization, None, "read")
-    return None if record is None or record.namespace == "*" else record.namespace
+    return None if record is None else readable_namespaces(record)
+
+
+def _one_of(namespaces: frozenset[str] | None) -> str | None:
+    return next(iter(namespaces)) if namespaces is not None and len(namespaces) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ async def find_modules(
     app: web.Application,
     *,
     namespace: str | None = None,
+    namespaces: frozenset[str] | None = None,
     provider: str | None = None,
     q: str = "",
     verified: bool | None = None,
@@ -81,13 +88,18 @@ async def find_modules(
 ) -> ModulePage:
     """Modules with a live version, sorted by address: all of ``namespace`` (None: every one),
     of ``provider``, whose namespace, name, provider or description contains ``q`` (any case),
-    and verified or not. The caller has checked that the namespace may be seen."""
+    and verified or not; only of ``namespaces`` (lower case) when given. The caller has checked
+    that the namespaces may be seen."""
     verified_namespaces = app[CONFIG].browse.verified_namespaces
+    only: frozenset[str] | None = frozenset(n.lower() for n in verified_namespaces) if verified else None
+    namespace = namespace or _one_of(namespaces)
+    if namespaces is not None and namespace is None:
+        only = namespaces if only is None else only & namespaces
     summaries, more = await app[STORE].browse_modules(
         namespace=namespace,
         provider=provider,
         query=q,
-        only_namespaces=verified_namespaces if verified else None,
+        only_namespaces=only,
         exclude_namespaces=verified_namespaces if verified is False else (),
         offset=offset,
         limit=limit,

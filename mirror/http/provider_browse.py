@@ -23,7 +23,7 @@ from mirror.http.keys import AUTH, STORE
 from mirror.http.models.base import parse_query
 from mirror.http.models.browse import DEFAULT_LIMIT, PageQuery
 from mirror.http.models.provider_browse import ProviderListQuery
-from mirror.http.module_views import visible_namespace
+from mirror.http.module_views import visible_namespaces
 from mirror.services.auth import authorization_header
 from mirror.services.browse import source_of
 
@@ -85,14 +85,22 @@ class ProviderPage:
 
 
 async def find_providers(
-    app: web.Application, *, namespace: str | None = None, offset: int = 0, limit: int = DEFAULT_LIMIT
+    app: web.Application,
+    *,
+    namespace: str | None = None,
+    namespaces: frozenset[str] | None = None,
+    offset: int = 0,
+    limit: int = DEFAULT_LIMIT,
 ) -> ProviderPage:
     """This registry's providers with a live version, sorted by address: all of ``namespace``
-    (any case; None: every one). The caller has checked that the namespace may be seen."""
+    (any case; None: every one), only of ``namespaces`` (lower case) when given. The caller has
+    checked that the namespaces may be seen."""
     store = app[STORE]
     records = await store.list_providers(LOCAL_HOST)
     if namespace is not None:
         records = [r for r in records if r.address.namespace.lower() == namespace.lower()]
+    if namespaces is not None:
+        records = [r for r in records if r.address.namespace.lower() in namespaces]
     items: list[dict[str, object]] = []
     live = 0  # providers with a live version seen so far
     for start in range(0, len(records), _BATCH):
@@ -148,8 +156,8 @@ def _page(request: web.Request, page: ProviderPage) -> web.Response:
 async def list_providers(request: web.Request) -> web.Response:
     """``GET /v1/providers[?namespace=]``: a namespace token lists only its own namespace."""
     query = parse_query(ProviderListQuery, request)
-    namespace = await visible_namespace(request.app[AUTH], authorization_header(request.headers), query.namespace)
-    return _page(request, await find_providers(request.app, namespace=namespace, offset=query.offset, limit=query.limit))
+    namespaces = await visible_namespaces(request.app[AUTH], authorization_header(request.headers), query.namespace)
+    return _page(request, await find_providers(request.app, namespaces=namespaces, offset=query.offset, limit=query.limit))
 
 
 async def namespace_providers(request: web.Request) -> web.Response:

@@ -28,6 +28,7 @@ from pathlib import Path
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from mirror.domain.tokens import token_allows
 from mirror.domain.errors import BadRequest, PayloadTooLarge, StorageUnavailable, UnsupportedMediaType
 from mirror.domain.provenance import Owner
 from mirror.domain.provider_records import ProviderKey, ProviderPublishOutcome
@@ -260,7 +261,7 @@ async def _lifecycle_target(request: web.Request) -> tuple[ProviderAddress, str,
     info = request.match_info
     address = ProviderAddress.parse_parts(info["namespace"], info["type"])
     token = await authorize(request, address.namespace, "publish")
-    owner = None if token is not None and token.scope == "admin" else Owner.upload()
+    owner = None if token is not None and token_allows(token, address.namespace, "admin") else Owner.upload()
     return address, normalize(info["version"]), owner
 
 

@@ -19,12 +19,13 @@ import structlog
 from multidict import MultiMapping
 
 from mirror.domain.models import Scope, TokenRecord
+from mirror.domain.sessions import is_session_secret, principal
 from mirror.domain.timeutil import rfc3339
 from mirror.domain.tokens import hash_token, token_allows
 from mirror.domain.errors import Forbidden, Unauthorized
 from mirror.services.singleflight import SingleFlight
 from mirror.services.tokens import timestamp
-from mirror.storage.protocols import TokenStore
+from mirror.storage.protocols import SessionStore, TokenStore
 
 #: the longest ``Authorization`` header read at all (a token of ours is 50 characters)
 MAX_AUTHORIZATION_CHARS = 1024
@@ -71,12 +72,14 @@ class Authenticator:
         tokens: TokenStore,
         *,
         anonymous_read: bool,
+        sessions: SessionStore | None = None,
         cache_seconds: float = 5.0,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
         touch_seconds: float = TOUCH_SECONDS,
     ) -> None:
         self._tokens = tokens
+        self._sessions = sessions
         self._clock = clock
         self.anonymous_read = anonymous_read
         self._cache_seconds = cache_seconds
@@ -113,16 +116,22 @@ class Authenticator:
             raise Unauthorized(
                 f"{_MALFORMED}: one token of the characters A-Z a-z 0-9 - . _ ~ + / (and = at its end)"
             )
-        expires, record = await self._lookup(hash_token(token))
+        session = is_session_secret(token)
+        expires, record = await self._lookup(hash_token(token), session)
         if record is None or record.revoked_at is not None:
+            if session:
+                raise Unauthorized("the sign-in has ended (signed out or revoked): sign in again")
             raise Unauthorized("the token is not valid (unknown or revoked)")
         now = self._clock()
         if record.expires_at is not None:
             ends = timestamp(record.expires_at)
             if ends <= now:
+                if session:
+                    raise Unauthorized(f"the sign-in ended at {record.expires_at}: sign in again")
                 raise Unauthorized(f"the token expired at {record.expires_at}")
             expires = min(expires, ends)
-        self._maybe_touch(record.id, now)
+        if not session:
+            self._maybe_touch(record.id, now)
         return expires, record
 
     def check(self, record: TokenRecord | None, namespace: str | None, scope: Scope) -> None:
@@ -133,6 +142,8 @@ class Authenticator:
             raise Unauthorized("a bearer token is required")
         if not token_allows(record, namespace, scope):
             where = f"namespace {namespace!r}" if namespace else "this registry"
+            if record.grants is not None:
+                raise Forbidden(f"{record.person or 'this person'} has no {scope!r} grant on {where}")
             raise Forbidden(f"the token lacks the {scope!r} scope on {where}")
 
     async def authorize(self, authorization: str | None, namespace: str | None, scope: Scope) -> TokenRecord | None:
@@ -174,15 +185,19 @@ class Authenticator:
             for key in [k for k, (_, record) in cache.items() if record is not None and record.id == token_id]:
                 del cache[key]
 
-    async def _lookup(self, token_hash: str) -> tuple[float, TokenRecord | None]:
+    async def _lookup(self, token_hash: str, session: bool = False) -> tuple[float, TokenRecord | None]:
         cached = self._cache.get(token_hash)
         if cached is not None and cached[0] > self._clock():
             return cached
-        return await self._lookups.do(token_hash, lambda: self._fetch(token_hash))
+        return await self._lookups.do(token_hash, lambda: self._fetch(token_hash, session))
 
-    async def _fetch(self, token_hash: str) -> tuple[float, TokenRecord | None]:
+    async def _fetch(self, token_hash: str, session: bool) -> tuple[float, TokenRecord | None]:
         """One store lookup, shared by the requests that missed the cache at once."""
-        record = await self._tokens.find_token(token_hash)
+        if session:
+            found = None if self._sessions is None else await self._sessions.find_session(token_hash)
+            record = None if found is None else principal(found)
+        else:
+            record = await self._tokens.find_token(token_hash)
         entry = (self._clock() + self._cache_seconds, record)
         self._remember(self._cache, token_hash, entry)
         return entry

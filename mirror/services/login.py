@@ -3,7 +3,8 @@
 
 The authorize request is checked strictly: the client, a loopback ``redirect_uri`` on one of the
 ports discovery announces, S256 only, and bounded ``code_challenge`` and ``state``. A person signs
-in with a registry token and chooses a grant within it; the answer is a one-time authorization
+in with a registry token, or through OpenID Connect (their session), and chooses a grant within
+it (within their grants); the answer is a one-time authorization
 code that lives ``CODE_SECONDS``.
 
 A code is stateless and signed: its fields (a random nonce, the challenge, the redirect URI, the
@@ -32,9 +33,10 @@ from urllib.parse import urlsplit
 from mirror.domain.addresses import valid_namespace
 from mirror.domain.errors import BadRequest, Forbidden, MirrorError, StorageUnavailable
 from mirror.domain.models import SCOPES, Scope, TokenRecord
+from mirror.domain.sessions import principal
 from mirror.domain.timeutil import rfc3339
 from mirror.domain.tokens import grants_of, hash_token, new_token
-from mirror.storage.protocols import SettingsStore, TokenStore
+from mirror.storage.protocols import SessionStore, SettingsStore, TokenStore
 from mirror.services.tokens import check_grant, creator_of, granted_expiry, state_of, timestamp
 
 CLIENT_ID = "terraform-cli"
@@ -42,6 +44,8 @@ CLIENT_ID = "terraform-cli"
 PORTS = (10000, 10010)
 CODE_SECONDS = 60
 CODE_KEY_SETTING = "oauth.code_key"
+#: a code's creator that is a signed-in person's session, not a token, has its id after this
+SESSION_MARK = "session:"
 #: S256 of a verifier is 32 bytes: 43 base64url characters without padding
 CHALLENGE_PATTERN = r"^[A-Za-z0-9_-]{43}$"
 #: RFC 7636: 43 to 128 unreserved characters
@@ -183,7 +187,7 @@ class Codes:
             "n": _b64(secrets.token_bytes(16)),
             "c": request.code_challenge,
             "r": request.redirect_uri,
-            "t": creator.id,
+            "t": (SESSION_MARK if creator.grants is not None else "") + creator.id,
             "ns": namespace,
             "s": scope,
             "e": int(now) + CODE_SECONDS,
@@ -229,6 +233,7 @@ async def exchange(
     codes: Codes,
     params: Mapping[str, str],
     *,
+    sessions: SessionStore | None = None,
     default_seconds: int,
     max_seconds: int,
     now: float | None = None,
@@ -246,9 +251,13 @@ async def exchange(
             raise InvalidGrant(f"{name} is required", "invalid_request")
     grant = codes.check(params["code"], redirect_uri=params["redirect_uri"], verifier=params["code_verifier"], now=when)
     token_id = codes.token_id(grant)
-    creator = next((record for record in await store.list_tokens() if record.id == grant.creator_id), None)
+    if grant.creator_id.startswith(SESSION_MARK):
+        found = None if sessions is None else await sessions.get_session(grant.creator_id.removeprefix(SESSION_MARK))
+        creator = None if found is None else principal(found)
+    else:
+        creator = next((record for record in await store.list_tokens() if record.id == grant.creator_id), None)
     if creator is None or state_of(creator, when) != "active":
-        raise InvalidGrant("the token that signed in is no longer valid (revoked or expired)")
+        raise InvalidGrant("the token or sign-in that signed in is no longer valid (revoked, expired or signed out)")
     try:
         check_grant(creator, grant.namespace, grant.scope)
         lifetime = granted_expiry(creator, None, default_seconds=default_seconds, max_seconds=max_seconds, now=when)

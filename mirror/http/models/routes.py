@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mirror.http.models import audit, browse, events, jobs, operations, protocol, providers, publish, tokens, webhooks
+from mirror.http.models import audit, browse, events, jobs, operations, protocol, providers, publish, sessions, tokens, webhooks
 from mirror.http.models.base import MAX_ID, SHA256_PATTERN
 from mirror.http.models.provider_routes import PROVIDER_ROUTES
 from mirror.http.models.route import ADMIN_NOTE, OPEN, READ_NOTE, Route
@@ -218,6 +218,19 @@ ROUTES += [
     Route("delete", "/api/v1/tokens/{id}", "revokeToken", "Revoke a token", "tokens",
           _TOKENS_NOTE + " A token this token may not manage is a 404, as is one already revoked.", params=(_TOKEN_ID,),
           responses={204: {"description": "Revoked"}}, errors=(401, 404)),
+]
+
+_SESSION_ID = {"name": "id", "in": "path", "required": True, "description": "The session's id (never its secret)",
+               "schema": {"type": "string", "pattern": sessions.ID_PATTERN}}
+ROUTES += [
+    # -- sessions
+    Route("get", "/api/v1/sessions", "listSessions", "Signed-in people's sessions: who, their grants, when they end",
+          "tokens", ADMIN_NOTE + " A person sees and ends their own sessions on the web UI's `/sessions` page.",
+          responses={200: (sessions.SessionList, "The sessions, oldest first (ended ones until purged)")},
+          errors=(401, 403)),
+    Route("delete", "/api/v1/sessions/{id}", "revokeSession", "End a person's session (sign them out)", "tokens",
+          ADMIN_NOTE + " An unknown or already revoked session is a 404.", params=(_SESSION_ID,),
+          responses={204: {"description": "Revoked"}}, errors=(401, 403, 404)),
 ]
 
 _LOGIN_NOTE = (

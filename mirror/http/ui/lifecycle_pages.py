@@ -30,12 +30,13 @@ from aiohttp import web
 
 from mirror.domain import provenance
 from mirror.domain.addresses import ModuleAddress
-from mirror.domain.audit import Actor, set_actor
+from mirror.domain.audit import set_actor
 from mirror.domain.errors import BadRequest, Forbidden, MirrorError, PayloadTooLarge
 from mirror.domain.models import ModuleRecord, Scope, TokenRecord
 from mirror.domain.provenance import Owner
 from mirror.domain.tokens import token_allows
 from mirror.domain.versions import normalize
+from mirror.http.common import actor_of
 from mirror.http.keys import AUTH, BLOBS, CATALOG, CONFIG, STORE
 from mirror.http.lifecycle_api import MAX_LIFECYCLE_BODY
 from mirror.http.ui import session
@@ -81,13 +82,6 @@ def page_url(address: ModuleAddress, version: str | None = None, tab: str | None
     return f"{url}?tab={tab}" if tab else url
 
 
-def _actor(record: TokenRecord) -> Actor:
-    """Who the changes are recorded as, as for an API call: the signed-in person, else the token."""
-    if record.person:
-        return Actor("person", id=record.person, description=record.description)
-    return Actor.token(record.id, record.description)
-
-
 def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
@@ -119,7 +113,7 @@ class LifecyclePages:
             raise Forbidden("the form was sent from another site")
         record = await request.app[AUTH].authorize(session.credential(request).authorization, address.namespace, scope)
         assert record is not None  # nobody holds more than "read" anonymously
-        set_actor(_actor(record))
+        set_actor(actor_of(record))
         return record
 
     @staticmethod

@@ -38,10 +38,12 @@ from mirror.http.access_log import REQUEST_ID
 from mirror.http.keys import AUTH, CATALOG, CONFIG, STORE
 from mirror.http.models.base import parse_query
 from mirror.http.models.ui import IndexQuery, ModuleQuery
-from mirror.http.module_views import detail_body, find_modules, visible_namespace
+from mirror.http.module_views import detail_body, find_modules, visible_namespaces
 from mirror.http.ui import module_page, session
 from mirror.http.ui.lifecycle_pages import LifecyclePages
 from mirror.http.ui.namespace_pages import NamespacePages, namespace_url
+from mirror.http.ui.session_pages import SessionPages
+from mirror.http.ui.oidc_pages import OidcPages, login_url as oidc_login_url, sign_out
 from mirror.http.ui.provider_pages import ProviderPages
 from mirror.http.ui.readme import markdown_renderer, render_readme
 from mirror.http.ui.token_pages import TokenPages
@@ -99,6 +101,8 @@ class Templates:
         text = self._env.get_template(name).render(
             signed_in=session.credential(request).from_cookie,
             person=request.get(session.PERSON, ""),
+            no_access=getattr(request.get(session.PRINCIPAL), "grants", None) == (),
+            is_person=getattr(request.get(session.PRINCIPAL), "grants", None) is not None,
             login_link=session.LOGIN_PATH if request.path == session.LOGIN_PATH else session.login_url(request),
             **context,
         )
@@ -157,6 +161,8 @@ class Pages:
             *TokenPages(self._templates.render).routes(page),
             web.get(session.LOGIN_PATH, page(self.login_form)),
             web.post(session.LOGIN_PATH, page(self.login)),
+            *OidcPages().routes(page),
+            *SessionPages(self._templates.render).routes(page),
             web.post("/logout", page(self.logout)),
             web.get("/static/{name}", self._page(self.static, person=False)),
         ]
@@ -168,7 +174,7 @@ class Pages:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
                 if person:
-                    request[session.PERSON] = await session.person(request.app[AUTH], request)
+                    request[session.PERSON], request[session.PRINCIPAL] = await session.who(request.app[AUTH], request)
                 response = await handler(request)
             except Unauthorized:
                 response = self._to_login(request)
@@ -214,9 +220,9 @@ class Pages:
     async def index(self, request: web.Request) -> web.Response:
         """``GET /``: modules the caller may see, filtered by ``q`` and ``provider``, a page at a time."""
         query = parse_query(IndexQuery, request)
-        namespace = await visible_namespace(request.app[AUTH], session.credential(request).authorization, None)
+        namespaces = await visible_namespaces(request.app[AUTH], session.credential(request).authorization, None)
         page = await find_modules(
-            request.app, namespace=namespace, provider=query.provider, q=query.q, offset=query.offset, limit=PAGE_SIZE
+            request.app, namespaces=namespaces, provider=query.provider, q=query.q, offset=query.offset, limit=PAGE_SIZE
         )
         return self._templates.render(
             request,
@@ -314,12 +320,18 @@ class Pages:
         return response
 
     def _login_page(self, request: web.Request, next_path: str, *, error: str = "", status: int = 200) -> web.Response:
-        return self._templates.render(request, "login.html", status=status, next_path=next_path, error=error)
+        oidc = request.app[CONFIG].oidc
+        return self._templates.render(
+            request, "login.html", status=status, next_path=next_path, error=error,
+            oidc_name=oidc.display_name if oidc.enabled else "", oidc_link=oidc_login_url(next_path),
+        )  # fmt: skip
 
     async def logout(self, request: web.Request) -> web.Response:
-        """``POST /logout``: drop the cookie, back to the list."""
+        """``POST /logout``: end the session (revoked in the store) or drop the token's cookie,
+        back to the list."""
         if not session.same_origin(request, request.app[CONFIG].server.public_url):
             raise Forbidden("the logout form was sent from another site")
+        await sign_out(request)
         response = web.Response(status=303, headers={"Location": "/"})
         session.clear_token_cookie(response, secure=self._secure(request))
         return response

@@ -26,7 +26,7 @@ from mirror.domain.versions import Version, normalize
 from mirror.http.keys import AUTH, CONFIG
 from mirror.http.models.base import parse_query
 from mirror.http.models.ui import ProviderIndexQuery
-from mirror.http.module_views import visible_namespace
+from mirror.http.module_views import visible_namespaces
 from mirror.http.provider_browse import detail_entry, find_providers, latest_of, provider_versions
 from mirror.http.ui import session
 from mirror.http.ui.module_page import newer_than_shown
@@ -126,8 +126,8 @@ class ProviderPages:
         """``GET /providers``: the providers the caller may see, a page at a time."""
         query = parse_query(ProviderIndexQuery, request)
         authorization = session.credential(request).authorization
-        namespace = await visible_namespace(request.app[AUTH], authorization, query.namespace)
-        found = await find_providers(request.app, namespace=namespace, offset=query.offset, limit=PAGE_SIZE)
+        namespaces = await visible_namespaces(request.app[AUTH], authorization, query.namespace)
+        found = await find_providers(request.app, namespaces=namespaces, offset=query.offset, limit=PAGE_SIZE)
         return self._render(
             request,
             "provider_list.html",

@@ -1,11 +1,16 @@
-"""How a browser is authenticated: the token itself in an HttpOnly cookie.
+"""How a browser is authenticated: a signed-in person's session, or a token in an HttpOnly cookie.
 
 A page takes the same credential as the API: the ``Authorization`` header when there is one,
-else the ``mirror_token`` cookie (as ``Bearer <token>``), else none (anonymous, allowed only
-with ``[auth] anonymous_read``). The cookie is set only after the token was verified, is
-``HttpOnly`` and ``SameSite=Strict`` (so no other site can make the browser send it), and
-``Secure`` when the registry is reached over https. It is never logged: request lines carry the
-path only.
+else the ``mirror_session`` cookie (a session's secret, from OpenID Connect sign-in:
+``mirror.http.oidc``), else the ``mirror_token`` cookie (the token form), each as
+``Bearer <secret>``, else none (anonymous, allowed only with ``[auth] anonymous_read``).
+
+The token cookie is set only after the token was verified, is ``HttpOnly`` and
+``SameSite=Strict`` (so no other site can make the browser send it). The session cookie is
+``HttpOnly`` and ``SameSite=Lax``: the provider's redirect back to ``/oidc/callback`` is a
+navigation from another site, and the page it leads to must see the new session; every form that
+changes something also checks the ``Origin`` (``same_origin``). Both are ``Secure`` when the
+registry is reached over https, and never logged: request lines carry the path only.
 
 A cookie is checked as the header is (``mirror.services.auth``): one holding bytes that were not
 UTF-8, controls or an over-long value is a cookie that does not work, so the page goes to the
@@ -21,13 +26,17 @@ from aiohttp import web
 from yarl import URL
 
 from mirror.domain.errors import Unauthorized
+from mirror.domain.models import TokenRecord
 from mirror.services.auth import Authenticator, authorization_header
 
 COOKIE = "mirror_token"
 COOKIE_MAX_AGE = 12 * 3600
+SESSION_COOKIE = "mirror_session"
 LOGIN_PATH = "/login"
 #: who the page's header names as signed in ("" for nobody)
 PERSON = web.RequestKey("mirror_ui_person", str)
+#: the request's principal (a token's or a session's record), None when anonymous or not working
+PRINCIPAL = web.RequestKey("mirror_ui_principal", TokenRecord | None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,22 +52,23 @@ def credential(request: web.Request) -> Credential:
     header = authorization_header(request.headers)
     if header:
         return Credential(header, from_cookie=False)
-    token = request.cookies.get(COOKIE, "").strip()
+    token = request.cookies.get(SESSION_COOKIE, "").strip() or request.cookies.get(COOKIE, "").strip()
     if token:
         return Credential(f"Bearer {token}", from_cookie=True)
     return Credential(None, from_cookie=False)
 
 
-async def person(auth: Authenticator, request: web.Request) -> str:
-    """Who the request's credential is, for the page's header: the token's description, else its
-    id; "" when anonymous or when the credential does not work (the page itself then decides)."""
+async def who(auth: Authenticator, request: web.Request) -> tuple[str, TokenRecord | None]:
+    """Who the request's credential is, for the page's header: a person's name (else e-mail), a
+    token's description (else its id); "" when anonymous or when the credential does not work
+    (the page itself then decides). And its record."""
     try:
         record = await auth.identify(credential(request).authorization)
     except Unauthorized:
-        return ""
+        return "", None
     if record is None:
-        return ""
-    return record.description or f"token {record.id}"
+        return "", None
+    return record.description or record.person or f"token {record.id}", record
 
 
 def safe_next(target: str | None) -> str:
@@ -89,7 +99,21 @@ def set_token_cookie(response: web.StreamResponse, token: str, *, secure: bool) 
 
 
 def clear_token_cookie(response: web.StreamResponse, *, secure: bool) -> None:
+    """Drop both cookies: the token form's and a session's."""
     response.del_cookie(COOKIE, path="/", httponly=True, samesite="Strict", secure=secure)
+    response.del_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax", secure=secure)
+
+
+def set_session_cookie(response: web.StreamResponse, secret: str, *, max_age: int, secure: bool) -> None:
+    response.del_cookie(COOKIE, path="/", httponly=True, samesite="Strict", secure=secure)
+    response.set_cookie(
+        SESSION_COOKIE, secret, max_age=max_age, path="/", httponly=True, samesite="Lax", secure=secure
+    )
+
+
+def session_secret(request: web.Request) -> str | None:
+    """The session secret the browser holds, if any."""
+    return request.cookies.get(SESSION_COOKIE, "").strip() or None
 
 
 def same_origin(request: web.Request, public_url: str | None) -> bool:

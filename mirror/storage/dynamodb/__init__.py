@@ -14,6 +14,7 @@ putting the lowercased namespace and name in the keys and keeping the first spel
 | event | ``EVENTS#<serial // 1000>`` | ``<serial, 20 digits>`` | |
 | counters (events, jobs, failures) | ``COUNTER#<name>`` | ``COUNTER`` | |
 | token | ``TOKENS`` and ``TOKEN#<sha256>`` | ``TOKEN#<id>`` and ``TOKEN`` | |
+| session | ``SESSIONS`` and ``SESSION#<sha256>`` | ``SESSION#<id>`` and ``SESSION`` | |
 | installation | ``INSTALLATIONS`` | ``INSTALLATION#<id, 20 digits>`` | |
 | consumer | ``CONSUMERS`` | ``CONSUMER#<name>`` | |
 | webhook subscription | ``WEBHOOKS`` | ``SUBSCRIPTION#<id>`` | |
@@ -33,7 +34,7 @@ read events only up to the counter's committed value, so they never see a gap ei
 One module per aggregate: ``wire`` (the typed wire format), ``keys`` (where items live, limits),
 ``items`` (items to records and back), ``table`` (the client, primitive reads and writes, and the
 commit of writes that append events), ``versions``, ``modules``, ``installations``, ``tokens``
-(and settings), ``events`` (and consumers), ``webhooks``, ``jobs``, ``providers`` (its items in
+(and settings), ``sessions``, ``events`` (and consumers), ``webhooks``, ``jobs``, ``providers`` (its items in
 ``provider_items``); ``store`` composes them.
 """
 

@@ -7,7 +7,7 @@ interleave inside a transaction, and another process (the CLI beside a running s
 
 One module per aggregate: ``connection`` (connections, transactions, listeners), ``schema``
 (migrations), ``rows`` (shared columns and row conversions), ``versions``, ``modules``,
-``installations``, ``tokens`` (and settings), ``events`` (and consumers), ``webhooks``, ``jobs``;
+``installations``, ``tokens`` (and settings), ``sessions``, ``events`` (and consumers), ``webhooks``, ``jobs``;
 ``store`` composes them into ``SqliteMetadataStore``.
 """
 
