@@ -7,12 +7,17 @@ start, and its contexts stop after the queue has), and returns the HTTP routes i
 a webhook receiver. The built-in ``github`` source (``mirror.app.github``) runs when ``[github]``
 is configured; a plug-in source of the entry-point group ``mirror.sources`` runs when the config
 has its ``[plugins.NAME]`` table (see ``mirror.app.plugins``).
+
+A source may also have ``check(config) -> list[CheckLine]`` for ``mirror sources check``: it
+verifies its credentials, permissions, webhook reachability hints and naming against the real
+service, and says what it would import (a dry run), one line each, changing nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from aiohttp import web
 
@@ -25,6 +30,21 @@ from mirror.http.keys import CONFIG
 class Source(Protocol):
     def setup(self, app: web.Application) -> Iterable[web.RouteDef]:
         """Add the source's cleanup contexts and job handlers; return its routes."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckLine:
+    """One line of ``mirror sources check``: ``ok``, ``warn`` or ``fail`` for a check, ``import``
+    for a module version (or provider release) the source would import now."""
+
+    status: Literal["ok", "warn", "fail", "import"]
+    text: str
+
+
+class CheckedSource(Source, Protocol):
+    async def check(self, config: Config) -> list[CheckLine]:
+        """Verify the source's set-up against the real service and list what it would import,
+        changing nothing; a problem is a ``fail`` line, never an exception."""
 
 
 #: name -> (is it configured?, the source)
