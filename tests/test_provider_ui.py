@@ -246,6 +246,56 @@ async def test_provider_pages_check_access_as_the_module_pages_do(registry, rsa,
     assert "offset" in await html(registry, "/providers", 400, params={"offset": "x"}, headers=cookie(acme))
 
 
+async def test_deprecate_revoke_and_delete_through_the_provider_page(registry, rsa, releases) -> None:
+    await publish_all(registry, rsa, releases)
+    reader, publisher, admin = [await registry.token("acme", scope) for scope in ("read", "publish", "admin")]
+    page = await html(registry, "/providers/acme/example/1.0.0", 200, headers=cookie(reader))
+    assert 'id="deprecate-form"' not in page and 'id="delete-form"' not in page
+    refused = await registry.client.post(
+        "/providers/acme/example/1.0.0/deprecate", data={"reason": "x"}, headers=cookie(reader), allow_redirects=False
+    )
+    assert refused.status == 403 and refused.content_type == "text/html"
+    page = await html(registry, "/providers/acme/example/1.0.0", 200, headers=cookie(publisher))
+    assert 'id="deprecate-form"' in page and 'id="delete-form"' not in page  # publish: no delete
+    other_site = await registry.client.post(
+        "/providers/acme/example/1.0.0/deprecate", data={"reason": "x"},
+        headers={**cookie(publisher), "Origin": "https://evil.example.com"}, allow_redirects=False,
+    )  # fmt: skip
+    assert other_site.status == 403
+    done = await registry.client.post(
+        "/providers/acme/example/1.0.0/deprecate", data={"reason": "Signs with a retired key", "replacement": "1.1.0"},
+        headers=cookie(publisher), allow_redirects=False,
+    )  # fmt: skip
+    assert done.status == 303 and done.headers["Location"] == "/providers/acme/example/1.0.0"
+    page = await html(registry, "/providers/acme/example/1.0.0", 200, headers=cookie(publisher))
+    assert "Signs with a retired key" in page and 'id="deprecated-banner"' in page
+    versions = await get_json(registry, "/v1/providers/acme/example/versions", headers={"Authorization": f"Bearer {reader}"})
+    assert any("1.0.0" in warning for warning in versions.get("warnings", []))
+    unticked = await registry.client.post(
+        "/providers/acme/example/1.0.0/revoke", data={}, headers=cookie(publisher), allow_redirects=False
+    )
+    assert unticked.status == 400 and "Tick the box" in await unticked.text()
+    revoked = await registry.client.post(
+        "/providers/acme/example/1.0.0/revoke", data={"confirm": "yes"}, headers=cookie(publisher), allow_redirects=False
+    )
+    assert revoked.status == 303 and revoked.headers["Location"] == "/providers/acme/example"
+    await html(registry, "/providers/acme/example/1.0.0", 404, headers=cookie(publisher))
+    page = await html(registry, "/providers/acme/example", 200, headers=cookie(admin))
+    assert 'id="delete-form"' in page
+    wrong = await registry.client.post(
+        "/providers/acme/example/delete", data={"confirm": "widget"}, headers=cookie(admin), allow_redirects=False
+    )
+    assert wrong.status == 400 and "nothing was deleted" in await wrong.text()
+    deleted = await registry.client.post(
+        "/providers/acme/example/delete", data={"confirm": "example"}, headers=cookie(admin), allow_redirects=False
+    )
+    assert deleted.status == 303 and deleted.headers["Location"] == "/providers"
+    await html(registry, "/providers/acme/example", 404, headers=cookie(admin))
+    audit = await get_json(registry, "/api/v1/audit?namespace=acme", headers={"Authorization": f"Bearer {admin}"})
+    kinds = [e["type"] for e in audit["events"] if e["type"].startswith("provider.") and e["type"] != "provider.version_released"]
+    assert kinds[-3:] == ["provider.version_deprecated", "provider.version_revoked", "provider.deleted"]
+
+
 async def test_the_provider_list_pages(registry, rsa, releases) -> None:
     await publish_all(registry, rsa, releases)
     headers = cookie(await registry.token())

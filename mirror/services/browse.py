@@ -49,6 +49,16 @@ class DownloadCounter:
         wanted = _module_key(address)
         return sum(n for batch in (self._pending, self._inflight) for (key, _), n in batch.items() if key == wanted)
 
+    def unflushed_versions(self, address: ModuleAddress) -> dict[str, int]:
+        """``unflushed`` per version."""
+        wanted = _module_key(address)
+        found: dict[str, int] = {}
+        for batch in (self._pending, self._inflight):
+            for (key, version), n in batch.items():
+                if key == wanted:
+                    found[version] = found.get(version, 0) + n
+        return found
+
     async def flush(self) -> None:
         if not self._pending:
             return

@@ -25,7 +25,7 @@ from mirror.domain.errors import MirrorError, Unauthorized
 from mirror.domain.lifecycle import Deprecation
 from mirror.domain.models import Event, ModuleRecord, ModuleVersion
 from mirror.domain.versions import Version, normalize
-from mirror.http.keys import AUTH, CATALOG, STORE
+from mirror.http.keys import AUTH, CATALOG, DOWNLOADS, STORE
 from mirror.http.ui.lifecycle_pages import allowed
 from mirror.services.audit import HISTORY_SCAN, HISTORY_SHOWN, module_history
 
@@ -265,8 +265,11 @@ async def extras(
         if principal is None:
             raise Unauthorized("a module's history takes a token with the 'read' scope")
         history = await module_history(store, address)
+    counted = await store.version_downloads(address)
+    for version, n in request.app[DOWNLOADS].unflushed_versions(address).items():  # not flushed yet
+        counted[version] = counted.get(version, 0) + n
     return {
-        "version_downloads": await store.version_downloads(address),
+        "version_downloads": counted,
         "history": [change(event) for event in history.events] if history else [],
         "history_complete": history.complete if history else True,
         "history_limits": (HISTORY_SHOWN, HISTORY_SCAN),

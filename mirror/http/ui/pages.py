@@ -44,6 +44,7 @@ from mirror.http.ui.lifecycle_pages import LifecyclePages
 from mirror.http.ui.namespace_pages import NamespacePages, namespace_url
 from mirror.http.ui.session_pages import SessionPages
 from mirror.http.ui.oidc_pages import OidcPages, login_url as oidc_login_url, sign_out
+from mirror.http.ui.provider_lifecycle_pages import ProviderLifecyclePages
 from mirror.http.ui.provider_pages import ProviderPages
 from mirror.http.ui.readme import markdown_renderer, render_readme
 from mirror.http.ui.token_pages import TokenPages
@@ -156,6 +157,7 @@ class Pages:
             web.get("/modules/{namespace}/{name}/{provider}", page(self.module)),
             web.get("/modules/{namespace}/{name}/{provider}/{version}", page(self.module)),
             *ProviderPages(self._templates.render).routes(page),
+            *ProviderLifecyclePages().routes(page),
             *NamespacePages(self._templates.render).routes(page),
             *LifecyclePages(self._templates.render).routes(page),
             *TokenPages(self._templates.render).routes(page),

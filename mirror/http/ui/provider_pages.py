@@ -19,7 +19,11 @@ from yarl import URL
 
 from mirror.domain.errors import MirrorError, NotFound
 from mirror.domain.lifecycle import Deprecation
-from mirror.domain.provider_records import ProviderVersion
+from mirror.domain.provider_records import ProviderRecord, ProviderVersion
+from mirror.domain import provenance
+from mirror.domain.models import TokenRecord
+from mirror.domain.provenance import Owner
+from mirror.domain.tokens import token_allows
 from mirror.domain.providers import ProviderAddress
 from mirror.domain.urls import registry_host
 from mirror.domain.versions import Version, normalize
@@ -29,6 +33,7 @@ from mirror.http.models.ui import ProviderIndexQuery
 from mirror.http.module_views import visible_namespaces
 from mirror.http.provider_browse import detail_entry, find_providers, latest_of, provider_versions
 from mirror.http.ui import session
+from mirror.http.ui.lifecycle_pages import Allowed
 from mirror.http.ui.module_page import newer_than_shown
 from mirror.http.ui.usage import version_constraint
 
@@ -42,6 +47,21 @@ Render = Callable[..., web.Response]
 def provider_url(namespace: str, type_: str, version: str | None = None) -> str:
     parts = [namespace, type_] + ([version] if version else [])
     return "/providers/" + "/".join(quote(str(part), safe="") for part in parts)
+
+
+def provider_allowed(principal: TokenRecord | None, address: ProviderAddress, record: ProviderRecord | None) -> Allowed:
+    """What the API would let ``principal`` do to the provider (as ``lifecycle_pages.allowed``)."""
+    if principal is None or record is None:
+        return Allowed()
+    if token_allows(principal, address.namespace, "admin"):
+        return Allowed(change=True, delete=True)
+    if not token_allows(principal, address.namespace, "publish"):
+        return Allowed()
+    try:
+        provenance.check(address, record.owner, Owner.upload(), "revoke versions of")
+    except MirrorError:
+        return Allowed()
+    return Allowed(change=True)
 
 
 def list_url(query: ProviderIndexQuery, offset: int | None) -> str | None:
@@ -168,4 +188,5 @@ class ProviderPages:
             newer=newer_than_shown(shown.version, latest),
             deprecation=shown.deprecation,
             replacement_url=replacement_url(address, shown.deprecation, found),
+            may=provider_allowed(request.get(session.PRINCIPAL), address, record),
         )
