@@ -461,7 +461,7 @@ def test_the_module_page_shows_its_interface_submodules_and_versions(page: Page)
     expect(page.locator("#owner")).to_have_text("uploads (publish over the API)")
     tabs = page.get_by_role("navigation", name="Module sections")
     expect(tabs.get_by_role("link")).to_have_text(
-        ["Readme", "Inputs 3", "Outputs 2", "Dependencies 1", "Resources 0", "Submodules 1", "Versions 2"]
+        ["Readme", "Inputs 3", "Outputs 2", "Dependencies 1", "Resources 0", "Submodules 1", "Versions 2", "History"]
     )
     expect(tabs.get_by_role("link", name="Readme")).to_have_attribute("aria-current", "page")
     tabs.get_by_role("link", name="Inputs 3").click()
