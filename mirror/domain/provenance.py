@@ -5,6 +5,8 @@ An owner source is one of:
 - ``upload``: created by a publish over the API (``mirror publish``, ``PUT /api/v1/modules/...``);
 - ``github:<repository id>``: created from a GitHub repository, named by its numeric id (a rename
   or transfer keeps the id);
+- ``gitlab:<project id>``: created from a GitLab project (the ``gitlab`` source plug-in), named by
+  its numeric id, which a rename or transfer keeps too;
 - ``upstream:<host>``: created by ``mirror sync`` or the pull-through cache from that upstream;
 - ``bundle``: created by ``mirror import`` of an air-gap bundle.
 
@@ -27,8 +29,8 @@ from typing import Literal
 
 from mirror.domain.errors import BadRequest, Conflict
 
-OwnerKind = Literal["upload", "github", "upstream", "bundle"]
-KINDS: tuple[OwnerKind, ...] = ("upload", "github", "upstream", "bundle")
+OwnerKind = Literal["upload", "github", "gitlab", "upstream", "bundle"]
+KINDS: tuple[OwnerKind, ...] = ("upload", "github", "gitlab", "upstream", "bundle")
 #: what a source may try to do to a module
 Action = Literal[
     "add versions to", "reinstate versions of", "revoke versions of", "deprecate versions of", "rename", "delete", "change"
@@ -57,6 +59,10 @@ class Owner:
         return cls("github", str(int(repository_id)))
 
     @classmethod
+    def gitlab(cls, project_id: int) -> Owner:
+        return cls("gitlab", str(int(project_id)))
+
+    @classmethod
     def upstream(cls, host: str) -> Owner:
         """An upstream by its host (``registry.example.com``, ``HOST:PORT``) or its base URL."""
         if "://" in host:
@@ -71,10 +77,12 @@ class Owner:
             return cls(kind)  # type: ignore[arg-type]
         if kind == "github" and ref.isascii() and ref.isdigit() and len(ref) <= 20:
             return cls.github(int(ref))
+        if kind == "gitlab" and ref.isascii() and ref.isdigit() and len(ref) <= 20:
+            return cls.gitlab(int(ref))
         if kind == "upstream" and _HOST.fullmatch(ref):
             return cls.upstream(ref)
         raise BadRequest(
-            f"invalid owner source {text[:100]!r}: use upload, bundle, github:REPOSITORY_ID or upstream:HOST"
+            f"invalid owner source {text[:100]!r}: use upload, bundle, github:REPOSITORY_ID, gitlab:PROJECT_ID or upstream:HOST"
         )
 
     def __str__(self) -> str:
@@ -93,6 +101,8 @@ class Owner:
         if self.kind == "upstream":
             return f"the upstream registry {self.ref} (mirror sync and pull-through)"
         where = f"{source_url} " if source_url else ""
+        if self.kind == "gitlab":
+            return f"the GitLab project {where}(id {self.ref})"
         return f"the GitHub repository {where}(id {self.ref})"
 
 
@@ -148,7 +158,7 @@ def released_by(owner: Owner, commit_sha: str | None, version_source: str | None
     """Whether a version of a module ``owner`` owns came from that owner (and so is the owner's to
     revoke or reinstate): for a repository, versions released from a commit; for the others, every
     version not uploaded under ``allow_uploads``."""
-    if owner.kind == "github":
+    if owner.kind in ("github", "gitlab"):
         return commit_sha is not None
     if owner.kind == "upload":
         return True
