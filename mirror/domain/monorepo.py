@@ -180,10 +180,13 @@ def may_release(tag: str) -> bool:
 
 def candidate_versions(tag: str) -> set[str]:
     """Every version ``tag`` could name under some mapping (whatever the prefix)."""
-    found = set()
     plain = _version(tag)
-    if plain is not None:
-        found.add(plain)
+    return prefixed_versions(tag) | ({plain} if plain is not None else set())
+
+
+def prefixed_versions(tag: str) -> set[str]:
+    """The versions ``tag`` could name as ``<prefix>/<version>`` or ``<prefix>-<version>``."""
+    found = set()
     for index, char in enumerate(tag):
         if char in _SEPARATORS and index > 0:
             version = _version(tag[index + 1 :])

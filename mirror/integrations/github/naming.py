@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mirror.domain.addresses import ModuleAddress, valid_namespace, valid_provider
+from mirror.domain.monorepo import Monorepo
 from mirror.domain.providers import BINARY_PREFIX, ProviderAddress, valid_provider_type
 from mirror.domain.versions import normalize
 from mirror.domain.errors import BadRequest
@@ -16,6 +17,13 @@ class Naming:
 
     prefix: str = "terraform-"
     namespaces: tuple[tuple[str, str], ...] = ()  # (login, namespace), matched case-insensitively
+    #: repositories that release several modules (``[[github.monorepos]]``); they hold no
+    #: ``module_for`` module, whatever their name
+    monorepos: tuple[Monorepo, ...] = ()
+
+    def monorepo_for(self, owner: str, repository: str) -> Monorepo | None:
+        """The config's entry for a repository that releases several modules, if it has one."""
+        return next((m for m in self.monorepos if m.is_for(owner, repository)), None)
 
     def namespace_for(self, login: str) -> str:
         for account, namespace in self.namespaces:
@@ -27,6 +35,8 @@ class Naming:
         """The module a repository holds, or None when its name does not follow the convention
         (a provider's repository, ``terraform-provider-...``, holds no module)."""
         if not repository.startswith(self.prefix) or repository.startswith(BINARY_PREFIX):
+            return None
+        if self.monorepo_for(owner, repository) is not None:
             return None
         provider, _, name = repository[len(self.prefix) :].partition("-")
         namespace = self.namespace_for(owner)

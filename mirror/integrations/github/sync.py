@@ -27,6 +27,7 @@ from mirror.domain.provenance import NotOwner, Owner
 from mirror.domain.timeutil import now_rfc3339
 from mirror.domain.errors import BadRequest, Conflict
 from mirror.integrations.github.api import GitHubClient, GitHubError, Repository
+from mirror.integrations.github.monorepos import Monorepos
 from mirror.integrations.github.naming import Naming, tag_from_ref, version_for_tag
 from mirror.integrations.github.releases import INGEST_PROVIDER_RELEASE, as_github, provider_release_job
 from mirror.services.catalog import ModuleCatalog
@@ -68,7 +69,14 @@ class GitHubSync:
         self._limits = limits
         self._spool_dir = spool_dir
         self._delete_archives = delete_archives_on_uninstall
+        self._monorepos = Monorepos(
+            store=store, ingestor=ingestor, client=client, naming=naming, limits=limits, spool_dir=spool_dir
+        )
         self.router = self._router()
+
+    def _watched(self, owner: str, name: str) -> bool:
+        """A repository whose name holds a module, or one config declares a monorepo."""
+        return self._naming.module_for(owner, name) is not None or self._monorepos.declared(owner, name)
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
         """Job kind -> handler, for the job queue."""
@@ -115,7 +123,7 @@ class GitHubSync:
 
     async def _backfill_installation(self, installation_id: int) -> None:
         for repository in await self._client.installation_repositories(installation_id):
-            if self._naming.module_for(repository.owner, repository.name) is not None:
+            if self._watched(repository.owner, repository.name):
                 await self._queue_sync(installation_id, repository.owner, repository.name)
 
     async def _installation_deleted(self, event: sansio.Event) -> None:
@@ -129,21 +137,23 @@ class GitHubSync:
         installation = event.data["installation"]
         owner = installation["account"]["login"]
         for repository in event.data.get("repositories_added", []):
-            if self._naming.module_for(owner, repository["name"]) is not None:
+            if self._watched(owner, repository["name"]):
                 await self._queue_sync(installation["id"], owner, repository["name"])
 
     async def _repositories_removed(self, event: sansio.Event) -> None:
+        namespace = self._naming.namespace_for(event.data["installation"]["account"]["login"])
         for repository in event.data.get("repositories_removed", []):
-            await self._delete_repository_module(repository["id"])
+            await self._delete_repository_module(repository["id"], namespace)
 
     async def _repository_created(self, event: sansio.Event) -> None:
         repository = event.data["repository"]
         owner, name = repository["owner"]["login"], repository["name"]
-        if self._naming.module_for(owner, name) is not None:
+        if self._watched(owner, name):
             await self._queue_sync(_installation_id(event), owner, name)
 
     async def _repository_deleted(self, event: sansio.Event) -> None:
-        await self._delete_repository_module(event.data["repository"]["id"])
+        repository = event.data["repository"]
+        await self._delete_repository_module(repository["id"], self._naming.namespace_for(repository["owner"]["login"]))
 
     async def _repository_renamed(self, event: sansio.Event) -> None:
         repository = event.data["repository"]
@@ -151,6 +161,13 @@ class GitHubSync:
         source = Owner.github(repository["id"])
         current = await self._store.module_by_repository(repository["id"])
         target = self._naming.module_for(owner, new_name)
+        old_name = event.data.get("changes", {}).get("repository", {}).get("name", {}).get("from")
+        if self._monorepos.declared(owner, new_name) or (old_name and self._monorepos.declared(owner, old_name)) or (
+            current is not None and old_name and current.address != self._naming.module_for(owner, old_name)
+        ):  # a monorepo's modules are named by its mapping, not by the repository's name
+            log.info("monorepo renamed; its modules keep their names", repository=f"{owner}/{new_name}", old=old_name)
+            await self._queue_sync(_installation_id(event), owner, new_name)
+            return
         if current is not None and target is not None and current.address.provider == target.provider:
             taken = await self._store.get_module(target)
             if taken is not None and taken.owner != source:
@@ -170,14 +187,14 @@ class GitHubSync:
 
     async def _tag_deleted(self, event: sansio.Event) -> None:
         if event.data.get("ref_type") == "tag":
-            await self._revoke_tag(event.data["repository"], event.data["ref"])
+            await self._revoke_tag(event.data["repository"], event.data["ref"], _installation_id(event))
 
     async def _tag_pushed(self, event: sansio.Event) -> None:
         tag = tag_from_ref(event.data.get("ref", ""))
         if tag is None:
             return
         if event.data.get("deleted"):
-            await self._revoke_tag(event.data["repository"], tag)
+            await self._revoke_tag(event.data["repository"], tag, _installation_id(event))
         else:
             await self._queue_tag_from_event(event, tag, event.data.get("after"))
 
@@ -195,6 +212,11 @@ class GitHubSync:
         repository = event.data["repository"]
         owner, name = repository["owner"]["login"], repository["name"]
         if self._naming.module_for(owner, name) is None:
+            if self._monorepos.takes_tag(owner, name, tag):  # a monorepo's, or one to discover
+                await self._enqueue(
+                    INGEST_TAG,
+                    {"installation_id": _installation_id(event), "owner": owner, "name": name, "tag": tag, "commit_sha": commit_sha},
+                )
             return
         if version_for_tag(tag) is None:
             log.info("tag ignored: not a SemVer version", repository=f"{owner}/{name}", tag=tag)
@@ -204,10 +226,17 @@ class GitHubSync:
             {"installation_id": _installation_id(event), "owner": owner, "name": name, "tag": tag, "commit_sha": commit_sha},
         )
 
-    async def _revoke_tag(self, repository: dict[str, Any], tag: str) -> None:
+    async def _revoke_tag(self, repository: dict[str, Any], tag: str, installation_id: int | None) -> None:
         """A deleted tag revokes its version in the module the repository owns, if the version was
         released from the repository. A module of the same name that another source owns is left
-        alone, and the job fails naming its owner."""
+        alone, and the job fails naming its owner. In a monorepo, the repository is synced (which
+        revokes the versions whose tag is gone)."""
+        owner, name = repository["owner"]["login"], repository["name"]
+        if self._naming.module_for(owner, name) is None:
+            namespace = self._naming.namespace_for(owner)
+            if self._monorepos.declared(owner, name) or await self._monorepos.owned_modules(namespace, repository["id"]):
+                await self._queue_sync(installation_id, owner, name)
+            return
         version = version_for_tag(tag)
         if version is None:
             return
@@ -232,15 +261,18 @@ class GitHubSync:
             self._catalog.invalidate(address)
             log.info("version revoked", module=str(address), version=version, tag=tag)
 
-    async def _delete_repository_module(self, repository_id: int) -> None:
-        """Delete the module the repository owns (a module of the same name that another source
-        owns is not the repository's, and stays)."""
+    async def _delete_repository_module(self, repository_id: int, namespace: str | None = None) -> None:
+        """Delete the module the repository owns, and with ``namespace`` every module of it there (a
+        monorepo's); a module of the same name that another source owns is not the repository's,
+        and stays."""
         record = await self._store.module_by_repository(repository_id)
-        if record is None:
-            return
-        await self._store.delete_module(record.address, owner=Owner.github(repository_id))
-        self._catalog.invalidate(record.address)
-        log.info("module deleted", module=str(record.address))
+        records = [record] if record is not None else []
+        if namespace is not None:
+            records += [r for r in await self._monorepos.owned_modules(namespace, repository_id) if r.address not in {x.address for x in records}]
+        for record in records:
+            await self._store.delete_module(record.address, owner=Owner.github(repository_id))
+            self._catalog.invalidate(record.address)
+            log.info("module deleted", module=str(record.address))
 
     async def _queue_sync(self, installation_id: int | None, owner: str, name: str) -> None:
         await self._enqueue(SYNC_REPOSITORY, {"installation_id": installation_id, "owner": owner, "name": name})
@@ -260,6 +292,7 @@ class GitHubSync:
             raise
         address = self._naming.module_for(repository.owner, repository.name)
         if address is None:
+            await self._sync_monorepo(repository, installation_id)
             return
         source = Owner.github(repository.id)
         await self._store.ensure_module(
@@ -287,14 +320,27 @@ class GitHubSync:
                     log.info("version revoked: its tag is gone", module=str(address), version=version)
         self._catalog.invalidate(address)
 
+    async def _sync_monorepo(self, repository: Repository, installation_id: int | None) -> None:
+        namespace = self._naming.namespace_for(repository.owner)
+        owned = await self._monorepos.owned_modules(namespace, repository.id)
+        if not (owned or self._monorepos.declared(repository.owner, repository.name)):
+            return
+        tags = {tag.name: tag.commit_sha for tag in await self._client.tags(repository.owner, repository.name, installation_id)}
+        await self._monorepos.sync(repository, tags, installation_id, lambda payload: self._enqueue(INGEST_TAG, payload))
+        for record in owned:
+            self._catalog.invalidate(record.address)
+
     async def ingest_tag(self, payload: dict[str, Any]) -> None:
         installation_id, owner, name, tag = payload["installation_id"], payload["owner"], payload["name"], payload["tag"]
-        version = version_for_tag(tag)
-        if version is None:
-            return
         repository = await self._client.repository(owner, name, installation_id)
         address = self._naming.module_for(repository.owner, repository.name)
         if address is None:
+            if self._monorepos.takes_tag(repository.owner, repository.name, tag):
+                commit_sha = payload.get("commit_sha") or await self._commit_of(owner, name, tag, installation_id)
+                await self._monorepos.ingest_tag(repository, tag, commit_sha, installation_id)
+            return
+        version = version_for_tag(tag)
+        if version is None:
             return
         source = Owner.github(repository.id)
         module = await self._store.get_module(address)
@@ -359,12 +405,17 @@ class GitHubSync:
                 continue
             repositories = await self._client.installation_repositories(installation.id)
             present = {r.id for r in repositories}
+            owners: set[int | None] = set()
+            gone: set[int] = set()
             for record in await self._store.list_modules(installation.namespace):
                 brought = record.owner.kind == "github" and record.installation_id == installation.id
+                owners.add(record.repository_id if record.owner.kind == "github" else None)
                 if brought and record.repository_id not in present:
-                    await self._delete_repository_module(record.owner.repository_id)
+                    gone.add(record.owner.repository_id)
+            for repository_id in gone:
+                await self._delete_repository_module(repository_id, installation.namespace)
             for repository in repositories:
-                if self._naming.module_for(repository.owner, repository.name) is not None:
+                if self._watched(repository.owner, repository.name) or repository.id in owners:
                     await self._queue_sync(installation.id, repository.owner, repository.name)
 
 
