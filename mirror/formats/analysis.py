@@ -1,16 +1,21 @@
-"""Static analysis of a module archive's Terraform (.tf) files, without external binaries.
+"""Static analysis of a module archive's configuration files, without external binaries.
 
-``read_module_files`` streams a .tar.gz once (never extracting to disk) and takes the ``.tf`` files
-of the root directory and of every ``modules/<name>/`` directory; ``parse_file`` parses one file
-with python-hcl2 into what it declares; ``assemble`` combines the files' results into the
-``root`` / ``submodules`` shape of the public registry's module detail, plus ``errors`` for files
-that could not be read or parsed (the other files of the same directory still count) and
-``complete`` / ``stopped`` for files whose parse was stopped at a limit.
+``read_module_files`` streams a .tar.gz once (never extracting to disk) and takes the configuration
+files of the root directory and of every ``modules/<name>/`` directory: ``.tf`` and ``.tf.json``,
+and OpenTofu's ``.tofu`` and ``.tofu.json``, read as OpenTofu reads a directory (a ``.tofu`` file
+wins over the ``.tf`` file of the same name, ``x.tofu.json`` over ``x.tf.json``; hidden and editor
+files are ignored). ``parse_file`` parses one file, native syntax with python-hcl2 and JSON syntax
+with the json module (``mirror.formats.tf_json``), into what it declares; ``assemble`` combines the
+files' results into the ``root`` / ``submodules`` shape of the public registry's module detail
+(override files, ``override.tf`` and ``*_override.tf`` in any of the four extensions, merged last
+as OpenTofu merges them), plus ``errors`` for files that could not be read or parsed (the other
+files of the same directory still count) and ``complete`` / ``stopped`` for files whose parse was
+stopped at a limit.
 
 Synchronous and CPU-bound. Parsing is expensive on hostile input (a 1 MiB file can take python-hcl2
 tens of seconds and hundreds of MB), so the registry runs ``parse_file`` in a child process under
 limits and caches its results by content (``mirror.services.analysis``); ``analyze_archive`` does it
-all in this process. ``.tf.json`` files and symlinked ``.tf`` files are ignored.
+all in this process. Symlinked configuration files are not read (they still hide a ``.tf`` file).
 """
 
 from __future__ import annotations
@@ -27,17 +32,20 @@ from typing import Any
 import hcl2
 
 from mirror.formats.archive import ArchiveLimits, open_tar_stream
-from mirror.formats.archive_names import member_path
+from mirror.formats.archive_names import config_syntax, is_override, is_terraform_config, member_path, shadowed_by_tofu
+from mirror.formats.tf_json import JsonConfigError, load_document
 
 _KiB = 1024
 _MiB = 1024 * _KiB
-MAX_TF_FILE_BYTES = _MiB  # larger .tf files are skipped (and reported in "errors")
-MAX_TF_TOTAL_BYTES = 20 * _MiB  # .tf text read in total; files past it are skipped and reported
+MAX_TF_FILE_BYTES = _MiB  # larger configuration files are skipped (and reported in "errors")
+MAX_TF_TOTAL_BYTES = 20 * _MiB  # configuration text read in total; files past it are skipped and reported
 MAX_README_BYTES = 64 * _KiB  # submodule README text kept
 _README_NAMES = ("readme.md", "readme")  # lower-cased, best first
 #: the shape of ``parse_file``'s results: change it when they change, and cached results of the
 #: old shape are no longer used
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2
+#: a variable's attributes an override file may set (``set`` lists those a file sets)
+_INPUT_ATTRIBUTES = ("type", "description", "default", "sensitive", "nullable")
 
 _HCL_OPTIONS = hcl2.SerializationOptions(
     with_comments=False,
@@ -53,7 +61,7 @@ def analyze_archive(path: Path, limits: ArchiveLimits) -> dict[str, Any]:
     """Describe the module at ``path`` (a .tar.gz already accepted by ``check_archive``), parsing
     in this process. The registry parses in a child process instead (``mirror.services.analysis``)."""
     files = read_module_files(path, limits)
-    return assemble(files, {tf.sha256: parse_file(tf.text) for tf in files.tf_files})
+    return assemble(files, {tf.sha256: parse_file(tf.text, tf.syntax) for tf in files.tf_files})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +69,12 @@ class TfFile:
     directory: str  # "" for the root, "modules/<name>" for a submodule
     name: str
     text: str
-    sha256: str  # of the file's bytes: the key its parse is cached under
+    sha256: str  # the key its parse is cached under: of the file's bytes (and syntax, for JSON)
+    syntax: str = "hcl"  # "json" for .tf.json and .tofu.json files
+
+    @property
+    def override(self) -> bool:
+        return is_override(self.name)
 
     @property
     def display(self) -> str:
@@ -70,8 +83,8 @@ class TfFile:
 
 @dataclass(frozen=True, slots=True)
 class ModuleFiles:
-    """What the analysis reads from an archive: the .tf files to parse, the submodules' READMEs,
-    and the files skipped for their size."""
+    """What the analysis reads from an archive: the configuration files to parse, the submodules'
+    READMEs, and the files skipped for their size."""
 
     tf_files: list[TfFile]
     readmes: dict[str, str]  # submodule directory -> README text
@@ -79,34 +92,46 @@ class ModuleFiles:
 
 
 def read_module_files(path: Path, limits: ArchiveLimits) -> ModuleFiles:
-    """Read the root's and the submodules' .tf files and READMEs from ``path`` in one pass."""
+    """Read the root's and the submodules' configuration files and READMEs from ``path`` in one
+    pass; files a ``.tofu`` alternative hides are dropped at the end (it may come later)."""
     tf_files: dict[str, TfFile] = {}  # path -> file (a later member of the same path replaces it)
     readmes: dict[str, tuple[int, str]] = {}  # submodule directory -> (rank, text)
-    errors: list[str] = []
+    skipped: dict[str, str] = {}  # path -> why it was not read
+    names: dict[str, set[str]] = {}  # directory -> its configuration files' names, read or not
     total = 0
     with path.open("rb") as raw, open_tar_stream(raw, limits) as tar:
         for member in tar:
-            if not member.isreg():
+            if member.isdir():
                 continue
             inner = member_path(member)
             directory, _, name = inner.rpartition("/")
             if not _is_module_dir(directory):
                 continue
-            if name.endswith(".tf"):
+            if is_terraform_config(name):
+                names.setdefault(directory, set()).add(name)
+                if not member.isreg():
+                    continue
                 if member.size > MAX_TF_FILE_BYTES:
-                    errors.append(f"{inner}: file is larger than 1 MiB; skipped")
+                    skipped[inner] = f"{inner}: file is larger than 1 MiB; skipped"
                 elif total + member.size > MAX_TF_TOTAL_BYTES:
-                    errors.append(f"{inner}: the module has more than 20 MiB of .tf files; skipped")
+                    skipped[inner] = f"{inner}: the module has more than 20 MiB of configuration files; skipped"
                 else:
                     total += member.size
                     data = _read_bytes(tar, member, member.size)
-                    text = _decode(data, member.size)
-                    tf_files[inner] = TfFile(directory, name, text, hashlib.sha256(data).hexdigest())
-            elif directory and name.lower() in _README_NAMES:
+                    syntax = config_syntax(name)
+                    key = hashlib.sha256(data if syntax == "hcl" else b"json\0" + data).hexdigest()
+                    tf_files[inner] = TfFile(directory, name, _decode(data, member.size), key, syntax)
+            elif member.isreg() and directory and name.lower() in _README_NAMES:
                 rank = _README_NAMES.index(name.lower())
                 if directory not in readmes or rank < readmes[directory][0]:
                     readmes[directory] = (rank, _decode(_read_bytes(tar, member, MAX_README_BYTES), MAX_README_BYTES))
-    ordered = sorted(tf_files.values(), key=lambda tf: (tf.directory, tf.name))
+
+    def kept(inner: str) -> bool:
+        directory, _, name = inner.rpartition("/")
+        return not shadowed_by_tofu(name, names.get(directory, set()))
+
+    ordered = sorted((tf for inner, tf in tf_files.items() if kept(inner)), key=lambda tf: (tf.directory, tf.name))
+    errors = [message for inner, message in skipped.items() if kept(inner)]
     return ModuleFiles(ordered, {d: text for d, (_, text) in readmes.items()}, errors)
 
 
@@ -130,15 +155,34 @@ def _decode(data: bytes, limit: int) -> str:
 # One file ------------------------------------------------------------------------------------
 
 
-def parse_file(text: str) -> dict[str, Any]:
-    """What one .tf file declares, JSON-able: ``{"facts": {...}}``, or ``{"error": message}`` when
-    it does not parse. The result depends on the text alone, so it can be cached by content."""
+def parse_file(text: str, syntax: str = "hcl") -> dict[str, Any]:
+    """What one configuration file declares, JSON-able: ``{"facts": {...}}``, or ``{"error": message}``
+    when it does not parse. ``syntax`` is ``"hcl"`` (.tf, .tofu) or ``"json"`` (.tf.json,
+    .tofu.json). The result depends on these alone, so it can be cached by content."""
+    if syntax == "json":
+        try:
+            return {"facts": _facts(load_document(text), heredocs=False)}
+        except JsonConfigError as exc:
+            return {"error": str(exc)}
     try:
         doc = hcl2.loads(text, serialization_options=_HCL_OPTIONS)
     except Exception as exc:  # lark errors, and hcl2's own RuntimeError / ValueError
         if _out_of_memory(exc):  # a limit of this process, not a property of the file
             raise MemoryError from exc
         return {"error": (str(exc).strip().splitlines() or [type(exc).__name__])[0]}
+    return {"facts": _facts(doc, heredocs=True)}
+
+
+def _facts(doc: dict[str, Any], *, heredocs: bool) -> dict[str, Any]:
+    """The declarations of a document in python-hcl2's shape. Native strings may be heredocs as
+    written (``heredocs``); JSON strings are taken as they are."""
+
+    def text(value: Any) -> str:
+        return _text(value) if heredocs or not isinstance(value, str) else value
+
+    def value(raw: Any) -> Any:
+        return _value(raw) if heredocs else raw
+
     inputs: list[dict[str, Any]] = []
     for name, body in _labelled(doc.get("variable")):
         has_default = "default" in body
@@ -146,14 +190,22 @@ def parse_file(text: str) -> dict[str, Any]:
             {
                 "name": name,
                 "type": _type_text(body.get("type")),
-                "description": _text(body.get("description")),
-                "default": _value(body["default"]) if has_default else None,
+                "description": text(body.get("description")),
+                "default": value(body["default"]) if has_default else None,
                 "required": not has_default,
+                "sensitive": _flag(body.get("sensitive"), False),
+                "nullable": _flag(body.get("nullable"), True),
+                "set": [key for key in _INPUT_ATTRIBUTES if key in body],
             }
         )
-    outputs = [{"name": name, "description": _text(body.get("description"))} for name, body in _labelled(doc.get("output"))]
+    outputs = [{"name": name, "description": text(body.get("description"))} for name, body in _labelled(doc.get("output"))]
     dependencies = [
-        {"name": name, "source": _text(body.get("source")), "version": _text(body.get("version"))}
+        {
+            "name": name,
+            "source": text(body.get("source")),
+            "version": text(body.get("version")),
+            "set": [key for key in ("source", "version") if key in body],
+        }
         for name, body in _labelled(doc.get("module"))
     ]
     resources = [
@@ -164,19 +216,26 @@ def parse_file(text: str) -> dict[str, Any]:
         for required in _blocks(block.get("required_providers")):
             for name, spec in required.items():
                 if isinstance(spec, dict):
-                    source, version = _text(spec.get("source")), _text(spec.get("version"))
+                    source, version = text(spec.get("source")), text(spec.get("version"))
                 else:  # legacy form: aws = ">= 2.0"
-                    source, version = "", _text(spec)
+                    source, version = "", text(spec)
                 providers.append({"name": str(name), "source": source, "version": version})
     return {
-        "facts": {
-            "inputs": inputs,
-            "outputs": outputs,
-            "dependencies": dependencies,
-            "resources": resources,
-            "providers": providers,
-        }
+        "inputs": inputs,
+        "outputs": outputs,
+        "dependencies": dependencies,
+        "resources": resources,
+        "providers": providers,
     }
+
+
+def _flag(value: Any, default: bool) -> bool:
+    """A literal bool (``true``, or the string ``"true"`` JSON syntax may give); else ``default``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in ("true", "false"):
+        return value == "true"
+    return default
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -233,7 +292,9 @@ def _analyze_directory(
     dependencies: dict[str, dict[str, Any]] = {}
     providers: dict[str, dict[str, Any]] = {}
     resources: set[tuple[str, str]] = set()
-    for tf in files:  # sorted by name: the first file declaring a name wins
+    # sorted by name, the primary files first: the first file declaring a name wins; then the
+    # override files merge into what the primary files declared, in turn, as OpenTofu does
+    for tf in sorted(files, key=lambda tf: (tf.override, tf.name)):
         result = results.get(tf.sha256) or {"stopped": "not analysed"}
         if "stopped" in result:
             errors.append(f"{tf.display}: analysis stopped: {result['stopped']}")
@@ -243,12 +304,18 @@ def _analyze_directory(
             errors.append(f"{tf.display}: {result['error']}")
             continue
         facts = result["facts"]
+        if tf.override:
+            _merge_override(tf.display, facts, inputs, outputs, dependencies, resources, errors)
+            for item in facts["providers"]:  # a requirement in an override file replaces it whole
+                providers.pop(item["name"], None)
+                _merge_provider(providers, item["name"], item["source"], item["version"])
+            continue
         for item in facts["inputs"]:
-            inputs.setdefault(item["name"], dict(item))
+            inputs.setdefault(item["name"], {k: v for k, v in item.items() if k != "set"})
         for item in facts["outputs"]:
             outputs.setdefault(item["name"], dict(item))
         for item in facts["dependencies"]:
-            dependencies.setdefault(item["name"], dict(item))
+            dependencies.setdefault(item["name"], {k: v for k, v in item.items() if k != "set"})
         for item in facts["resources"]:
             resources.add((item["name"], item["type"]))
         for item in facts["providers"]:
@@ -264,6 +331,41 @@ def _analyze_directory(
         "provider_dependencies": [providers[k] for k in sorted(providers)],
         "resources": [{"name": n, "type": t} for n, t in sorted(resources)],
     }
+
+
+def _merge_override(
+    display: str,
+    facts: Mapping[str, Any],
+    inputs: dict[str, dict[str, Any]],
+    outputs: dict[str, dict[str, Any]],
+    dependencies: dict[str, dict[str, Any]],
+    resources: set[tuple[str, str]],
+    errors: list[str],
+) -> None:
+    """Merge an override file's declarations into the primary files': what it sets replaces what
+    they declared; it cannot declare anything new (OpenTofu refuses that, and so it is reported)."""
+    for item in facts["inputs"]:
+        if (base := inputs.get(item["name"])) is None:
+            errors.append(f'{display}: there is no variable "{item["name"]}" to override')
+            continue
+        for key in item["set"]:
+            base[key] = item[key]
+        if "default" in item["set"]:
+            base["required"] = False
+    for item in facts["outputs"]:
+        if (base := outputs.get(item["name"])) is None:
+            errors.append(f'{display}: there is no output "{item["name"]}" to override')
+        elif item["description"]:
+            base["description"] = item["description"]
+    for item in facts["dependencies"]:
+        if (base := dependencies.get(item["name"])) is None:
+            errors.append(f'{display}: there is no module call "{item["name"]}" to override')
+            continue
+        for key in item["set"]:
+            base[key] = item[key]
+    for item in facts["resources"]:
+        if (item["name"], item["type"]) not in resources:
+            errors.append(f'{display}: there is no {item["type"]} resource "{item["name"]}" to override')
 
 
 def _blocks(value: Any) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ Every archive read here goes through the same checks, whose refusals name the of
 gzip and tar well-formedness, byte limits on both the compressed and the decompressed stream (so
 a gzip bomb is refused after inflating at most ``max_unpacked_bytes``), a member count limit, safe
 relative paths, links that stay inside the module, no device or other special files, and at least
-one ``.tf`` file at the root.
+one configuration file at the root: ``.tf`` or ``.tf.json``, or OpenTofu's ``.tofu`` or ``.tofu.json``.
 
 Every archive is also read the way Terraform's reader (Go's ``archive/tar``) reads it: headers that
 Python's ``tarfile`` and Go would read differently -- pax keys that rename a member or change its
@@ -69,7 +69,7 @@ GZIP_LEVEL = 6
 class ArchiveInfo:
     files: int  # number of members
     unpacked_bytes: int  # sum of the regular files' sizes
-    root_tf_files: tuple[str, ...]  # sorted names of the .tf / .tf.json files at the archive root
+    root_tf_files: tuple[str, ...]  # sorted names of the configuration files at the archive root
     readme: str | None  # the root README (README.md preferred), at most 512 KiB of it
 
 

@@ -1,6 +1,6 @@
 """The per-member checks of one streaming pass over a module archive (``MemberChecker``): limits,
-unique and case-distinct paths, allowed member types and modes, safe links, and a ``.tf`` file at
-the archive root.
+unique and case-distinct paths, allowed member types and modes, safe links, and a configuration file
+(``.tf``, ``.tf.json``, ``.tofu`` or ``.tofu.json``) at the archive root.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class MemberChecker:
             raise refuse(member, f"mode {member.mode:o} names another file type than the member's tar type")
 
     def finish(self) -> None:
-        """The checks that need the whole archive: symlink chains, and a .tf file at the root."""
+        """The checks that need the whole archive: symlink chains, and a configuration file at the root."""
         for path, target in self._resolver.links.values():
             if not self._resolver.stays_inside(path, target):
                 raise InvalidArchive(
@@ -113,8 +113,8 @@ class MemberChecker:
                 )
         if not self.root_tf_files:
             raise InvalidArchive(
-                "archive has no .tf file at its root; put the module's configuration (e.g. main.tf) at the "
-                "top of the archive, not inside a directory"
+                "archive has no .tf file at its root (nor .tf.json, .tofu or .tofu.json); put the module's "
+                "configuration (e.g. main.tf) at the top of the archive, not inside a directory"
             )
 
     def _admit_regular_file(self, member: tarfile.TarInfo, path: str) -> None:

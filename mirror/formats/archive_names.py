@@ -134,8 +134,43 @@ def symlink_problem(path: str, target: str, resolver: SymlinkResolver) -> str | 
     return None
 
 
-def is_terraform_config(name: str) -> bool:
-    """A file Terraform loads: .tf / .tf.json, except the editor and hidden files it ignores."""
-    ignored = name.startswith(".") or name.endswith("~") or (name.startswith("#") and name.endswith("#"))
-    return name.endswith((".tf", ".tf.json")) and not ignored
+#: configuration file extensions, as OpenTofu reads them: (extension, syntax), JSON ones first so
+#: ``x.tf.json`` is not taken for a ``.json`` file. Terraform reads the ``.tf`` ones only.
+CONFIG_EXTENSIONS = ((".tofu.json", "json"), (".tf.json", "json"), (".tofu", "hcl"), (".tf", "hcl"))
 
+
+def config_extension(name: str) -> str:
+    """The configuration extension of a file name (``.tf``, ``.tf.json``, ``.tofu``, ``.tofu.json``),
+    or "" when the name is not a configuration file's: editors' and hidden files, which Terraform
+    and OpenTofu ignore, have none."""
+    ignored = name.startswith(".") or name.endswith("~") or (name.startswith("#") and name.endswith("#"))
+    if ignored:
+        return ""
+    return next((ext for ext, _ in CONFIG_EXTENSIONS if name.endswith(ext)), "")
+
+
+def is_terraform_config(name: str) -> bool:
+    """A file Terraform or OpenTofu loads: .tf / .tf.json / .tofu / .tofu.json, except the editor
+    and hidden files they ignore."""
+    return bool(config_extension(name))
+
+
+def config_syntax(name: str) -> str:
+    """``"json"`` for .tf.json and .tofu.json files, ``"hcl"`` for .tf and .tofu files."""
+    return dict(CONFIG_EXTENSIONS)[config_extension(name)]
+
+
+def is_override(name: str) -> bool:
+    """An override file: ``override.<ext>`` or ``*_override.<ext>``, merged after the others."""
+    base = name[: -len(config_extension(name))]
+    return base == "override" or base.endswith("_override")
+
+
+def shadowed_by_tofu(name: str, names: set[str] | frozenset[str]) -> bool:
+    """Whether OpenTofu ignores ``name`` because ``names`` (the configuration files of the same
+    directory) hold its .tofu alternative: ``main.tofu`` wins over ``main.tf``, ``x.tofu.json``
+    over ``x.tf.json`` (and ``a_override.tofu`` over ``a_override.tf``)."""
+    ext = config_extension(name)
+    if not ext.startswith(".tf"):
+        return False
+    return name[: -len(ext)] + ext.replace(".tf", ".tofu", 1) in names

@@ -1,5 +1,6 @@
-"""Module analysis, sandboxed and cached: the .tf files are parsed in child processes under limits,
-and each file's result is kept by the sha256 of its bytes.
+"""Module analysis, sandboxed and cached: the configuration files (.tf, .tf.json, .tofu, .tofu.json)
+are parsed in child processes under limits, and each file's result is kept by the sha256 of its
+bytes (and of its syntax, for the JSON ones).
 
 A file over a limit does not stop the publish: its result is ``{"stopped": reason}`` and the
 version's analysis says ``"complete": false`` and why (``mirror.formats.analysis.assemble``).
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from mirror.formats.analysis import RESULT_FORMAT, ModuleFiles, assemble, read_module_files
+from mirror.formats.analysis import RESULT_FORMAT, ModuleFiles, TfFile, assemble, read_module_files
 from mirror.formats.archive import ArchiveLimits
 
 if TYPE_CHECKING:
@@ -51,10 +52,11 @@ MAX_RESULT_BYTES = 16 * _MiB
 #: past this plus a file's ``cpu_seconds``, should a parse never return to Python
 CHILD_CPU_SECONDS = 600
 _STDERR_TAIL = 2048
+_NOT_TEXT = {"default": object, "required": bool, "sensitive": bool, "nullable": bool, "set": list}
 _FACT_KEYS = {
-    "inputs": ("name", "type", "description", "default", "required"),
+    "inputs": ("name", "type", "description", "default", "required", "sensitive", "nullable", "set"),
     "outputs": ("name", "description"),
-    "dependencies": ("name", "source", "version"),
+    "dependencies": ("name", "source", "version", "set"),
     "resources": ("name", "type"),
     "providers": ("name", "source", "version"),
 }
@@ -122,7 +124,7 @@ class Analyzer:
     async def analyze(self, path: Path, archive_limits: ArchiveLimits) -> dict[str, Any]:
         """The analysis of the module archive at ``path`` (already accepted by ``check_archive``)."""
         files = await asyncio.to_thread(read_module_files, path, archive_limits)
-        texts = {tf.sha256: tf.text for tf in files.tf_files}  # identical files are parsed once
+        texts = {tf.sha256: tf for tf in files.tf_files}  # identical files are parsed once
         results = await asyncio.to_thread(self._cached, list(texts))
         self.counters.cache_hits += sum(1 for tf in files.tf_files if tf.sha256 in results)
         missing = [sha for sha in texts if sha not in results]
@@ -145,7 +147,7 @@ class Analyzer:
     # Children --------------------------------------------------------------------------------
 
     async def _parse(
-        self, shas: list[str], texts: dict[str, str], files: ModuleFiles
+        self, shas: list[str], texts: dict[str, TfFile], files: ModuleFiles
     ) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """Results for ``shas``, and which of them may be cached."""
         loop = asyncio.get_running_loop()
@@ -183,7 +185,7 @@ class Analyzer:
         return results, keep
 
     async def _run(
-        self, shas: list[str], texts: dict[str, str], deadline: float
+        self, shas: list[str], texts: dict[str, TfFile], deadline: float
     ) -> tuple[list[dict[str, Any]], tuple[str, bool] | None, bool]:
         """Give ``shas`` to a child (an idle one, or a new one) until it answers them all or ends:
         the results it gave, in order; when it ended before the last, why (and whether that
@@ -310,11 +312,11 @@ class Analyzer:
                     Path(temporary).unlink(missing_ok=True)
 
 
-async def _feed(process: asyncio.subprocess.Process, texts: Iterable[str]) -> None:
+async def _feed(process: asyncio.subprocess.Process, files: Iterable[TfFile]) -> None:
     assert process.stdin is not None
     try:
-        for text in texts:
-            process.stdin.write(json.dumps({"text": text}).encode() + b"\n")
+        for tf in files:
+            process.stdin.write(json.dumps({"text": tf.text, "syntax": tf.syntax}).encode() + b"\n")
             await process.stdin.drain()
     except (BrokenPipeError, ConnectionResetError):  # the child ended; its exit says why
         pass
@@ -369,6 +371,8 @@ def _well_formed(result: Any) -> dict[str, Any] | None:
         for item in items:
             if not isinstance(item, dict) or set(item) != set(fields):
                 return None
-            if not all(isinstance(item[f], str) for f in fields if f not in ("default", "required")):
+            if not all(isinstance(item[f], _NOT_TEXT.get(f, str)) for f in fields):
+                return None
+            if not all(isinstance(key, str) for key in item.get("set", ())):
                 return None
     return result

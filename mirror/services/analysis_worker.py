@@ -1,11 +1,11 @@
-"""The child process in which ``mirror.services.analysis`` parses .tf files, under limits.
+"""The child process in which ``mirror.services.analysis`` parses configuration files, under limits.
 
 Run as ``python -I -m mirror.services.analysis_worker CPU_SECONDS MEMORY_MB LIFETIME_CPU``. It limits
 itself before it imports the parser: its address space to MEMORY_MB MiB; each file's parse to
 CPU_SECONDS of CPU time (a SIGXCPU at the soft limit, moved before each file); no core dumps and no
-files written. It reads one JSON line per file on stdin, ``{"text": ...}``, and writes one JSON
-line per file on stdout, in the same order: ``parse_file``'s result, or ``{"stopped": reason}``
-when that file's parse passed a limit, after which it exits with status 0 (a process that ran out
+files written. It reads one JSON line per file on stdin, ``{"text": ..., "syntax": "hcl" | "json"}``,
+and writes one JSON line per file on stdout, in the same order: ``parse_file``'s result, or
+``{"stopped": reason}`` when that file's parse passed a limit, after which it exits with status 0 (a process that ran out
 of memory is not trusted further; the parent starts another for the rest). It serves file after
 file until stdin closes, and retires (exit status 0) once it has used LIFETIME_CPU seconds of CPU;
 the kernel kills it at LIFETIME_CPU + CPU_SECONDS + 2, should a parse never return to Python.
@@ -50,12 +50,13 @@ def main(argv: list[str]) -> int:
     from mirror.formats.analysis import parse_file
 
     for line in sys.stdin.buffer:
-        text = json.loads(line)["text"]
+        request = json.loads(line)
+        text, syntax = request["text"], request.get("syntax", "hcl")
         _cpu_budget(cpu_seconds, cpu_ceiling)
         stop = None
         try:
             parsing[0] = True
-            result = parse_file(text)
+            result = parse_file(text, syntax)
             parsing[0] = False
             encoded = _line(result)
         except _CpuTimeExceeded:
