@@ -135,7 +135,7 @@ async def _projects(client: GitLabClient, settings: GitLabSettings, naming: GitL
                 modules[project.id] = project
                 lines.append(("ok", f"project {project.path_with_namespace} is module {address}"))
             elif reason is not None:
-                likely = project.path.startswith(settings.module_prefix) and "provider" not in reason
+                likely = project.path.startswith(settings.module_prefix) and not reason.startswith("a provider's")
                 lines.append(("warn" if likely else "ok", f"project {project.path_with_namespace} skipped: {reason}"))
     return list(modules.values())
 
