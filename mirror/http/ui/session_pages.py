@@ -19,7 +19,8 @@ from mirror.http.ui import session
 
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Render = Callable[..., web.Response]
-_ID = r"{id:[0-9a-f]{12}}"
+#: any id: one that names no session of the person's is a 404 page (never the API's JSON 404)
+_ID = "{id}"
 
 
 class SessionPages:
