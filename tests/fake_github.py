@@ -10,6 +10,12 @@ and drive it through its state: ``add_repository``, ``add_tag``, ``add_release``
 ``delay``, ``calls``... Route names (the keys of ``calls``, ``fail_next``, ``rate_limit_next`` and
 ``delay``, ``together``) are listed in ``ROUTES``.
 
+The list routes (``CONDITIONAL_ROUTES``) send an ``ETag`` and answer a matching ``If-None-Match``
+with 304, counted in ``not_modified`` and free of rate limit. With ``rate_limit_remaining`` set,
+every other API answer spends one and carries GitHub's ``x-ratelimit-*`` headers; at 0 the API
+answers 403 "API rate limit exceeded" until ``rate_limit_reset`` (epoch seconds), then the budget
+is ``rate_limit`` again. ``GET /app`` and ``GET /app/installations`` answer the App's JWT.
+
 Like GitHub, the API routes want ``Authorization: token X`` (or ``Bearer X``) with an installation
 token the fake issued or one of ``plain_tokens``, answer 404 for repositories the token cannot
 see, and paginate lists with ``per_page`` / ``page`` and a ``Link`` header. The tarball route
@@ -59,7 +65,13 @@ ROUTES = (
     "release",
     "release_asset",
     "asset_storage",
+    "app",
+    "app_installations",
 )
+#: list routes that answer ``If-None-Match`` with 304 (no rate limit spent), as GitHub does
+CONDITIONAL_ROUTES = frozenset({"repositories", "org_repos", "user_repos", "tags", "app_installations"})
+#: routes outside the REST API's rate limit (the archive and asset hosts)
+_UNMETERED = frozenset({"codeload", "asset_storage"})
 ZERO_SHA = "0" * 40
 #: what git archive stamps on members: the commit time (fixed here, so tarballs are reproducible)
 _COMMIT_TIME = 1_700_000_000
@@ -268,6 +280,11 @@ class FakeGitHub:
         self.together: dict[str, int] = {}
         self._gathered: dict[str, tuple[asyncio.Event, list[None]]] = {}
         self.calls: collections.Counter[str] = collections.Counter()
+        self.not_modified: collections.Counter[str] = collections.Counter()  # route -> 304 answers
+        self.rate_limit = 5000
+        self.rate_limit_remaining: int | None = None  # None: no budget kept
+        self.rate_limit_reset = 0.0
+        self.app_permissions: dict[str, str] = {"contents": "read", "metadata": "read"}
         self._accounts: dict[str, Account] = {}
         self._codeload_tickets: dict[str, tuple[str, str, str, float]] = {}  # token -> (owner, repo, sha, expires)
         self._storage_tickets: dict[str, tuple[FakeAsset, float]] = {}  # token -> (asset, expires)
@@ -387,6 +404,8 @@ class FakeGitHub:
             "/repos/{owner}/{repo}/releases/assets/{asset_id:[0-9]+}", self._release_asset, name="release_asset"
         )
         app.router.add_get("/_storage/{ticket}/{file_name}", self._asset_storage, name="asset_storage")
+        app.router.add_get("/app", self._app, name="app")
+        app.router.add_get("/app/installations", self._app_installations, name="app_installations")
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -407,10 +426,40 @@ class FakeGitHub:
                 reset = str(int(time.time()) + 60)
                 headers = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
                 return _error_response(403, "API rate limit exceeded", headers)
+            if route not in _UNMETERED and self._rate_limited():
+                return _error_response(403, "API rate limit exceeded", self._rate_headers())
         try:
-            return await handler(request)
+            response = await handler(request)
         except _Refusal as refusal:
-            return _error_response(refusal.status, refusal.message)
+            response = _error_response(refusal.status, refusal.message)
+        if route in CONDITIONAL_ROUTES and response.status == 200 and isinstance(response, web.Response):
+            body = response.body if isinstance(response.body, bytes) else b""
+            etag = '"' + hashlib.sha256(body + response.headers.get("Link", "").encode()).hexdigest()[:32] + '"'
+            response.headers["ETag"] = etag
+            if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+                self.not_modified[route] += 1
+                return web.Response(status=304, headers={"ETag": etag} | self._rate_headers())
+        if route and route not in _UNMETERED and self.rate_limit_remaining is not None:
+            self.rate_limit_remaining = max(0, self.rate_limit_remaining - 1)
+            response.headers.update(self._rate_headers())
+        return response
+
+    def _rate_limited(self) -> bool:
+        if self.rate_limit_remaining is None:
+            return False
+        if self.rate_limit_remaining <= 0 and time.time() >= self.rate_limit_reset:
+            self.rate_limit_remaining = self.rate_limit
+        return self.rate_limit_remaining <= 0
+
+    def _rate_headers(self) -> dict[str, str]:
+        if self.rate_limit_remaining is None:
+            return {}
+        return {
+            "x-ratelimit-limit": str(self.rate_limit),
+            "x-ratelimit-remaining": str(self.rate_limit_remaining),
+            "x-ratelimit-reset": str(math.ceil(self.rate_limit_reset)),
+            "x-ratelimit-resource": "core",
+        }
 
     async def _gather(self, route: str) -> None:
         """Hold this call until ``together[route]`` calls wait, then let them all go at once."""
@@ -467,6 +516,44 @@ class FakeGitHub:
             raise _Refusal(401, f"A JSON web token could not be decoded: {exc}") from None
         if claims["exp"] - claims["iat"] > _JWT_MAX_LIFETIME:
             raise _Refusal(401, "'Expiration time' claim ('exp') is too far in the future")
+
+    async def _app(self, request: web.Request) -> web.Response:
+        self._verify_app_jwt(request)
+        body = {
+            "id": int(self.app_id),
+            "slug": "mirror-registry",
+            "name": "mirror registry",
+            "owner": _SENDER,
+            "permissions": dict(self.app_permissions),
+            "events": ["create", "delete", "push", "release", "repository"],
+            "installations_count": len(self.installations),
+        }
+        return web.json_response(body)
+
+    async def _app_installations(self, request: web.Request) -> web.Response:
+        self._verify_app_jwt(request)
+        items = [
+            {
+                "id": installation_id,
+                "account": account.to_json(),
+                "app_id": int(self.app_id),
+                "target_type": account.type,
+                "repository_selection": "selected",
+                "permissions": dict(self.app_permissions),
+                "events": ["create", "delete", "push", "release", "repository"],
+                "suspended_at": None,
+            }
+            for installation_id, account in sorted(self.installations.items())
+        ]
+        page, headers = _paginate(request, items)
+        return web.json_response(page, headers=headers)
+
+    def remove_installation(self, installation_id: int) -> None:
+        """Uninstall the App from an account (its repositories stay, unseen by the App)."""
+        del self.installations[installation_id]
+        for repo in self.repos.values():
+            if repo.installation_id == installation_id:
+                repo.installation_id = None
 
     async def _installation_repositories(self, request: web.Request) -> web.Response:
         grant = self._grant(request)

@@ -7,7 +7,7 @@ configuration, 1 for anything else.
 Command groups: ``serve`` (``mirror.cli.serve``), ``publish`` (``publish``), ``token``
 (``tokens``), ``jobs`` (``jobs``), ``modules`` and friends (``modules``), ``events`` (``events``),
 ``webhooks`` (``webhooks``), ``import``/``sync`` (``sync``), bundles (``bundles``), ``dynamodb``
-(``dynamodb``), ``github`` (``github``); each module has ``add_commands(sub, common)``.
+(``dynamodb``), ``github`` (``github``), ``sources`` (``sources``); each module has ``add_commands(sub, common)``.
 
 Plug-ins add commands through the entry-point group ``mirror.cli_commands``: the entry point
 names a callable that is given the subparsers object and adds its command
@@ -79,12 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         providers,
         publish,
         serve,
+        sources,
         sync,
         tokens,
         webhooks,
     )
 
-    for group in (serve, publish, providers, tokens, jobs, modules, events, audit, webhooks, sync, bundles, dynamodb, github):
+    for group in (serve, publish, providers, tokens, jobs, modules, events, audit, webhooks, sync, bundles, dynamodb, github, sources):
         group.add_commands(sub, common)
     _plugin_commands(sub)
     _config_everywhere(parser)

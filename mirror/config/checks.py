@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from mirror.config.sections import AuthConfig, Config, GitHubConfig, OidcConfig, WebhooksConfig
+from mirror.config.sections import POLL_INTERVAL_BOUNDS, AuthConfig, Config, GitHubConfig, OidcConfig, WebhooksConfig
 from mirror.config.upstreams import check_upstreams
 from mirror.domain.addresses import valid_namespace
+from mirror.domain.monorepo import MappingError, parse_monorepos
 from mirror.domain.oidc import parse_rules
 from mirror.domain.urls import http_url, valid_registry_host
 
@@ -78,6 +79,7 @@ def check(config: Config, metadata_backends: frozenset[str], blob_backends: froz
     problems.extend(_validate_auth(config.auth))
     problems.extend(_validate_oidc(config.oidc, server.public_url))
     problems.extend(_validate_github(config.github))
+    problems.extend(_validate_monorepos(config.github))
     problems.extend(_validate_webhooks(config.webhooks))
     problems.extend(check_upstreams(config.upstreams))
     if config.events.log_max_bytes < 1024:
@@ -142,7 +144,7 @@ def _validate_github(github: GitHubConfig) -> list[str]:
     if not github.enabled:
         return []
     problems = []
-    if not (github.webhook_secret or github.webhook_secret_file):
+    if github.mode != "poll" and not (github.webhook_secret or github.webhook_secret_file):
         problems.append(
             "[github] webhook_secret (or webhook_secret_file) is required: webhooks are never accepted unverified"
         )
@@ -160,10 +162,31 @@ def _validate_github(github: GitHubConfig) -> list[str]:
         problems.append("[github] workers must be at least 1")
     if github.reconcile_interval < 0:
         problems.append("[github] reconcile_interval must be 0 (off) or a number of seconds")
+    low, high = POLL_INTERVAL_BOUNDS
+    if not low <= github.poll_interval <= high:
+        problems.append(f"[github] poll_interval must be between {low} and {high} seconds, not {github.poll_interval}")
+    if github.mode != "webhook" and github.token and not github.app_id and not github.accounts:
+        problems.append(
+            f'[github] accounts is required with a token in mode = "{github.mode}": the users or organizations to poll'
+        )
+    for account in github.accounts:
+        if not valid_namespace(account):
+            problems.append(f"[github] accounts: {account!r} is not a GitHub user or organization name")
+    if http_url(github.api_url) is None:
+        problems.append(f"[github] api_url must be an http(s) URL, not {github.api_url[:200]!r}")
     for login, namespace in github.namespaces.items():
         if not valid_namespace(namespace):
             problems.append(f"[github] namespaces: {login!r} maps to an invalid namespace {namespace!r}")
     return problems
+
+
+def _validate_monorepos(github: GitHubConfig) -> list[str]:
+    """``[[github.monorepos]]``: each entry's repository and module mapping (``mirror.domain.monorepo``)."""
+    try:
+        parse_monorepos(github.monorepos)
+    except MappingError as exc:
+        return [str(exc)]
+    return []
 
 
 def _validate_webhooks(webhooks: WebhooksConfig) -> list[str]:

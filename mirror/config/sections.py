@@ -291,6 +291,9 @@ class MetricsConfig:
 
 LogFormat = choice("auto", "json", "console")
 Uninstall = choice("keep", "delete")
+GitHubMode = choice("webhook", "poll", "both")
+#: bounds of ``[github] poll_interval`` (seconds)
+POLL_INTERVAL_BOUNDS = (5, 86400)
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -305,7 +308,27 @@ class GitHubConfig:
     private_key: OptionalText = Field(None, description="The App's private key (PEM).")
     private_key_file: OptionalPath = Field(None, description="A file holding the App's private key.")
     token: OptionalText = Field(None, description="... or a plain token, for repository or organization webhooks.")
-    api_url: Text = Field("https://api.github.com", description="The GitHub API (GitHub Enterprise: its API URL).")
+    api_url: Text = Field(
+        "https://api.github.com",
+        description="The GitHub API; for GitHub Enterprise Server its API URL (`https://HOST/api/v3`).",
+    )
+    mode: GitHubMode = Field(
+        "webhook",
+        description='`"webhook"`: GitHub delivers events (a periodic reconcile catches what was lost); `"poll"`: '
+        "the registry lists installations or `accounts`, repositories and tags itself every `poll_interval` "
+        '(no webhook needed, none served); `"both"`: webhooks and polling.',
+    )
+    poll_interval: Whole = Field(
+        300,
+        description="Seconds between polls in `poll` and `both` modes, 5 to 86400; listings are conditional "
+        "requests, so an unchanged account costs no rate limit.",
+    )
+    accounts: Strings = Field(
+        (),
+        description="Users and organizations whose repositories are polled with a plain `token` "
+        "(`MIRROR_GITHUB_ACCOUNTS=\"acme,solo-dev\"`); with an App its installations are found through the API, "
+        "and a non-empty list keeps only those accounts' installations.",
+    )
     timeout: Number = Field(30.0, description="Seconds for each GitHub request (a tarball may take longer; a stalled read may not).")
     workers: Whole = Field(4, description="Workers that process webhook jobs (ingests, backfills, reconciles).")
     module_prefix: Text = Field("terraform-", description="Repositories named `<prefix><provider>-<name>` become modules.")
@@ -323,6 +346,12 @@ class GitHubConfig:
         1 * MiB, description="Delivery bodies larger than this need a slot and are spooled to disk until verified."
     )
     webhook_large_bodies: Whole = Field(4, description="Large delivery bodies read at once in this process; others wait for a slot.")
+    monorepos: Tables = Field(
+        default_factory=list,
+        description="Repositories that release several modules: `[[github.monorepos]]` with `repository = \"owner/name\"` "
+        "and `modules = [{ path, name, provider, tag_prefix }, ...]` (without `modules`, each tag's `.mirror.toml`); "
+        "see the GitHub set-up's Monorepos.",
+    )
 
     @property
     def enabled(self) -> bool:

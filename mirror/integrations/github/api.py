@@ -6,7 +6,9 @@ timeout.
 
 Failures come out as one of two errors: ``GitHubUnavailable`` for what may pass (5xx answers, rate
 limits, timeouts, connection failures, unreadable answers), which callers retry, and
-``GitHubError`` for a permanent 4xx answer, whose ``status_code`` is GitHub's.
+``GitHubError`` for a permanent 4xx answer, whose ``status_code`` is GitHub's. A rate limit is
+``RateLimited``, a ``GitHubUnavailable`` that says when GitHub will answer again. The conditional
+listings of polling are in ``mirror.integrations.github.listings``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ class GitHubError(MirrorError):
     def __init__(self, message: str, *, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class RateLimited(GitHubUnavailable):
+    """GitHub's rate limit (primary, or secondary with ``retry-after``): no answer before ``resume_at`` (epoch)."""
+
+    def __init__(self, message: str, *, resume_at: float) -> None:
+        super().__init__(message)
+        self.resume_at = resume_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +145,15 @@ class AppCredentials:
     async def _fetch(self, installation_id: int) -> tuple[str, float]:
         what = f"getting an access token for GitHub App installation {installation_id}"
         gh = _TimedGitHubAPI(self._session, self._user_agent, timeout=self._timeout, base_url=self._api_url)
-        with _github_errors(what):
+        with github_errors(what):
             answer = await gidgethub.apps.get_installation_access_token(
                 gh, installation_id=str(installation_id), app_id=self._app_id, private_key=self._private_key
             )
         return _parsed(what, _installation_token, answer)
+
+    def jwt(self) -> str:
+        """A fresh App JWT, for the App's own endpoints (``/app``, ``/app/installations``)."""
+        return gidgethub.apps.get_jwt(app_id=self._app_id, private_key=self._private_key)
 
 
 class TokenCredentials:
@@ -170,6 +184,33 @@ class GitHubClient:
         self._timeout = timeout
         self._user_agent = user_agent
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._session
+
+    @property
+    def api_url(self) -> str:
+        return self._api_url
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def is_app(self) -> bool:
+        return isinstance(self._credentials, AppCredentials)
+
+    async def auth_headers(self, installation_id: int | None, *, app: bool = False) -> dict[str, str]:
+        """The headers of a JSON request: as the App itself (its JWT) with ``app``, else with the
+        installation's token (or the plain token)."""
+        if app:
+            if not isinstance(self._credentials, AppCredentials):
+                raise GitHubError("this call needs a GitHub App ([github] app_id)", status_code=401)
+            authorization = f"Bearer {self._credentials.jwt()}"
+        else:
+            authorization = f"token {await self._credentials.token_for(installation_id)}"
+        return {"User-Agent": self._user_agent, "Accept": "application/vnd.github+json", "Authorization": authorization}
+
     async def installation_repositories(self, installation_id: int | None) -> list[Repository]:
         """The repositories an App installation may access (with a plain token, use
         ``account_repositories``: this endpoint needs an installation token)."""
@@ -192,9 +233,9 @@ class GitHubClient:
     async def repository(self, owner: str, name: str, installation_id: int | None) -> Repository:
         what = f"getting repository {owner}/{name}"
         gh = await self._api(installation_id)
-        with _github_errors(what):
+        with github_errors(what):
             item = await gh.getitem("/repos/{owner}/{repo}", {"owner": owner, "repo": name})
-        return _parsed(what, _repository, item)
+        return _parsed(what, parse_repository, item)
 
     async def tags(self, owner: str, name: str, installation_id: int | None) -> list[Tag]:
         what = f"listing the tags of {owner}/{name}"
@@ -206,7 +247,7 @@ class GitHubClient:
         """One release with its assets (``GET /repos/{owner}/{repo}/releases/{release_id}``)."""
         what = f"getting release {release_id} of {owner}/{name}"
         gh = await self._api(installation_id)
-        with _github_errors(what):
+        with github_errors(what):
             item = await gh.getitem(
                 "/repos/{owner}/{repo}/releases/{release_id}",
                 {"owner": owner, "repo": name, "release_id": str(int(release_id))},
@@ -257,7 +298,7 @@ class GitHubClient:
             headers["Accept"] = accept
         # no total timeout: a tarball takes as long as its size; a stalled read still times out
         timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=self._timeout)
-        with _github_errors(what):
+        with github_errors(what):
             async with self._session.get(
                 URL(f"{self._api_url}/{path}", encoded=True),
                 headers=headers,
@@ -289,7 +330,7 @@ class GitHubClient:
     ) -> list[Any]:
         """Every item of a paginated list, following ``Link: <...>; rel="next"``."""
         gh = await self._api(installation_id)
-        with _github_errors(what):
+        with github_errors(what):
             return [item async for item in gh.getiter(url, url_vars, iterable_key=iterable_key)]
 
 
@@ -308,12 +349,12 @@ class _TimedGitHubAPI(gidgethub.aiohttp.GitHubAPI):
 
 
 @contextmanager
-def _github_errors(what: str) -> Iterator[None]:
+def github_errors(what: str) -> Iterator[None]:
     """Translate gidgethub and aiohttp failures of ``what`` into GitHubError / GitHubUnavailable."""
     try:
         yield
     except gidgethub.HTTPException as exc:
-        raise _status_error(what, int(exc.status_code), exc.headers, str(exc)) from exc
+        raise status_error(what, int(exc.status_code), exc.headers, str(exc)) from exc
     except TimeoutError as exc:
         raise GitHubUnavailable(f"{what}: GitHub did not answer in time") from exc
     except aiohttp.ClientError as exc:
@@ -322,15 +363,29 @@ def _github_errors(what: str) -> Iterator[None]:
         raise GitHubUnavailable(f"{what}: GitHub's answer is unreadable ({exc})") from exc
 
 
-def _status_error(what: str, status: int, headers: Mapping[str, str], detail: str) -> MirrorError:
+def status_error(what: str, status: int, headers: Mapping[str, str], detail: str) -> MirrorError:
     """The error for an unsuccessful HTTP answer: rate limits and 5xx may pass, other 4xx will not."""
     message = f"{what}: GitHub answered {status} ({detail})"
     rate_limited = status == 429 or (
         status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
     )
-    if 400 <= status < 500 and not rate_limited:
+    if rate_limited:
+        if "retry-after" in headers:
+            resume_at = time.time() + header_number(headers.get("retry-after"), 60.0)
+        else:
+            resume_at = header_number(headers.get("x-ratelimit-reset"), time.time() + 60)
+        return RateLimited(message, resume_at=resume_at)
+    if 400 <= status < 500:
         return GitHubError(message, status_code=status)
     return GitHubUnavailable(message)
+
+
+def header_number(text: str | None, default: float) -> float:
+    """A header's non-negative number (``retry-after``, ``x-ratelimit-reset``), else ``default``."""
+    try:
+        return max(0.0, float(text)) if text is not None else default
+    except ValueError:
+        return default
 
 
 def _parsed(what: str, parse: Callable[[Any], _T], data: Any) -> _T:
@@ -347,10 +402,11 @@ def _installation_token(answer: Mapping[str, Any]) -> tuple[str, float]:
 
 
 def _repositories(items: list[Any]) -> list[Repository]:
-    return [_repository(item) for item in items]
+    return [parse_repository(item) for item in items]
 
 
-def _repository(item: Mapping[str, Any]) -> Repository:
+def parse_repository(item: Mapping[str, Any]) -> Repository:
+    """A repository from GitHub's JSON."""
     return Repository(
         id=int(item["id"]),
         owner=item["owner"]["login"],
@@ -387,7 +443,7 @@ def _redirect_target(what: str, response: aiohttp.ClientResponse) -> URL:
 async def _copy_body(what: str, noun: str, response: aiohttp.ClientResponse, dst: BinaryIO, max_bytes: int) -> int:
     """Stream a 200 answer's body into ``dst``, at most ``max_bytes`` of it; return its size."""
     if response.status != 200:
-        raise _status_error(what, response.status, response.headers, response.reason or "no reason")
+        raise status_error(what, response.status, response.headers, response.reason or "no reason")
     written = 0
     async for chunk in response.content.iter_chunked(_CHUNK):
         written += len(chunk)
