@@ -117,6 +117,8 @@ def test_inputs_types_defaults_and_descriptions(tmp_path: Path) -> None:
         "description": 'The "name" of it',
         "default": None,
         "required": True,
+        "sensitive": False,
+        "nullable": True,
     }
     assert (inputs["count_of"]["type"], inputs["count_of"]["default"], inputs["count_of"]["required"]) == (
         "number",
@@ -136,6 +138,7 @@ def test_inputs_types_defaults_and_descriptions(tmp_path: Path) -> None:
     assert settings["default"] == {"size": 1, "mode": "slow", "extra": [True, None, "s"]}
     assert inputs["escaped"]["description"] == "one\ntwo"
     assert inputs["escaped"]["required"] is True
+    assert inputs["escaped"]["sensitive"] is True
 
 
 def test_outputs_modules_providers_and_resources(tmp_path: Path) -> None:
@@ -217,12 +220,12 @@ def test_broken_file_is_reported_and_the_rest_still_counts(tmp_path: Path) -> No
     assert [i["name"] for i in result["root"]["inputs"]] == ["ok"]
 
 
-def test_tf_json_files_are_ignored(tmp_path: Path) -> None:
+def test_tf_json_files_are_analysed(tmp_path: Path) -> None:
     result = analyze(
         tmp_path,
         {"main.tf": 'variable "a" {}\n', "extra.tf.json": json.dumps({"variable": {"b": {}}}), "notes.txt": "x"},
     )
-    assert [i["name"] for i in result["root"]["inputs"]] == ["a"]
+    assert [i["name"] for i in result["root"]["inputs"]] == ["a", "b"]
     assert result["errors"] == []
 
 

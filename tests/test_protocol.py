@@ -279,7 +279,8 @@ async def test_version_detail_carries_the_module_analysis(registry, module_archi
     assert detail["versions"] == ["1.1.0", "1.0.0"]
     root = detail["root"]
     assert root["inputs"] == [
-        {"name": "name", "type": "string", "description": "Name of the network", "default": "main", "required": False}
+        {"name": "name", "type": "string", "description": "Name of the network", "default": "main", "required": False,
+         "sensitive": False, "nullable": True}
     ]
     assert [o["name"] for o in root["outputs"]] == ["id", "subnets"]
     assert root["dependencies"] == [{"name": "subnets", "source": "./modules/subnets", "version": ""}]
