@@ -206,3 +206,15 @@ async def test_the_header_names_the_signed_in_token(registry, tmp_path: Path):
     assert 'id="signed-in"' not in login and ">Log in</a>" in login
     stale = await registry.client.get("/login", headers=cookie("mirror_revoked"))
     assert stale.status == 200 and 'id="signed-in"' not in await stale.text()
+
+
+async def test_a_sensitive_input_is_labelled_and_its_default_not_shown(registry, tmp_path: Path):
+    root = write_module(tmp_path / "secrets")
+    (root / "secrets.tf").write_text(
+        'variable "api_key" {\n  type      = string\n  default   = "do-not-show-me"\n  sensitive = true\n}\n'
+    )
+    await publish(registry, "acme/secrets/aws", "1.0.0", root)
+    token = await registry.token("acme", "read")
+    page = await html(registry, "/modules/acme/secrets/aws?tab=inputs", 200, headers=cookie(token))
+    assert "api_key" in page and "do-not-show-me" not in page
+    assert '<span class="badge sensitive">sensitive</span>' in page and "(sensitive)" in page
