@@ -1460,7 +1460,7 @@ def module_policy_cases() -> list[Case]:
         patch("string-bool", 400, b'{"allow_uploads": "true"}'),
         patch("number-bool", 400, b'{"allow_uploads": 1}'),
         patch("owner-not-string", 400, b'{"owner_source": 42}'),
-        patch("owner-unknown-kind", 400, b'{"owner_source": "gitlab:1"}'),
+        patch("owner-unknown-kind", 400, b'{"owner_source": "gitea:1"}'),
         patch("owner-bad-repository", 400, b'{"owner_source": "github:one"}'),
         patch("owner-huge-repository", 400, b'{"owner_source": "github:123456789012345678901"}'),
         patch("owner-bad-host", 400, b'{"owner_source": "upstream:-bad-.example/x"}'),

@@ -120,6 +120,10 @@ async def test_tag_push_webhook_creates_a_version(world: GitLabWorld):
     assert module.owner == Owner.gitlab(project.id) and module.source_url.endswith("/acme/terraform-aws-vpc")
     stored = await store.get_version(ModuleAddress("acme", "vpc", "aws"), "1.0.0")
     assert stored.commit_sha == project.tags["v1.0.0"] and stored.raw_version == "v1.0.0"
+    # the change is the delivery's, in the audit trail
+    audit = await world.registry.client.get("/api/v1/audit?actor=gitlab", headers=await world.registry.auth())
+    published = [e for e in (await audit.json())["events"] if e["type"] == "module.version_released"]
+    assert published and published[0]["actor"]["kind"] == "gitlab" and published[0]["actor"]["delivery"]
 
     # the same event again (a redelivery keeps its UUID) is a duplicate
     headers, body = delivery("Tag Push Hook", tag_push_payload(world.fake, project, "v1.0.0"), WEBHOOK_TOKEN)

@@ -12,6 +12,8 @@ Kinds and their fields:
   subject), and ``description``, their name
 * ``github``: ``delivery``, the ``X-GitHub-Delivery`` id of the webhook delivery behind the change,
   or ``job``, the id of the job, for reconcile and backfill work that no delivery started
+* ``gitlab``: ``delivery``, the ``X-Gitlab-Event-UUID`` of the group webhook delivery behind the
+  change, or ``job``, the id of the job, for polling work that no delivery started
 * ``upstream``: ``host``, the upstream registry of ``mirror sync`` or of a pull-through cache
 * ``bundle``: ``file``, the bundle's file name, for ``mirror import``
 * ``cli``: other commands run on the server
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: the actor kinds, in the order of the module's docstring
-KINDS = ("token", "person", "github", "upstream", "bundle", "cli", "system")
+KINDS = ("token", "person", "github", "gitlab", "upstream", "bundle", "cli", "system")
 
 #: the fields an actor of each kind may carry, besides ``kind``
 _FIELDS = ("id", "description", "delivery", "job", "host", "file")
@@ -54,6 +56,10 @@ class Actor:
     @classmethod
     def github(cls, *, delivery: str | None = None, job: str | None = None) -> Actor:
         return cls("github", delivery=delivery, job=job)
+
+    @classmethod
+    def gitlab(cls, *, delivery: str | None = None, job: str | None = None) -> Actor:
+        return cls("gitlab", delivery=delivery, job=job)
 
     @classmethod
     def upstream(cls, host: str) -> Actor:

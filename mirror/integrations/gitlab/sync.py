@@ -16,6 +16,7 @@ tries fails naming its owner.
 from __future__ import annotations
 
 import asyncio
+import functools
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from mirror.domain.audit import Actor, acting_as, current_actor
 from mirror.domain import provenance
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.errors import BadRequest, Conflict
@@ -74,10 +76,10 @@ class GitLabSync:
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
         """Job kind -> handler, for the job queue."""
         return {
-            DELIVERY: self.process_delivery,
-            SYNC_PROJECT: self.sync_project,
-            INGEST_TAG: self.ingest_tag,
-            POLL: self.poll,
+            DELIVERY: as_gitlab(self.process_delivery),
+            SYNC_PROJECT: as_gitlab(self.sync_project),
+            INGEST_TAG: as_gitlab(self.ingest_tag),
+            POLL: as_gitlab(self.poll),
         }
 
     # -- deliveries --------------------------------------------------------------------------
@@ -333,3 +335,25 @@ class GitLabSync:
 def _strip(raw: Path, clean: Path, limits: ArchiveLimits) -> tuple[str, int]:
     with raw.open("rb") as src, clean.open("wb") as dst:
         return strip_top_level_directory(src, dst, limits)
+
+
+def gitlab_actor(payload: dict[str, Any]) -> Actor:
+    """Who a GitLab job's changes are made for (``mirror.domain.audit``): the webhook delivery its
+    payload names, else the GitLab actor it was queued with (a follow-up of a delivery), else
+    GitLab acting through this job (polling)."""
+    delivery = payload.get("delivery")
+    if isinstance(delivery, str) and delivery:
+        return Actor.gitlab(delivery=delivery)
+    current = current_actor()
+    return current if current.kind == "gitlab" else Actor.gitlab(job=current.job)
+
+
+def as_gitlab(handler: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """``handler``, run as ``gitlab_actor`` of its payload."""
+
+    @functools.wraps(handler)
+    async def run(payload: dict[str, Any]) -> None:
+        with acting_as(gitlab_actor(payload)):
+            await handler(payload)
+
+    return run
