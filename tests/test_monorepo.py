@@ -14,8 +14,9 @@ from mirror.domain.monorepo import MappingError, parse_file, parse_modules, pars
 from mirror.formats.archive import ArchiveLimits
 from mirror.formats.local_sources import escapes, module_sources
 from mirror.formats.subtree import extract_subtree
-from mirror.http.keys import STORE
+from mirror.http.keys import JOBS, STORE
 from mirror.integrations.github.naming import Naming
+from mirror.integrations.github.sync import RECONCILE
 from tests.fake_github import build_tarball, create_tag_payload, installation_payload, push_tag_payload
 from tests.test_github import GitHubWorld, archive_names, world  # noqa: F401 - the fixture
 
@@ -194,3 +195,20 @@ async def test_a_repository_without_a_mapping_is_not_a_monorepo(world: GitHubWor
     await world.settle()
     assert await failed_errors(world) == []
     assert await world.registry.app[STORE].list_modules("acme-corp") == []
+
+
+async def test_reconcile_keeps_a_discovered_monorepo(world: GitHubWorld):
+    """A repository mapped by its .mirror.toml is no rename to the reconcile, which keeps its modules."""
+    repo = world.fake.add_repository("acme-corp", "infra", installation_id=7)
+    world.fake.add_tag("acme-corp", "infra", "vpc/v1.0.0", monorepo_files("1"))
+    world.fake.add_tag("acme-corp", "infra", "dns-v0.2.0", monorepo_files("1"))
+    await world.deliver("installation", installation_payload(world.fake, "created", 7))
+    for tag in ("vpc/v1.0.0", "dns-v0.2.0"):
+        await world.deliver("create", create_tag_payload(repo, tag))
+    await world.settle()
+    assert await world.versions("acme-corp/vpc/aws") == ["1.0.0"]
+    assert await world.versions("acme-corp/dns/aws") == ["0.2.0"]
+    await world.registry.app[JOBS].enqueue(RECONCILE, {})
+    await world.settle()
+    assert await world.versions("acme-corp/vpc/aws") == ["1.0.0"]
+    assert await world.versions("acme-corp/dns/aws") == ["0.2.0"]

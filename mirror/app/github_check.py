@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from mirror.app.checks import CheckLine, Status
 from mirror.app.stores import metadata_store
 from mirror.config import Config, GitHubConfig
 from mirror.domain.addresses import ModuleAddress
@@ -29,18 +30,6 @@ from mirror.integrations.github.listings import GitHubListings
 from mirror.domain.monorepo import parse_monorepos
 from mirror.integrations.github.naming import Naming, version_for_tag
 from mirror.storage.protocols import MetadataStore
-
-Status = Literal["ok", "warn", "fail", "import"]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckLine:
-    """One line, with the fields of ``mirror.app.sources.CheckLine`` (which cannot be imported
-    here: ``mirror.app.sources`` imports this source)."""
-
-    status: Status
-    text: str
-
 
 #: repository and version lines listed before the rest is only counted
 MAX_LINES = 200

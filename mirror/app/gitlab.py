@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from mirror.app.sources import CheckLine
+from mirror.app.checks import CheckLine
 from mirror.app.stores import metadata_store
 from mirror.config import Config
 from mirror.domain.errors import BadRequest, ConfigError, Forbidden, MirrorError, PayloadTooLarge, Unauthorized, UnsupportedMediaType

@@ -16,12 +16,12 @@ service, and says what it would import (a dry run), one line each, changing noth
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from aiohttp import web
 
 from mirror.app import plugins
+from mirror.app.checks import CheckLine
 from mirror.app.github import GitHubSource
 from mirror.config import Config
 from mirror.http.keys import CONFIG
@@ -30,15 +30,6 @@ from mirror.http.keys import CONFIG
 class Source(Protocol):
     def setup(self, app: web.Application) -> Iterable[web.RouteDef]:
         """Add the source's cleanup contexts and job handlers; return its routes."""
-
-
-@dataclass(frozen=True, slots=True)
-class CheckLine:
-    """One line of ``mirror sources check``: ``ok``, ``warn`` or ``fail`` for a check, ``import``
-    for a module version (or provider release) the source would import now."""
-
-    status: Literal["ok", "warn", "fail", "import"]
-    text: str
 
 
 class CheckedSource(Source, Protocol):

@@ -178,13 +178,23 @@ class GitHubPoller:
                     await self._deliver("repository", "deleted", data)
         for repository in listing.items:
             target = self._naming.module_for(repository.owner, repository.name)
-            if checked:
-                current = await self._store.module_by_repository(repository.id)
-                if current is not None and current.owner.kind == "github" and current.address != target:
-                    data = {"repository": _repository_json(repository)} | _installation(installation_id)
-                    await self._deliver("repository", "renamed", data)  # follows it, or removes it
-                    continue
-            if target is None:
+            current = await self._store.module_by_repository(repository.id) if checked or target is None else None
+            owned = current is not None and current.owner.kind == "github"
+            # a monorepo (``mirror.integrations.github.monorepos``): declared in config, or owning
+            # modules of its mapping under the name it had when they were released; its modules are
+            # named by the mapping, so an address unlike the repository's name is no rename
+            monorepo = target is None and (
+                self._naming.monorepo_for(repository.owner, repository.name) is not None
+                or (owned and not _renamed(current, repository))
+            )
+            if checked and owned and not monorepo and current.address != target:
+                data = {"repository": _repository_json(repository)} | _installation(installation_id)
+                old_name = _name_of(current.source_url)
+                if old_name:
+                    data["changes"] = {"repository": {"name": {"from": old_name}}}
+                await self._deliver("repository", "renamed", data)  # follows it, or removes it
+                continue
+            if target is None and not monorepo:
                 continue
             if not full:
                 tags = await self._listings.tags(repository.owner, repository.name, installation_id, self._cache)
@@ -223,6 +233,17 @@ def _removed_json(record: ModuleRecord) -> dict[str, Any]:
     parts = [part for part in urlsplit(record.source_url or "").path.split("/") if part]
     owner, name = (parts + ["", ""])[:2]
     return {"id": record.repository_id, "name": name, "full_name": f"{owner}/{name}", "owner": {"login": owner}}
+
+
+def _renamed(record: ModuleRecord | None, repository: Repository) -> bool:
+    """Whether the repository's URL is no longer the one its module recorded (a rename or transfer)."""
+    return record is not None and bool(record.source_url) and record.source_url.rstrip("/").lower() != repository.html_url.rstrip("/").lower()
+
+
+def _name_of(source_url: str | None) -> str | None:
+    """The repository name of a repository's web URL (``https://HOST/LOGIN/REPO``)."""
+    parts = [part for part in urlsplit(source_url or "").path.split("/") if part]
+    return parts[1] if len(parts) >= 2 else None
 
 
 def _login_of(source_url: str | None) -> str | None:
