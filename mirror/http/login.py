@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from multidict import MultiMapping
 
-from mirror.domain.errors import BadRequest, Forbidden, Unauthorized
+from mirror.domain.errors import BadRequest, Forbidden, MirrorError, Unauthorized
 from mirror.domain.models import SCOPES, TokenRecord
 from mirror.domain.tokens import grants_of
+from mirror.http.forms import read_form
 from mirror.http.keys import AUTH, CONFIG, STORE
 from mirror.http.ui import session
 from mirror.http.ui.oidc_pages import login_url as oidc_login_url
@@ -70,8 +71,8 @@ class Login:
         if not session.same_origin(request, request.app[CONFIG].server.public_url):
             return self._error(request, 403, "the sign-in form was sent from another site")
         form = await _read_form(request)
-        if isinstance(form, str):
-            return self._error(request, 400, form)
+        if isinstance(form, MirrorError):
+            return self._error(request, form.status, form.message)
         try:
             oauth = check_authorize(form)
         except BadRequest as exc:
@@ -161,8 +162,8 @@ class Login:
     async def token(self, request: web.Request) -> web.Response:
         """``POST /oauth/token``: the code, its verifier and redirect URI for a registry token."""
         form = await _read_form(request)
-        if isinstance(form, str):
-            return _oauth_error("invalid_request", form, 413 if "too large" in form else 400)
+        if isinstance(form, MirrorError):
+            return _oauth_error("invalid_request", form.message, form.status)
         auth = request.app[CONFIG].auth
         try:
             issued = await exchange(
@@ -205,25 +206,12 @@ def _single(params: MultiMapping[str]) -> dict[str, str]:
     return {name: values[0] for name in set(params) if len(values := params.getall(name)) == 1}
 
 
-async def _read_form(request: web.Request) -> dict[str, str] | str:
-    """The urlencoded form, each field once; a message when it cannot be read."""
-    if request.content_type != "application/x-www-form-urlencoded":
-        return "send the form as application/x-www-form-urlencoded"
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        return f"the form is too large (at most {MAX_FORM_BYTES} bytes)"
-    body = b""
-    while len(body) <= MAX_FORM_BYTES:
-        chunk = await request.content.read(MAX_FORM_BYTES + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
-    if len(body) > MAX_FORM_BYTES:
-        return f"the form is too large (at most {MAX_FORM_BYTES} bytes)"
+async def _read_form(request: web.Request) -> dict[str, str] | MirrorError:
+    """The urlencoded form, each field once; the error when it cannot be read."""
     try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=64)
-    except (UnicodeDecodeError, ValueError):
-        return "the form could not be read (not UTF-8, or too many fields)"
-    return {name: values[0] for name, values in parsed.items() if len(values) == 1}
+        return await read_form(request, max_bytes=MAX_FORM_BYTES)
+    except MirrorError as exc:
+        return exc
 
 
 def _authorize_url(fields: dict[str, str]) -> str:

@@ -62,14 +62,20 @@ class Allowed:
 def allowed(principal: TokenRecord | None, address: ModuleAddress, record: ModuleRecord | None) -> Allowed:
     """What the API would let ``principal`` do to the module: ``admin`` on its namespace allows
     everything; ``publish`` deprecating and revoking when uploads own the module."""
-    if principal is None or record is None:
+    return allowed_on(principal, address, None if record is None else record.owner)
+
+
+def allowed_on(principal: TokenRecord | None, address: Any, owner: Owner | None) -> Allowed:
+    """``allowed`` for anything with a namespace that ``owner`` owns (a module, a provider; None:
+    there is no such thing)."""
+    if principal is None or owner is None:
         return Allowed()
     if token_allows(principal, address.namespace, "admin"):
         return Allowed(change=True, delete=True)
     if not token_allows(principal, address.namespace, "publish"):
         return Allowed()
     try:
-        provenance.check(address, record.owner, Owner.upload(), "revoke versions of")
+        provenance.check(address, owner, Owner.upload(), "revoke versions of")
     except MirrorError:
         return Allowed()
     return Allowed(change=True)

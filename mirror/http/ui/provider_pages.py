@@ -20,10 +20,7 @@ from yarl import URL
 from mirror.domain.errors import MirrorError, NotFound
 from mirror.domain.lifecycle import Deprecation
 from mirror.domain.provider_records import ProviderRecord, ProviderVersion
-from mirror.domain import provenance
 from mirror.domain.models import TokenRecord
-from mirror.domain.provenance import Owner
-from mirror.domain.tokens import token_allows
 from mirror.domain.providers import ProviderAddress
 from mirror.domain.urls import registry_host
 from mirror.domain.versions import Version, normalize
@@ -33,7 +30,7 @@ from mirror.http.models.ui import ProviderIndexQuery
 from mirror.http.module_views import visible_namespaces
 from mirror.http.provider_browse import detail_entry, find_providers, latest_of, provider_versions
 from mirror.http.ui import session
-from mirror.http.ui.lifecycle_pages import Allowed
+from mirror.http.ui.lifecycle_pages import Allowed, allowed_on
 from mirror.http.ui.module_page import newer_than_shown
 from mirror.http.ui.usage import version_constraint
 
@@ -50,18 +47,8 @@ def provider_url(namespace: str, type_: str, version: str | None = None) -> str:
 
 
 def provider_allowed(principal: TokenRecord | None, address: ProviderAddress, record: ProviderRecord | None) -> Allowed:
-    """What the API would let ``principal`` do to the provider (as ``lifecycle_pages.allowed``)."""
-    if principal is None or record is None:
-        return Allowed()
-    if token_allows(principal, address.namespace, "admin"):
-        return Allowed(change=True, delete=True)
-    if not token_allows(principal, address.namespace, "publish"):
-        return Allowed()
-    try:
-        provenance.check(address, record.owner, Owner.upload(), "revoke versions of")
-    except MirrorError:
-        return Allowed()
-    return Allowed(change=True)
+    """What the API would let ``principal`` do to the provider (as a module's ``allowed``)."""
+    return allowed_on(principal, address, None if record is None else record.owner)
 
 
 def list_url(query: ProviderIndexQuery, offset: int | None) -> str | None:

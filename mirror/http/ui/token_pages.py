@@ -15,13 +15,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from mirror.domain.errors import BadRequest, Forbidden, MirrorError, NotFound, PayloadTooLarge, Unauthorized
+from mirror.domain.errors import BadRequest, Forbidden, MirrorError, NotFound, Unauthorized
 from mirror.domain.models import SCOPES, TokenRecord
 from mirror.domain.tokens import grants_of, is_registry_admin
+from mirror.http.forms import read_form
 from mirror.http.keys import AUTH, CONFIG, STORE
 from mirror.http.models.base import validate
 from mirror.http.models.tokens import MAX_DESCRIPTION, NewToken
@@ -212,25 +212,7 @@ async def _principal(request: web.Request) -> TokenRecord:
 
 
 async def _read_form(request: web.Request) -> dict[str, str]:
-    """A form posted from this site as ``application/x-www-form-urlencoded``, at most
-    ``MAX_FORM_BYTES``; each field once (a repeated one is left out)."""
+    """A form posted from this site (``mirror.http.forms.read_form``, at most ``MAX_FORM_BYTES``)."""
     if not session.same_origin(request, request.app[CONFIG].server.public_url):
         raise Forbidden("the form was sent from another site")
-    if request.content_type != "application/x-www-form-urlencoded":
-        raise BadRequest("send the form as application/x-www-form-urlencoded")
-    too_large = f"the form is too large (at most {MAX_FORM_BYTES} bytes)"
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        raise PayloadTooLarge(too_large)
-    body = b""
-    while len(body) <= MAX_FORM_BYTES:
-        chunk = await request.content.read(MAX_FORM_BYTES + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
-    if len(body) > MAX_FORM_BYTES:
-        raise PayloadTooLarge(too_large)
-    try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the form could not be read (not UTF-8, or too many fields)") from None
-    return {name: values[0] for name, values in parsed.items() if len(values) == 1}
+    return await read_form(request, max_bytes=MAX_FORM_BYTES, max_fields=16)
