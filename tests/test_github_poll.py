@@ -17,7 +17,7 @@ from tests.fake_github import FakeGitHub
 from tests.live import eventually
 from tests.test_github import GitHubWorld, github_sections, module_files
 
-INTERVAL = 5
+INTERVAL = 2
 
 
 def poll_sections(tmp_path: Path, fake: FakeGitHub, api_url: str, **github: Any) -> dict[str, dict[str, Any]]:
@@ -193,7 +193,7 @@ async def _sleep_until(epoch: float) -> None:
     ("github", "problem"),
     [
         ({"token": "t", "mode": "poll"}, "[github] accounts is required with a token"),
-        ({"token": "t", "mode": "poll", "accounts": ["acme"], "poll_interval": 1}, "poll_interval must be between 5 and 86400"),
+        ({"token": "t", "mode": "poll", "accounts": ["acme"], "poll_interval": 1}, "poll_interval must be between 2 and 86400"),
         ({"token": "t", "mode": "sometimes", "webhook_secret": "s"}, "mode"),
         ({"token": "t", "mode": "both", "accounts": ["acme"]}, "webhook_secret (or webhook_secret_file) is required"),
         ({"token": "t", "mode": "poll", "accounts": ["no/such"]}, "accounts: 'no/such'"),

@@ -293,7 +293,7 @@ LogFormat = choice("auto", "json", "console")
 Uninstall = choice("keep", "delete")
 GitHubMode = choice("webhook", "poll", "both")
 #: bounds of ``[github] poll_interval`` (seconds)
-POLL_INTERVAL_BOUNDS = (5, 86400)
+POLL_INTERVAL_BOUNDS = (2, 86400)
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -320,7 +320,7 @@ class GitHubConfig:
     )
     poll_interval: Whole = Field(
         300,
-        description="Seconds between polls in `poll` and `both` modes, 5 to 86400; listings are conditional "
+        description="Seconds between polls in `poll` and `both` modes, 2 to 86400; listings are conditional "
         "requests, so an unchanged account costs no rate limit.",
     )
     accounts: Strings = Field(
