@@ -19,6 +19,9 @@ Keys (every one optional but ``token``/``token_env`` and ``groups``):
   turns the reconcile off.
 - ``timeout``: seconds for each API request (30), ``max_projects`` (1000) and ``max_tags``
   (1000): the most projects one poll lists and tags one project lists.
+- ``monorepos``: projects that release several modules (``mirror.domain.monorepo``), each a table
+  ``{ project = "acme/infra", modules = [{ path, name, provider, tag_prefix }, ...] }``; without
+  ``modules``, each tag's ``.mirror.toml`` is read. The project must be inside a watched group.
 
 A group maps to a registry namespace, which cannot hold ``/``: by default the group's full path
 with each ``/`` turned into ``-`` (``acme/platform`` -> ``acme-platform``), or the group's explicit
@@ -34,7 +37,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mirror.domain import monorepo
 from mirror.domain.addresses import valid_namespace
+from mirror.domain.monorepo import Monorepo
 from mirror.domain.urls import http_url
 
 DEFAULT_URL = "https://gitlab.com"
@@ -51,7 +56,9 @@ KEYS = (
     "timeout",
     "max_projects",
     "max_tags",
+    "monorepos",
 )
+MONOREPO_KEYS = ("project", "modules")
 GROUP_KEYS = ("path", "namespace", "include_subgroups")
 #: GitLab's group paths: letters, digits, ``_``, ``-`` and ``.``, not starting with ``-`` or ``.``
 _GROUP_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}\Z")
@@ -78,6 +85,7 @@ class GitLabSettings:
     timeout: float = 30.0
     max_projects: int = 1000
     max_tags: int = 1000
+    monorepos: tuple[Monorepo, ...] = ()
 
     @property
     def api_url(self) -> str:
@@ -127,6 +135,7 @@ def parse_settings(table: Mapping[str, Any], environ: Mapping[str, str]) -> tupl
         if not _whole(value) or not 1 <= value <= 100_000:
             problems.append(f"{key} must be a whole number from 1 to 100000, not {value!r}")
         bounds[key] = value
+    monorepos = _monorepos(table.get("monorepos", []), groups, problems)
     if problems or url is None or token is None:
         return None, problems
     settings = GitLabSettings(
@@ -140,6 +149,7 @@ def parse_settings(table: Mapping[str, Any], environ: Mapping[str, str]) -> tupl
         timeout=float(timeout),
         max_projects=bounds["max_projects"],
         max_tags=bounds["max_tags"],
+        monorepos=monorepos,
     )
     return settings, []
 
@@ -231,3 +241,47 @@ def _group(number: int, item: Any, problems: list[str]) -> WatchedGroup | None:
         problems.append(f"{where} ({path}): include_subgroups must be true or false, not {include!r}")
         return None
     return WatchedGroup(path=path, namespace=namespace, include_subgroups=include)
+
+
+def _monorepos(raw: Any, groups: tuple[WatchedGroup, ...], problems: list[str]) -> tuple[Monorepo, ...]:
+    """``monorepos``: each entry's project (a full project path inside a watched group) and its
+    modules, checked by ``mirror.domain.monorepo`` as ``[[github.monorepos]]`` are."""
+    if not isinstance(raw, list):
+        problems.append('monorepos must be an array of tables { project = "group/path", modules = [...] }')
+        return ()
+    built: list[Monorepo] = []
+    seen: set[str] = set()
+    for number, item in enumerate(raw, start=1):
+        where = f"monorepos #{number}"
+        if not isinstance(item, dict):
+            problems.append(f'{where}: must be a table {{ project = "group/path", modules = [...] }}, not {item!r}')
+            continue
+        unknown = [key for key in item if key not in MONOREPO_KEYS]
+        if unknown:
+            problems.append(f"{where}: unknown key {unknown[0]!r} (a monorepo takes: {', '.join(MONOREPO_KEYS)})")
+            continue
+        project = item.get("project")
+        parts = project.split("/") if isinstance(project, str) else []
+        if len(parts) < 2 or not all(_GROUP_SEGMENT.fullmatch(part) for part in parts):
+            problems.append(f"{where}: project must be a project's full path (e.g. acme/infra), not {project!r}")
+            continue
+        where = f"{where} ({project})"
+        if groups and not any(_inside(group, project.rpartition("/")[0]) for group in groups):
+            problems.append(f"{where}: the project is not inside a watched group (groups)")
+            continue
+        if project.lower() in seen:
+            problems.append(f"{where}: listed twice")
+            continue
+        seen.add(project.lower())
+        try:
+            mapping = None if "modules" not in item else monorepo.parse_modules(item["modules"], where)
+        except monorepo.MappingError as exc:
+            problems.append(str(exc))
+            continue
+        built.append(Monorepo(project, mapping))
+    return tuple(built)
+
+
+def _inside(group: WatchedGroup, namespace_path: str) -> bool:
+    path, lowered = group.path.lower(), namespace_path.lower()
+    return lowered == path or (group.include_subgroups and lowered.startswith(path + "/"))

@@ -6,7 +6,8 @@ transferred) queues one ``gitlab.sync_project``, which brings the project's modu
 GitLab: moved along a rename, deleted with its project (or when it leaves the watched groups), every
 tag a version and versions whose tag is gone revoked. A ``gitlab.poll`` lists the watched groups'
 projects and queues one sync per module project, and one for every module whose project the
-listing no longer holds, so polling alone finds every project and tag.
+listing no longer holds, so polling alone finds every project and tag. Projects that release
+several modules (monorepos) are handled by ``mirror.integrations.gitlab.monorepos``.
 
 A module belongs to the project that first published it (owner source ``gitlab:<project id>``,
 ``mirror.domain.provenance``): a module another source owns is never changed, and the job that
@@ -25,13 +26,15 @@ from typing import Any
 import structlog
 
 from mirror.domain.audit import Actor, acting_as, current_actor
-from mirror.domain import provenance
+from mirror.domain import monorepo, provenance
 from mirror.domain.addresses import ModuleAddress
 from mirror.domain.errors import BadRequest, Conflict
 from mirror.domain.models import Job, ModuleRecord
 from mirror.domain.provenance import NotOwner, Owner
 from mirror.formats.archive import ArchiveLimits, strip_top_level_directory
+from mirror.formats.subtree import extract_subtree
 from mirror.integrations.gitlab.api import GitLabClient, GitLabError, Project
+from mirror.integrations.gitlab.monorepos import GitLabMonorepos
 from mirror.integrations.gitlab.naming import ZERO_SHA, GitLabNaming, TagRelease, tag_from_ref, version_for_tag
 from mirror.integrations.gitlab.settings import GitLabSettings
 from mirror.services.catalog import ModuleCatalog
@@ -69,9 +72,13 @@ class GitLabSync:
         self._client = client
         self._enqueue = enqueue
         self._settings = settings
-        self._naming = GitLabNaming(settings.groups, settings.module_prefix)
+        self._naming = GitLabNaming(settings.groups, settings.module_prefix, settings.monorepos)
         self._limits = limits
         self._spool_dir = spool_dir
+        self._monorepos = GitLabMonorepos(
+            store=store, ingestor=ingestor, catalog=catalog, client=client, naming=self._naming,
+            limits=limits, spool_dir=spool_dir, max_tags=settings.max_tags,
+        )
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
         """Job kind -> handler, for the job queue."""
@@ -98,7 +105,7 @@ class GitLabSync:
         project_id = data.get("project_id")
         if tag is None or type(project_id) is not int:
             raise BadRequest("a tag push needs a ref refs/tags/TAG and a numeric project_id")
-        if version_for_tag(tag) is None:
+        if not monorepo.may_release(tag):  # SemVer, or a monorepo's <prefix>/<version>
             log.info("tag ignored: not a SemVer version", project=project_id, tag=tag)
             return
         if data.get("after") == ZERO_SHA:
@@ -113,6 +120,12 @@ class GitLabSync:
         """A deleted tag revokes what it released from the project's module; versions uploaded
         into the module stay, and a module of that name another source owns is not touched."""
         project = await self._project_or_none(project_id)
+        if project is not None and await self._is_monorepo(project):
+            await self._enqueue(SYNC_PROJECT, {"project_id": project_id})  # revokes what a gone tag released
+            return
+        version = version_for_tag(tag)
+        if version is None:
+            return
         releases = self._releases(project, tag) if project is not None else []
         source = Owner.gitlab(project_id)
         record = await self._module_of(project_id, releases[0].address if releases else None)
@@ -124,8 +137,6 @@ class GitLabSync:
                         release.address, other.owner, source, "revoke versions of", source_url=other.source_url
                     )
             return
-        version = version_for_tag(tag)
-        assert version is not None, "checked by the caller"
         existing = await self._store.get_version(record.address, version)
         if existing is None or existing.revoked_at is not None:
             return
@@ -146,6 +157,10 @@ class GitLabSync:
         are revoked."""
         project_id = int(payload["project_id"])
         project = await self._project_or_none(project_id)
+        if project is not None and await self._is_monorepo(project):
+            owned = [r for r in await self._owned_modules() if r.owner == Owner.gitlab(project_id)]
+            await self._monorepos.sync(project, owned, self._queue_tag)
+            return
         address = self._naming.module_for(project.namespace_path, project.path) if project is not None else None
         source = Owner.gitlab(project_id)
         current = await self._module_of(project_id, address)
@@ -198,6 +213,11 @@ class GitLabSync:
         if project is None:
             log.info("project is gone; tag not ingested", project=project_id, tag=tag)
             return
+        if self._naming.module_for(project.namespace_path, project.path) is None:
+            if self._monorepos.takes_tag(project, tag):
+                commit_sha = payload.get("commit_sha") or await self._commit_of(project, tag)
+                await self._monorepos.ingest_tag(project, tag, commit_sha)
+            return
         releases = self._releases(project, tag)
         if not releases:
             return
@@ -244,10 +264,9 @@ class GitLabSync:
 
     async def _module_archive(self, raw: Path, release: TagRelease, clean: Path) -> Archive:
         """The module archive of ``release``: GitLab's archive without its top-level
-        ``PROJECT-REF-SHA/`` directory, within the archive limits."""
-        if release.subdirectory:
-            raise BadRequest(f"{release.address}: modules in a subdirectory of a repository are not supported yet")
-        sha256, size = await asyncio.to_thread(_strip, raw, clean, self._limits)
+        ``PROJECT-REF-SHA/`` directory (and re-rooted at ``release.subdirectory``), within the
+        archive limits."""
+        sha256, size = await asyncio.to_thread(_strip, raw, clean, release.subdirectory, self._limits)
         return Archive(path=clean, sha256=sha256, size=size)
 
     async def _commit_of(self, project: Project, tag: str) -> str:
@@ -279,17 +298,46 @@ class GitLabSync:
             for project in projects[:budget]:
                 seen.setdefault(project.id, project)
             budget = max(0, self._settings.max_projects - len(seen))
+        owners = {int(record.owner.ref) for record in await self._owned_modules()}
         for project in seen.values():
-            if self._naming.module_for(project.namespace_path, project.path) is not None:
+            # a module project, a declared monorepo, or a project owning modules (a monorepo found
+            # by its tags, or one renamed away from its module's name: the sync tells them apart)
+            if (
+                self._naming.module_for(project.namespace_path, project.path) is not None
+                or self._monorepos.declared(project)
+                or project.id in owners
+            ):
                 await self._enqueue(SYNC_PROJECT, {"project_id": project.id})
         if not complete:
             log.warning("the projects were not all listed; no module is removed by this poll")
             return
-        for record in await self._owned_modules():
-            if int(record.owner.ref) not in seen:
-                await self._enqueue(SYNC_PROJECT, {"project_id": int(record.owner.ref)})
+        for owner in sorted(owners - set(seen)):
+            await self._enqueue(SYNC_PROJECT, {"project_id": owner})
 
     # -- helpers -----------------------------------------------------------------------------
+
+    async def _queue_tag(self, project_id: int, tag: str, commit_sha: str) -> None:
+        await self._enqueue(INGEST_TAG, {"project_id": project_id, "tag": tag, "commit_sha": commit_sha})
+
+    async def _is_monorepo(self, project: Project) -> bool:
+        """Whether the project releases several modules: declared in config, or (its path holding
+        no module) owning modules that are not the module its path once named (a project renamed
+        away from ``terraform-PROVIDER-NAME`` owns the module of its old path, which it leaves)."""
+        if self._monorepos.declared(project):
+            return True
+        if self._naming.module_for(project.namespace_path, project.path) is not None:
+            return False
+        owned = [r for r in await self._owned_modules() if r.owner == Owner.gitlab(project.id)]
+        return bool(owned) and not any(self._named_by_path(record) for record in owned)
+
+    def _named_by_path(self, record: ModuleRecord) -> bool:
+        """Whether the module is the one the path of its project's recorded URL names."""
+        base = self._settings.url.rstrip("/") + "/"
+        url = record.source_url or ""
+        if not url.lower().startswith(base.lower()):
+            return False
+        namespace_path, _, path = url[len(base) :].strip("/").rpartition("/")
+        return self._naming.module_for(namespace_path, path) == record.address
 
     def _releases(self, project: Project, tag: str) -> list[TagRelease]:
         return self._naming.releases_for_tag(project.namespace_path, project.path, tag)
@@ -332,8 +380,10 @@ class GitLabSync:
         return list(found.values())
 
 
-def _strip(raw: Path, clean: Path, limits: ArchiveLimits) -> tuple[str, int]:
+def _strip(raw: Path, clean: Path, subdirectory: str, limits: ArchiveLimits) -> tuple[str, int]:
     with raw.open("rb") as src, clean.open("wb") as dst:
+        if subdirectory:
+            return extract_subtree(src, dst, subdirectory, limits)
         return strip_top_level_directory(src, dst, limits)
 
 
