@@ -178,7 +178,7 @@ class FakeGitLab:
                 sha = project.tags.get(wanted) or (wanted if wanted in project.commits else None)
                 if sha is None:
                     return _not_found("Ref")
-                top = f"{project.path}-{wanted}-{sha}"
+                top = f"{project.path}-{wanted.replace('/', '-')}-{sha}"  # GitLab's: a ref's "/" as "-"
                 return web.Response(body=build_archive(top, sha, project.commits[sha]),
                                     headers={"Content-Type": "application/octet-stream",
                                              "Content-Disposition": f'attachment; filename="{top}.tar.gz"'})

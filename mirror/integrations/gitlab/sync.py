@@ -157,9 +157,14 @@ class GitLabSync:
         are revoked."""
         project_id = int(payload["project_id"])
         project = await self._project_or_none(project_id)
-        if project is not None and await self._is_monorepo(project):
+        if project is None or await self._is_monorepo(project):
+            # a monorepo's modules, or every module of a project that is gone
             owned = [r for r in await self._owned_modules() if r.owner == Owner.gitlab(project_id)]
-            await self._monorepos.sync(project, owned, self._queue_tag)
+            if project is not None:
+                await self._monorepos.sync(project, owned, self._queue_tag)
+                return
+            for record in owned:
+                await self._follow(record, None, Owner.gitlab(project_id))
             return
         address = self._naming.module_for(project.namespace_path, project.path) if project is not None else None
         source = Owner.gitlab(project_id)
