@@ -19,12 +19,9 @@ as GitLab's ``git archive`` produces them.
 from __future__ import annotations
 
 import collections
-import gzip
-import io
 import itertools
 import json
 import secrets
-import tarfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,8 +32,9 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from tests.fake_github import build_tarball
+
 ZERO_SHA = "0" * 40
-_COMMIT_TIME = 1_700_000_000
 
 
 @dataclass
@@ -225,25 +223,9 @@ def _tag_json(name: str, sha: str) -> dict[str, Any]:
 
 
 def build_archive(top: str, sha: str, files: dict[str, bytes]) -> bytes:
-    """A ``tar.gz`` as GitLab's archive API serves it: a pax global header naming the commit, then
-    everything under the one directory ``top``, directories before their contents."""
-    directories = {top} | {f"{top}/{'/'.join(p.split('/')[:n])}" for p in files for n in range(1, p.count("/") + 1)}
-    out = io.BytesIO()
-    with (
-        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": sha}) as tar,
-    ):
-        entries = [(name, None) for name in directories] + [(f"{top}/{path}", data) for path, data in files.items()]
-        for name, data in sorted(entries, key=lambda entry: entry[0]):
-            info = tarfile.TarInfo(name)
-            info.mtime = _COMMIT_TIME
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+    """A ``tar.gz`` as GitLab's archive API serves it: ``git archive``'s shape, as GitHub's tarball
+    (a pax global header naming the commit, then everything under the one directory ``top``)."""
+    return build_tarball(top, sha, files)
 
 
 # Group webhooks -------------------------------------------------------------------------------
