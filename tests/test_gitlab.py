@@ -23,17 +23,9 @@ from mirror.integrations.gitlab.sync import POLL
 from tests.conftest import Registry
 from tests.fake_gitlab import FakeGitLab, FakeProject, delivery, project_event_payload, tag_push_payload
 from tests.live import eventually, write_config
+from tests.test_github import module_files
 
 WEBHOOK_TOKEN = "gitlab-webhook-token-for-tests"
-MAIN_TF = b'variable "name" {\n  default = "x"\n}\noutput "id" {\n  value = "%s-${var.name}"\n}\n'
-
-
-def module_files(marker: str) -> dict[str, bytes]:
-    return {
-        "main.tf": MAIN_TF % marker.encode(),
-        "modules/sub/main.tf": b'output "sub" {\n  value = 1\n}\n',
-        "README.md": f"# Module {marker}\n".encode(),
-    }
 
 
 @dataclass

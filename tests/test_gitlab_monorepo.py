@@ -18,7 +18,8 @@ from mirror.integrations.gitlab.settings import parse_settings
 from mirror.integrations.gitlab.sync import POLL
 from tests.fake_gitlab import FakeGitLab, FakeProject, project_event_payload, tag_push_payload
 from tests.live import toml_value, write_config
-from tests.test_gitlab import MAIN_TF, GitLabWorld, gitlab_table, sections
+from tests.test_github import MAIN_TF
+from tests.test_gitlab import GitLabWorld, gitlab_table, sections
 
 CONFIG_MODULES = [
     {"path": "modules/vpc", "name": "vpc", "provider": "aws"},
