@@ -170,3 +170,23 @@ async def test_without_oidc_the_routes_are_not_found_pages(registry):
         assert response.status == 404 and "not configured" in await response.text()
     login = await registry.client.get("/login")
     assert "oidc-login" not in await login.text()
+
+
+async def test_terraform_login_for_a_person_takes_a_grant_of_theirs(site, provider):
+    oauth = {
+        "client_id": "terraform-cli", "redirect_uri": "http://localhost:10000/login", "response_type": "code",
+        "code_challenge": "A" * 43, "code_challenge_method": "S256", "state": "xyz",
+    }  # fmt: skip
+    await _sign_in(site, provider, email="bo@example.com", groups=["visitors"])
+    page = await site.get("/oauth/authorize", params=oauth)
+    assert page.status == 200 and "with no access to any namespace" in await page.text()
+    refused = await site.post("/oauth/authorize", data={**oauth, "decision": "allow"}, allow_redirects=False)
+    assert refused.status == 403 and "has no grant on this registry" in await refused.text()
+    site.session.cookie_jar.clear()
+    await _sign_in(site, provider, email="ana@example.com", groups=["platform"])
+    beyond = await site.post(
+        "/oauth/authorize", data={**oauth, "decision": "allow", "namespace": "other", "scope": "read"}, allow_redirects=False
+    )
+    assert beyond.status == 403
+    allowed = await site.post("/oauth/authorize", data={**oauth, "decision": "allow"}, allow_redirects=False)
+    assert allowed.status == 303 and allowed.headers["Location"].startswith("http://localhost:10000/login?code=")

@@ -145,7 +145,9 @@ def check_authorize(params: Mapping[str, str]) -> AuthorizeRequest:
 
 def check_choice(creator: TokenRecord, namespace: str, scope: str) -> tuple[str, Scope]:
     """The grant a person chose, within the signing-in token's; BadRequest or Forbidden."""
-    first_namespace, first_scope = grants_of(creator)[0] if grants_of(creator) else ("", "read")
+    if not grants_of(creator):
+        raise Forbidden(f"{creator.person or 'this person'} has no grant on this registry: ask an administrator")
+    first_namespace, first_scope = grants_of(creator)[0]
     namespace = namespace.strip() or first_namespace
     scope = scope.strip() or first_scope
     if scope not in SCOPES:
