@@ -22,7 +22,6 @@ import collections
 import itertools
 import json
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from tests.fake_github import build_tarball
+from tests.live import serve_in_thread
 
 ZERO_SHA = "0" * 40
 
@@ -273,34 +273,9 @@ def project_event_payload(project: FakeProject, event_name: str, *, old_path: st
 @contextmanager
 def run_in_thread(fake: FakeGitLab) -> Iterator[str]:
     """Serve ``fake`` on 127.0.0.1 in a thread of its own (for a live ``mirror serve``); its URL."""
-    import asyncio
-
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        runner = web.AppRunner(fake.app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        state["port"] = runner.addresses[0][1]
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10), "the fake GitLab did not start"
-    url = f"http://127.0.0.1:{state['port']}"
-    fake.base = url
-    try:
+    with serve_in_thread(fake.app, "the fake GitLab") as url:
+        fake.base = url
         yield url
-    finally:
-        state["loop"].call_soon_threadsafe(state["loop"].stop)
-        thread.join(10)
 
 
 def encoded(path: str) -> str:

@@ -16,12 +16,9 @@ its own, and each installed module directory holds that module's files only.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +26,9 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import pytest
-from aiohttp import web
 
 from tests.fake_github import FakeGitHub, create_tag_payload, installation_payload, webhook_delivery
-from tests.live import MirrorServer, free_port, run_cli, write_config
+from tests.live import MirrorServer, free_port, run_cli, serve_in_thread, write_config
 from tests.terraform import TERRAFORM_1_0, TERRAFORM_1_15, Terraform, base_env, cli_config, installed_modules
 
 pytestmark = pytest.mark.terraform
@@ -110,35 +106,6 @@ def repository_files(marker: str, mapping: bytes) -> dict[str, bytes]:
     }
 
 
-@contextmanager
-def serve_in_thread(app: web.Application) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 from a thread with its own event loop; its URL."""
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        state["port"] = runner.addresses[0][1]
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10), "the stand-in GitHub did not start"
-    try:
-        yield f"http://127.0.0.1:{state['port']}"
-    finally:
-        state["loop"].call_soon_threadsafe(state["loop"].stop)
-        thread.join(10)
-
-
 @dataclass
 class Live:
     server: MirrorServer
@@ -186,7 +153,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     key_file = tmp / "app.pem"
     key_file.write_text(fake.private_key_pem)
 
-    with serve_in_thread(fake.app) as api_url:
+    with serve_in_thread(fake.app, "the stand-in GitHub") as api_url:
         port = free_port()
         data = tmp / "data"
         config_file = write_config(
