@@ -257,6 +257,7 @@ async def test_deprecate_revoke_and_delete_through_the_provider_page(registry, r
     assert refused.status == 403 and refused.content_type == "text/html"
     page = await html(registry, "/providers/acme/example/1.0.0", 200, headers=cookie(publisher))
     assert 'id="deprecate-form"' in page and 'id="delete-form"' not in page  # publish: no delete
+    assert "A version of this provider" in page and "A version of this module" not in page
     other_site = await registry.client.post(
         "/providers/acme/example/1.0.0/deprecate", data={"reason": "x"},
         headers={**cookie(publisher), "Origin": "https://evil.example.com"}, allow_redirects=False,
