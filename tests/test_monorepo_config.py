@@ -18,6 +18,7 @@ from mirror.http.keys import STORE
 from tests.fake_github import FakeGitHub, create_tag_payload, delete_tag_payload, installation_payload
 from tests.live import write_config
 from tests.test_github import GitHubWorld, archive_names, github_sections
+from tests.test_monorepo import MAPPING_FILE
 
 #: a name that alone would make the repository the single module acme-corp/platform/aws
 PLATFORM = "terraform-aws-platform"
@@ -26,17 +27,6 @@ DECOY_MAPPING = b"""\
 [[modules]]
 path = "modules/vpc"
 name = "decoy"
-provider = "aws"
-"""
-INFRA_MAPPING = b"""\
-[[modules]]
-path = "modules/vpc"
-name = "vpc"
-provider = "aws"
-
-[[modules]]
-path = "modules/dns"
-name = "dns"
 provider = "aws"
 """
 PLATFORM_ENTRY = f"""
@@ -146,10 +136,10 @@ async def test_a_config_entry_maps_the_tags_of_a_declared_repository(declared: G
 async def test_an_entry_without_modules_reads_the_file_and_is_backfilled(declared: GitHubWorld):
     world, fake = declared, declared.fake
     fake.add_repository("acme-corp", "infra", installation_id=7)
-    fake.add_tag("acme-corp", "infra", "vpc/v1.0.0", repository_files("infra", INFRA_MAPPING))
-    fake.add_tag("acme-corp", "infra", "dns-v0.2.0", repository_files("infra", INFRA_MAPPING))
+    fake.add_tag("acme-corp", "infra", "vpc/v1.0.0", repository_files("infra", MAPPING_FILE))
+    fake.add_tag("acme-corp", "infra", "dns-v0.2.0", repository_files("infra", MAPPING_FILE))
     fake.add_repository("acme-corp", "website", installation_id=7)  # neither declared nor a module's name
-    fake.add_tag("acme-corp", "website", "vpc/v9.0.0", repository_files("website", INFRA_MAPPING))
+    fake.add_tag("acme-corp", "website", "vpc/v9.0.0", repository_files("website", MAPPING_FILE))
 
     assert (await world.deliver("installation", installation_payload(fake, "created", 7))).status == 202
     await world.settle()
