@@ -153,9 +153,15 @@ class JobQueue:
                 await asyncio.sleep(DRAIN_POLL_SECONDS)
 
     async def _has_work(self) -> bool:
-        # Queued before running: a job only moves queued -> running -> done, and follow-up jobs are
-        # queued while their parent still runs, so this order cannot miss work between the reads.
-        return bool(await self._store.list_jobs("queued", limit=1) or await self._store.list_jobs("running", limit=1))
+        # Queued, running, then queued again: follow-up jobs are queued while their parent still
+        # runs (the first two reads see one of them), and a failed attempt goes back from running
+        # to queued with a backoff (the last read sees a job that left "running" between the reads).
+        store = self._store
+        return bool(
+            await store.list_jobs("queued", limit=1)
+            or await store.list_jobs("running", limit=1)
+            or await store.list_jobs("queued", limit=1)
+        )
 
     # -- workers -----------------------------------------------------------------------------
 
